@@ -1,0 +1,206 @@
+"""Configuration: frozen dataclasses, layered defaults < tvcaption.toml < env < flags.
+
+Every field here appears, documented, at its default in the repository's ``tvcaption.toml``.
+Environment variables override a field as ``TVCAPTION_<SECTION>__<FIELD>`` (for example
+``TVCAPTION_DATABASE__URL``). Command-line flags override last, through :func:`with_overrides`.
+This module imports nothing heavy: ``tvcaption --help`` loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tvcaption.errors import TvcaptionError
+
+CONFIG_ENV = "TVCAPTION_CONFIG"
+CONFIG_NAME = "tvcaption.toml"
+
+
+class ConfigError(TvcaptionError, ValueError):
+    """A user error in the configuration file or environment (one clear line)."""
+
+
+@dataclass(frozen=True)
+class ScenesConfig:
+    detector: str = "adaptive"  # adaptive | content | threshold | hash | histogram
+    threshold: float | None = None  # None: the detector's own default
+    min_scene_len: float = 0.6  # seconds; shorter cuts are merged
+    max_scene_len: float = 20.0  # seconds; longer scenes are split evenly so a caption stays watchable
+    downscale: int = 0  # 0: PySceneDetect's automatic downscale for the frame size
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    backbone: str = "efficientnet_lite0"  # efficientnet_lite0 | resnet152
+    resnet152_weights: str = ""  # path to torchvision ResNet-152 ImageNet weights (.pth); required for resnet152
+    global_descriptor: str = "mean"  # e(V): mean | meanmax (from the 2D backbone)
+    batch_size: int = 32  # frames per CNN forward pass
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads on CPU; 0 = all cores
+    cache_dir: str = "features"  # feature cache for training, relative to the config file
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "models/synthtv-lstap"  # checkpoint stem (.safetensors + .json); relative to the config file
+    frames: int = 0  # frames sampled per scene; 0 = what the checkpoint was trained with
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    beam_size: int = 3  # 1 = greedy
+    max_len: int = 30  # words
+    length_penalty: float = 1.0  # beam score = log p / len**length_penalty
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///tvcaption.db"  # relative SQLite paths resolve next to the config file
+    claim_timeout: float = 600.0  # seconds before a dead worker's claim on a recording is released
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    extensions: tuple[str, ...] = (
+        ".ts", ".m2ts", ".mts", ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mxf", ".mpg", ".mpeg", ".webm",
+    )
+    recursive: bool = True
+    tags: int = 5  # ImageNet labels stored per scene
+    tag_min_score: float = 0.05  # tags below this probability are dropped
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-4
+    optimizer: str = "rmsprop"  # rmsprop (paper: decay 0.9, momentum 0, eps 1e-10) | adam
+    grad_clip: float = 5.0
+    dropout: float = 0.5
+    matching_weight: float = 0.4  # lambda in eq 28
+    margin: float = 0.2  # alpha in eq 27
+    max_words: int = 30
+    vocab_size: int = 15000
+    seed: int = 0
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    root: Path = Path(".")  # directory relative paths resolve against (the config file's folder)
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            rest = url[len(prefix):]
+            if not rest.startswith("/"):
+                return prefix + str(self.resolve(rest).absolute())
+        return url
+
+
+SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "root"}
+
+
+def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
+    """Convert a TOML or env value to the field's declared type."""
+    default = next(f for f in fields(cls) if f.name == name).default
+    if isinstance(value, str) and not isinstance(default, str):
+        if isinstance(default, bool):
+            low = value.strip().lower()
+            if low not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            return low in {"1", "true", "yes"}
+        if isinstance(default, tuple):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        try:
+            if isinstance(default, int):
+                return int(value)
+            if isinstance(default, float) or default is None:
+                return None if value.strip().lower() in {"", "none"} else float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _section(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}; see tvcaption.toml")
+    return cls(**{k: _coerce(cls, k, v, f"{where}.{k}") for k, v in values.items()})
+
+
+def find_config_file(explicit: str | Path | None = None) -> Path | None:
+    """The config file in force: --config, $TVCAPTION_CONFIG, or ./tvcaption.toml if present."""
+    for candidate in (explicit, os.environ.get(CONFIG_ENV)):
+        if candidate:
+            path = Path(candidate)
+            if not path.is_file():
+                raise ConfigError(f"{path}: config file not found; pass an existing tvcaption.toml")
+            return path
+    local = Path.cwd() / CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file, then TVCAPTION_<SECTION>__<FIELD> environment variables."""
+    env = dict(os.environ if env is None else env)
+    file = find_config_file(path)
+    raw: dict[str, dict[str, Any]] = {}
+    root = Path.cwd()
+    if file is not None:
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML ({exc})") from None
+        root = file.resolve().parent
+        unknown = set(raw) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(f"{file}: unknown section(s) {', '.join(sorted(unknown))}")
+    for key, value in env.items():
+        if not key.startswith("TVCAPTION_") or "__" not in key:
+            continue
+        section, _, name = key[len("TVCAPTION_"):].lower().partition("__")
+        if section not in SECTIONS:
+            raise ConfigError(f"{key}: unknown section {section!r}")
+        raw.setdefault(section, {})[name] = value
+    parts = {name: _section(cls, raw.get(name, {}), f"{file or 'env'}[{name}]")
+             for name, cls in ((f.name, f.default_factory) for f in fields(Config) if f.name != "root")}
+    return Config(**parts, root=root)
+
+
+def with_overrides(config: Config, section: str, **values: Any) -> Config:
+    """Flags win: replace the non-None values in one section."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return config
+    return replace(config, **{section: replace(getattr(config, section), **values)})
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    out.pop("root")
+    return out

@@ -1,0 +1,17 @@
+"""Errors a user can cause. Each message is one line naming the file (or thing) and the fix."""
+
+
+class TvcaptionError(Exception):
+    """Base class: the CLI prints ``error: <message>`` and exits non-zero, never a traceback."""
+
+
+class VideoError(TvcaptionError):
+    """A recording that cannot be read (missing, not a video, no video stream, corrupt)."""
+
+
+class CheckpointError(TvcaptionError):
+    """A model checkpoint that is missing, tampered with, or not a tvcaption checkpoint."""
+
+
+class DatabaseError(TvcaptionError):
+    """A database that cannot be opened, migrated or written."""
