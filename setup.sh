@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up tvcaption on a fresh Debian/Ubuntu machine: system tools, a virtualenv, the package.
+# Idempotent: a second run installs nothing new. Usage: ./setup.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v java >/dev/null || need_apt+=(default-jre-headless)            # METEOR + PTB tokenizer
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)                                                    # tests on PostgreSQL
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} with apt-get"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+fi
+.venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -e "^WARNING: Location" -e "^$" || true
+.venv/bin/python -c "import tvcaption, torch, decord, scenedetect; print('setup: ok, torch', torch.__version__)"

@@ -1,0 +1,41 @@
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from tvcaption.config import Config, ConfigError, as_dict, load_config, with_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_toml_lists_every_option_at_its_default():
+    shipped = load_config(REPO / "tvcaption.toml", env={})
+    assert as_dict(shipped) == as_dict(Config())
+    text = (REPO / "tvcaption.toml").read_text()
+    for section in fields(Config):
+        if section.name == "root":
+            continue
+        assert f"[{section.name}]" in text
+        for option in fields(section.default_factory):
+            assert f"{option.name} =" in text, f"{section.name}.{option.name} missing from tvcaption.toml"
+
+
+def test_layers_file_then_env_then_flags(tmp_path):
+    cfg = tmp_path / "tvcaption.toml"
+    cfg.write_text('[decoding]\nbeam_size = 5\n[database]\nurl = "sqlite:///x.db"\n')
+    c = load_config(cfg, env={"TVCAPTION_DECODING__MAX_LEN": "12", "TVCAPTION_INDEX__RECURSIVE": "false"})
+    assert c.decoding.beam_size == 5 and c.decoding.max_len == 12 and c.index.recursive is False
+    assert c.database_url == f"sqlite:///{tmp_path / 'x.db'}"
+    c = with_overrides(c, "decoding", beam_size=1, max_len=None)
+    assert c.decoding.beam_size == 1 and c.decoding.max_len == 12
+
+
+def test_bad_config_is_one_clear_line(tmp_path):
+    cfg = tmp_path / "tvcaption.toml"
+    cfg.write_text("[decoding]\nbeam = 5\n")
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_config(cfg, env={})
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(None, env={"TVCAPTION_DECODING__BEAM_SIZE": "five"})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml", env={})

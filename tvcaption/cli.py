@@ -1,0 +1,220 @@
+"""The ``tvcaption`` command line: each command parses, loads config, calls one library function, prints.
+
+Heavy modules (torch, decord, scenedetect) are imported inside the commands that need them, so
+``tvcaption --help`` and ``tvcaption search`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from tvcaption.config import Config, load_config, with_overrides
+from tvcaption.errors import TvcaptionError
+
+app = typer.Typer(
+    help="Describe, index and search TV recordings with scene captions (L-STAP).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="tvcaption.toml to use (default: ./tvcaption.toml).")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL; overrides [database] url.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def friendly(fn: Callable) -> Callable:
+    """User errors end in one line on stderr and exit 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TvcaptionError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _config(path: Path | None, db: str | None = None) -> Config:
+    config = load_config(path)
+    return with_overrides(config, "database", url=db)
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def timecode(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+@app.command()
+@friendly
+def caption(
+    video: Annotated[Path, typer.Argument(help="A recording (MPEG-TS, MP4, MKV, MXF, AVI, ...).")],
+    model: Annotated[Optional[Path], typer.Option(help="Checkpoint stem; overrides [model] path.")] = None,
+    beam_size: Annotated[Optional[int], typer.Option(help="Beam width (1 = greedy).")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Split one recording into scenes and caption each scene."""
+    from tvcaption.pipeline import caption_recording
+
+    cfg = _config(config)
+    cfg = with_overrides(cfg, "model", path=str(model) if model else None)
+    cfg = with_overrides(cfg, "decoding", beam_size=beam_size)
+    result = caption_recording(video, cfg, progress=not as_json)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{video} ({timecode(result.duration)})")
+    table.add_column("#", justify="right")
+    table.add_column("start")
+    table.add_column("end")
+    table.add_column("caption")
+    table.add_column("tags", style="dim")
+    for i, scene in enumerate(result.scenes, 1):
+        table.add_row(str(i), timecode(scene.start), timecode(scene.end), scene.caption, ", ".join(scene.tags[:3]))
+    out.print(table)
+
+
+@app.command()
+@friendly
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Recordings or folders to index.")],
+    reindex: Annotated[bool, typer.Option(help="Index again even when already done with the same model.")] = False,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Index recordings: scenes, captions and tags into the database (skips what is already done)."""
+    from tvcaption.pipeline import index_paths, print_summary
+
+    cfg = _config(config, db)
+    report = index_paths(paths, cfg, reindex=reindex, console=err)
+    print_summary(report, out)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def search(
+    query: Annotated[str, typer.Argument(help="Words to find in captions and tags (plain text, not SQL).")],
+    limit: Annotated[int, typer.Option(help="At most this many results.")] = 20,
+    recording: Annotated[Optional[str], typer.Option(help="Only this recording (its path).")] = None,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Find the moments whose captions or tags match QUERY, best first."""
+    from tvcaption.db.search import search as run_search
+    from tvcaption.db.store import connect
+
+    cfg = _config(config, db)
+    hits = run_search(connect(cfg.database_url), query, limit=limit, recording=recording)
+    if as_json:
+        _print_json([{"recording": h.recording, "start": h.start, "end": h.end, "caption": h.caption,
+                      "tags": list(h.tags), "score": h.score} for h in hits])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(hits)} result(s) for {query!r}")
+    for col in ("recording", "time", "caption", "tags", "score"):
+        table.add_column(col)
+    for h in hits:
+        table.add_row(h.recording, f"{timecode(h.start)}-{timecode(h.end)}", h.caption, ", ".join(h.tags[:3]),
+                      f"{h.score:.3f}")
+    out.print(table)
+
+
+class ExportFormat(str, Enum):
+    srt = "srt"
+    vtt = "vtt"
+    json = "json"
+
+
+@app.command()
+@friendly
+def export(
+    recording: Annotated[Optional[str], typer.Argument(help="Recording path as indexed.")] = None,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="srt, vtt (WebVTT descriptions) or json.")] = ExportFormat.srt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files.")] = Path("."),
+    all_: Annotated[bool, typer.Option("--all", help="Export every indexed recording.")] = False,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a recording's scene captions as SRT, WebVTT or JSON."""
+    from tvcaption.db.store import connect
+    from tvcaption.export import export_all, export_recording
+
+    if not all_ and recording is None:
+        raise TvcaptionError("export: name a RECORDING or pass --all")
+    cfg = _config(config, db)
+    engine = connect(cfg.database_url)
+    written = export_all(engine, fmt.value, out_dir) if all_ else [export_recording(engine, recording, fmt.value, out_dir)]
+    for path in written:
+        out.print(str(path))
+
+
+@db_app.command("upgrade")
+@friendly
+def db_upgrade(revision: str = "head", db: DbOpt = None, config: ConfigOpt = None) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    from tvcaption.db.migrate import current, upgrade
+
+    cfg = _config(config, db)
+    upgrade(cfg.database_url, revision)
+    out.print(f"at revision {current(cfg.database_url)}")
+
+
+@db_app.command("downgrade")
+@friendly
+def db_downgrade(revision: str, db: DbOpt = None, config: ConfigOpt = None) -> None:
+    """Migrate the database down to REVISION (e.g. -1 or base)."""
+    from tvcaption.db.migrate import current, downgrade
+
+    cfg = _config(config, db)
+    downgrade(cfg.database_url, revision)
+    out.print(f"at revision {current(cfg.database_url)}")
+
+
+@db_app.command("current")
+@friendly
+def db_current(db: DbOpt = None, config: ConfigOpt = None) -> None:
+    """Print the database's current migration revision."""
+    from tvcaption.db.migrate import current
+
+    cfg = _config(config, db)
+    out.print(current(cfg.database_url) or "empty (no migrations applied)")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
