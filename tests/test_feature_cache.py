@@ -1,0 +1,148 @@
+"""The on-disk feature cache: fp16 round trip, resume after interruption, invalidation."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from tvcaption.features import Backbone, CacheKey, FeatureCache, build_cache, extract, remove_stale
+
+FRAMES = 3
+
+
+def tiny_backbone(weights: str = "tiny-1") -> Backbone:
+    """A real Backbone with a one-layer trunk: 224x224 -> 7x7x8, deterministic."""
+    torch.manual_seed(0)
+    trunk = torch.nn.Conv2d(3, 8, kernel_size=32, stride=32)
+    head = torch.nn.Linear(8, 1000)
+    backbone = Backbone("tiny", trunk, head, channels=8, mean=(0.5,) * 3, std=(0.5,) * 3, weights_id=weights)
+    return backbone.eval().requires_grad_(False)
+
+
+def fake_frames(path: str, frames: int) -> np.ndarray:
+    """Deterministic frames per 'video path' (no decoding)."""
+    seed = sum(path.encode())
+    return np.random.default_rng(seed).integers(0, 256, (frames, 48, 64, 3), dtype=np.uint8)
+
+
+class Reader:
+    def __init__(self, fail_at: str | None = None) -> None:
+        self.fail_at = fail_at
+        self.calls: list[str] = []
+
+    def __call__(self, path: str, frames: int) -> np.ndarray:
+        if path == self.fail_at:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C while this clip decoded
+        self.calls.append(path)
+        return fake_frames(path, frames)
+
+
+CLIPS = [f"clip{i}" for i in range(6)]
+PATHS = [f"/videos/{c}.mp4" for c in CLIPS]
+
+
+def key(**changes) -> CacheKey:
+    fields = dict(backbone="tiny", weights="tiny-1", frames=FRAMES, image_size=224, channels=8)
+    return CacheKey(**{**fields, **changes})
+
+
+def test_values_round_trip_in_fp16(tmp_path) -> None:
+    cache = FeatureCache.open(tmp_path, ["a", "b"], key())
+    assert list(cache.missing()) == [0, 1] and not cache.complete
+    feats = np.random.default_rng(1).normal(0, 3, (FRAMES, 7, 7, 8)).astype(np.float32)
+    cache.write(1, torch.from_numpy(feats))
+    cache.flush()
+    again = FeatureCache.open(tmp_path, ["a", "b"], key())
+    assert again.path == cache.path and list(again.missing()) == [0]
+    out = again.read([1])
+    assert out.dtype == np.float16 and out.shape == (1, FRAMES, 7, 7, 8)
+    np.testing.assert_array_equal(out[0], feats.astype(np.float16))
+    with pytest.raises(ValueError, match="'a'"):
+        again.read([0, 1])
+    with pytest.raises(ValueError, match="expected"):
+        again.write(0, np.zeros((FRAMES, 7, 7, 9)))
+
+
+def test_unflushed_writes_are_not_done(tmp_path) -> None:
+    cache = FeatureCache.open(tmp_path, ["a", "b"], key())
+    cache.write(0, np.ones((FRAMES, 7, 7, 8)))
+    del cache  # a crash before flush
+    assert list(FeatureCache.open(tmp_path, ["a", "b"], key()).missing()) == [0, 1]
+
+
+def test_build_resumes_after_interruption(tmp_path) -> None:
+    backbone = tiny_backbone()
+    first = Reader(fail_at=PATHS[3])
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, batch_size=FRAMES, read=first)
+    cache = FeatureCache.open(tmp_path, CLIPS, CacheKey.for_backbone(backbone, FRAMES))
+    assert list(cache.missing()) == [3, 4, 5]  # clips 0-2 were flushed on the way out
+
+    second = Reader()
+    cache = build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, batch_size=2 * FRAMES, read=second)
+    assert sorted(second.calls) == PATHS[3:]  # only the missing clips were decoded again (in threads)
+    assert cache.complete
+    expected = extract(backbone, np.concatenate([fake_frames(p, FRAMES) for p in PATHS]), 8)
+    expected = expected.reshape(len(CLIPS), FRAMES, 7, 7, 8).numpy().astype(np.float16)
+    np.testing.assert_allclose(cache.read(range(len(CLIPS))).astype(np.float32), expected.astype(np.float32), atol=2e-3)
+
+    third = Reader()  # everything cached: no decoding at all
+    build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, read=third)
+    assert third.calls == []
+
+
+def test_key_changes_invalidate(tmp_path) -> None:
+    base = FeatureCache.open(tmp_path, CLIPS, key())
+    base.write(0, np.zeros((FRAMES, 7, 7, 8)))
+    base.flush()
+    variants = [
+        FeatureCache.open(tmp_path, CLIPS, key(frames=FRAMES + 1)),
+        FeatureCache.open(tmp_path, CLIPS, key(weights="tiny-2")),
+        FeatureCache.open(tmp_path, CLIPS, key(backbone="other")),
+        FeatureCache.open(tmp_path, CLIPS, key(image_size=256)),
+        FeatureCache.open(tmp_path, CLIPS[:-1], key()),
+        FeatureCache.open(tmp_path, CLIPS[::-1], key()),
+    ]
+    assert len({v.path for v in variants} | {base.path}) == len(variants) + 1
+    assert all(len(v.missing()) == len(v) for v in variants)
+    assert variants[0].shape == (len(CLIPS), FRAMES + 1, 7, 7, 8)
+    assert list(FeatureCache.open(tmp_path, CLIPS, key()).missing()) == [1, 2, 3, 4, 5]
+    removed = remove_stale(tmp_path, base)
+    assert len(removed) == len(variants) and [p.name for p in tmp_path.iterdir()] == [base.path.name]
+
+
+def test_a_damaged_cache_is_rebuilt(tmp_path) -> None:
+    cache = FeatureCache.open(tmp_path, ["a"], key())
+    cache.write(0, np.ones((FRAMES, 7, 7, 8)))
+    cache.flush()
+    (cache.path / "features.npy").write_bytes(b"not an array")
+    again = FeatureCache.open(tmp_path, ["a"], key())
+    assert list(again.missing()) == [0]
+
+
+def test_cache_pickles_for_dataloader_workers(tmp_path) -> None:
+    cache = FeatureCache.open(tmp_path, ["a", "b"], key())
+    cache.write(0, np.full((FRAMES, 7, 7, 8), 2.5))
+    with pytest.raises(RuntimeError, match="flush"):
+        pickle.dumps(cache)
+    cache.flush()
+    cache.read([0])
+    clone = pickle.loads(pickle.dumps(cache))
+    assert float(clone.read(0)[0, 0, 0, 0, 0]) == 2.5
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tvcaption.video") is None, reason="tvcaption.video not written yet")
+def test_build_from_real_msvd_clips(shared_data, tmp_path) -> None:
+    videos = sorted((shared_data / "captioned" / "msvd").glob("*.avi"))[:2]
+    if len(videos) < 2:
+        pytest.skip("MSVD clips not found")
+    backbone = tiny_backbone()
+    ids = [v.stem for v in videos]
+    cache = build_cache(ids, [str(v) for v in videos], backbone, 2, tmp_path, progress=False)
+    assert cache.complete and cache.shape == (2, 2, 7, 7, 8)
+    feats = cache.read([0, 1]).astype(np.float32)
+    assert np.isfinite(feats).all() and not np.allclose(feats[0], feats[1])
