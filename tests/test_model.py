@@ -1,0 +1,280 @@
+"""The L-STAP model against its equations (paper eqs 1-28), on tiny dims."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from tvcaption.model import CaptionModel, ModelDims, pad_tokens
+from tvcaption.model.matching import ranking_loss
+from tvcaption.vocab import Vocab
+
+B, T, GRID, C, G = 2, 3, 7, 6, 5
+
+
+def tiny(**kw) -> ModelDims:
+    base = dict(feature_dim=C, grid=GRID, global_dim=G, hidden=8, attention=4, embedding=5, vocab_size=11, frames=T)
+    return ModelDims(**{**base, **kw})
+
+
+def features(seed: int = 0, batch: int = B, frames: int = T) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, frames, GRID, GRID, C, generator=g), torch.randn(batch, G, generator=g)
+
+
+def hand_encoder(enc, local, glob, pooling):
+    """Eqs 1-12 written out position by position, one frame at a time, from the raw weights."""
+    H = enc.dims.hidden
+    W_x, b_x, W_h = enc.x_proj.weight, enc.x_proj.bias, enc.h_proj.weight
+    h = torch.tanh(glob @ enc.init_h.weight.T + enc.init_h.bias)  # eq 12
+    c = torch.tanh(glob @ enc.init_c.weight.T + enc.init_c.bias)  # eq 11
+    x = local.reshape(local.shape[0], local.shape[1], -1, local.shape[-1])
+    P = x.shape[2]
+    states, alphas = [], []
+    for t in range(x.shape[1]):
+        h_loc, c_loc, scores = [], [], []
+        for p in range(P):
+            xp = x[:, t, p]
+            z = xp @ W_x.T + b_x + h @ W_h.T
+            i, f, g, o = (z[:, k * H:(k + 1) * H] for k in range(4))  # eqs 1-3, then 4-5
+            cp = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            c_loc.append(cp)
+            h_loc.append(torch.sigmoid(o) * torch.tanh(cp))
+            if pooling == "att":  # eq 9
+                a = torch.tanh(xp @ enc.att_x.weight.T + enc.att_x.bias + h @ enc.att_h.weight.T)
+                scores.append((a @ enc.att_w.weight.T).squeeze(-1))
+        if pooling == "att":
+            s = torch.stack(scores, 1)
+            alpha = torch.exp(s) / torch.exp(s).sum(1, keepdim=True)  # eq 10
+        else:
+            alpha = torch.full((x.shape[0], P), 1.0 / P)  # eq 8
+        h = sum(alpha[:, p:p + 1] * h_loc[p] for p in range(P))  # eq 7
+        c = sum(alpha[:, p:p + 1] * c_loc[p] for p in range(P))  # eq 6
+        states.append(h)
+        alphas.append(alpha)
+    return torch.stack(states, 1), h, c, torch.stack(alphas, 1)
+
+
+# --- encoder, eqs 1-12 ---------------------------------------------------------------------------
+
+def test_initial_state_is_tanh_of_linear_in_global_descriptor():
+    model = CaptionModel(tiny())
+    _, glob = features()
+    h0, c0 = model.encoder.initial_state(glob)
+    enc = model.encoder
+    torch.testing.assert_close(h0, torch.tanh(glob @ enc.init_h.weight.T + enc.init_h.bias))
+    torch.testing.assert_close(c0, torch.tanh(glob @ enc.init_c.weight.T + enc.init_c.bias))
+
+
+@pytest.mark.parametrize("pooling", ["avg", "att"])
+def test_encoder_matches_equations_computed_by_hand(pooling):
+    model = CaptionModel(tiny(pooling=pooling))
+    local, glob = features()
+    with torch.no_grad():
+        out = model.encode(local, glob)
+        states, h, c, alpha = hand_encoder(model.encoder, local, glob, pooling)
+    torch.testing.assert_close(out.states, states)
+    torch.testing.assert_close(out.h, h)
+    torch.testing.assert_close(out.c, c)
+    torch.testing.assert_close(out.alpha, alpha)
+    assert out.states.shape == (B, T, 8) and out.alpha.shape == (B, T, GRID * GRID)
+
+
+def test_avg_pooled_state_is_the_mean_of_the_local_states():
+    """One step with uniform alpha: h(1), c(1) are the plain means of the 49 local LSTM states."""
+    model = CaptionModel(tiny(pooling="avg"))
+    local, glob = features(frames=1)
+    enc = model.encoder
+    with torch.no_grad():
+        out = model.encode(local, glob)
+        h0, c0 = enc.initial_state(glob)
+        cell = torch.nn.LSTMCell(C, 8)  # PyTorch's own LSTM cell with the encoder's weights
+        cell.weight_ih.copy_(enc.x_proj.weight)
+        cell.bias_ih.copy_(enc.x_proj.bias)
+        cell.weight_hh.copy_(enc.h_proj.weight)
+        cell.bias_hh.zero_()
+        cells = [cell(local[:, 0, i, j], (h0, c0)) for i in range(GRID) for j in range(GRID)]
+    torch.testing.assert_close(out.h, torch.stack([h for h, _ in cells]).mean(0))
+    torch.testing.assert_close(out.c, torch.stack([c for _, c in cells]).mean(0))
+    torch.testing.assert_close(out.alpha, torch.full((B, 1, 49), 1 / 49))
+
+
+def test_attention_weights_sum_to_one_and_follow_the_previous_state():
+    model = CaptionModel(tiny(pooling="att"))
+    local, glob = features()
+    local[:, 1] = local[:, 0]  # the same frame twice: only h(t-1) differs between t=1 and t=2
+    with torch.no_grad():
+        alpha = model.encode(local, glob).alpha
+        alpha_other_init = model.encode(local, glob + 1.0).alpha
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(B, T))
+    assert (alpha > 0).all()
+    assert not torch.allclose(alpha[:, 0], alpha[:, 1], atol=1e-5)
+    assert not torch.allclose(alpha[:, 0], alpha_other_init[:, 0], atol=1e-5)
+
+
+def test_lrcn_baseline_is_a_standard_lstm_over_grid_means():
+    model = CaptionModel(tiny(pooling="mean"))
+    local, glob = features()
+    enc = model.encoder
+    lstm = torch.nn.LSTM(C, 8, batch_first=True)
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(enc.x_proj.weight)
+        lstm.bias_ih_l0.copy_(enc.x_proj.bias)
+        lstm.weight_hh_l0.copy_(enc.h_proj.weight)
+        lstm.bias_hh_l0.zero_()
+        h0, c0 = enc.initial_state(glob)
+        ref, (hT, cT) = lstm(local.mean(dim=(2, 3)), (h0[None], c0[None]))
+        out = model.encode(local, glob)
+    torch.testing.assert_close(out.states, ref)
+    torch.testing.assert_close(out.h, hT[0])
+    torch.testing.assert_close(out.c, cT[0])
+    assert not hasattr(enc, "att_x")
+
+
+def test_wrong_feature_shape_is_a_clear_error():
+    model = CaptionModel(tiny())
+    local, glob = features()
+    with pytest.raises(ValueError, match="local features"):
+        model.encode(local[..., :-1], glob)
+    with pytest.raises(ValueError, match="global descriptor"):
+        model.encode(local, glob[:, :-1])
+
+
+# --- decoder, eqs 13-25 --------------------------------------------------------------------------
+
+def test_decoder_starts_from_encoder_state_and_attention_sums_to_one_over_frames():
+    model = CaptionModel(tiny()).eval()
+    local, glob = features()
+    tokens, _ = pad_tokens([[1, 4, 5, 6, 2], [1, 7, 2]])
+    with torch.no_grad():
+        enc = model.encode(local, glob)
+        state, memory = model.start(enc)
+        assert state.h is enc.h and state.c is enc.c  # eqs 13-14
+        logits, betas = model.decoder(enc, tokens[:, :-1])
+        assert betas.shape == (B, 4, T)
+        torch.testing.assert_close(betas.sum(-1), torch.ones(B, 4))
+        stepped = []
+        for l in range(4):  # teacher forcing equals step-by-step decoding
+            out = model.step(tokens[:, l], state, memory)
+            state = out.state
+            stepped.append(out.logits)
+            torch.testing.assert_close(out.beta, betas[:, l])
+        # eq 16 by hand at l = 1, from h^d(0) = h(T)
+        d = model.decoder
+        s = torch.tanh(enc.states @ d.att_e.weight.T + d.att_e.bias + (enc.h @ d.att_h.weight.T)[:, None]) @ d.att_w.weight.T
+        torch.testing.assert_close(betas[:, 0], torch.softmax(s.squeeze(-1), -1))
+    torch.testing.assert_close(torch.stack(stepped, 1), logits)
+    torch.testing.assert_close(model(local, glob, tokens), logits)
+
+
+# --- losses, eqs 26-28 ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pooling", ["att", "avg", "mean"])
+def test_every_parameter_gets_a_gradient_from_the_combined_loss(pooling):
+    model = CaptionModel(tiny(pooling=pooling, margin=2.0))  # margin 2: every hinge is active
+    local, glob = features(batch=3)
+    tokens, lengths = pad_tokens([[1, 4, 5, 6, 2], [1, 7, 2], [1, 8, 9, 2]])
+    model.loss(local, glob, tokens, lengths).total.backward()
+    names = {n for n, _ in model.named_parameters()}
+    assert ("encoder.att_x.weight" in names) == (pooling == "att")
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_ranking_loss_zero_when_pairs_beat_negatives_by_the_margin():
+    v = torch.eye(3, 4)  # matched pairs: cosine 1; negatives: cosine 0 < 1 - 0.2
+    assert ranking_loss(v, v.clone(), margin=0.2).item() == 0.0
+    assert ranking_loss(v, v.clone(), margin=1.5).item() > 0  # margin larger than the gap
+
+
+def test_ranking_loss_is_the_hardest_negative_both_ways():
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    video, sentence = torch.stack([e1, e2]), torch.stack([e1, e1])  # S = [[1, 1], [0, 0]]
+    # sentence negatives: V0 vs Y1: 0.2 - 1 + 1; V1 vs Y0: 0.2 - 0 + 0
+    # video negatives:    Y0 vs V1: [0.2 - 1 + 0]_+ = 0; Y1 vs V0: 0.2 - 0 + 1
+    loss = ranking_loss(video, sentence, margin=0.2)
+    torch.testing.assert_close(loss, torch.tensor((0.2 + 0.2 + 0.0 + 1.2) / 2))
+    assert ranking_loss(video, sentence, 0.2, groups=torch.tensor([7, 7])).item() == 0.0  # same clip: no negatives
+    assert ranking_loss(video[:1], sentence[:1], 0.2).item() == 0.0  # a batch of one has no negatives
+
+
+def test_caption_loss_ignores_padding_and_matches_cross_entropy():
+    model = CaptionModel(tiny(matching=False)).eval()
+    local, glob = features()
+    tokens, lengths = pad_tokens([[1, 4, 5, 6, 2], [1, 7, 2]])
+    padded = torch.cat([tokens, torch.zeros(B, 3, dtype=torch.long)], 1)
+    with torch.no_grad():
+        a, b = model.loss(local, glob, tokens, lengths), model.loss(local, glob, padded)
+        logits = model(local, glob, tokens)
+        logp = torch.log_softmax(logits, -1)
+        want = -(logp[0, torch.arange(4), tokens[0, 1:]].sum() + logp[1, torch.arange(2), tokens[1, 1:3]].sum()) / 6
+    torch.testing.assert_close(a.caption, want)
+    torch.testing.assert_close(b.caption, a.caption)
+    assert a.matching.item() == 0.0 and torch.equal(a.total, a.caption)
+    assert model.sentence is None and not any(n.startswith("sentence.") for n, _ in model.named_parameters())
+
+
+def test_sentence_embedding_is_taken_at_the_true_length():
+    model = CaptionModel(tiny())
+    words = torch.tensor([[4, 5, 2, 0, 0], [6, 7, 8, 9, 2]])
+    with torch.no_grad():
+        emb = model.decoder.embed(words)
+        psi = model.sentence(emb, torch.tensor([3, 5]))
+        alone = model.sentence(emb[:1, :3], torch.tensor([3]))
+    torch.testing.assert_close(psi[:1], alone)
+
+
+def test_total_loss_weights_matching_by_lambda():
+    model = CaptionModel(tiny(dropout=0.0, matching_weight=0.4))
+    local, glob = features()
+    tokens, lengths = pad_tokens([[1, 4, 5, 2], [1, 7, 2]])
+    losses = model.loss(local, glob, tokens, lengths)
+    torch.testing.assert_close(losses.total, losses.caption + 0.4 * losses.matching)
+    assert losses.matching.item() > 0
+
+
+# --- dims ----------------------------------------------------------------------------------------
+
+def test_dims_defaults_are_the_papers_and_round_trip():
+    d = ModelDims()
+    assert (d.hidden, d.attention, d.embedding, d.feature_dim, d.global_dim, d.frames) == (1024, 256, 300, 2048, 2048, 30)
+    assert (d.pooling, d.matching, d.dropout, d.margin, d.matching_weight) == ("att", True, 0.5, 0.2, 0.4)
+    assert ModelDims.from_dict(d.to_dict()) == d
+    assert ModelDims.from_dict({"margin": 1}).margin == 1.0
+    with pytest.raises(ValueError, match="unknown"):
+        ModelDims.from_dict({"hiden": 3})
+    with pytest.raises(ValueError, match="pooling"):
+        ModelDims(pooling="max")
+
+
+# --- end to end ----------------------------------------------------------------------------------
+
+def test_tiny_model_overfits_two_clips():
+    from tvcaption.decoding import DecodingOptions, decode
+
+    captions = ["a man is playing a guitar", "two brown dogs run on the beach"]
+    vocab = Vocab.build(captions)
+    dims = ModelDims(feature_dim=16, global_dim=8, hidden=48, attention=16, embedding=16,
+                     vocab_size=len(vocab), frames=4, dropout=0.1)
+    torch.manual_seed(0)
+    model = CaptionModel(dims)
+    g = torch.Generator().manual_seed(1)
+    local, glob = torch.randn(2, 4, 7, 7, 16, generator=g), torch.randn(2, 8, generator=g)
+    tokens, lengths = pad_tokens([vocab.encode(c) for c in captions])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    start = time.perf_counter()
+    first = None
+    for _ in range(300):
+        losses = model.loss(local, glob, tokens, lengths)
+        opt.zero_grad()
+        losses.total.backward()
+        opt.step()
+        first = first if first is not None else losses.caption.item()
+    assert time.perf_counter() - start < 60
+    assert losses.caption.item() < 0.01 * first, (first, losses.caption.item())
+    for beam in (1, 3):
+        got = [vocab.decode(ids) for ids in decode(model, local, glob, DecodingOptions(beam_size=beam))]
+        assert got == captions
+    assert model.training  # decode restored the caller's mode
