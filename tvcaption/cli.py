@@ -180,6 +180,38 @@ def export(
         out.print(str(path))
 
 
+class Background(str, Enum):
+    plain = "plain"
+    gradient = "gradient"
+    textured = "textured"
+    panning = "panning"
+    mixed = "mixed"
+
+
+@app.command()
+@friendly
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write SynthTV into (videos/ + videodatainfo.json).")],
+    train: Annotated[int, typer.Option(help="Training clips.")] = 10000,
+    val: Annotated[int, typer.Option(help="Validation clips.")] = 500,
+    test: Annotated[int, typer.Option(help="Test clips.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    background: Annotated[Background, typer.Option(help="Background difficulty.")] = Background.plain,
+    size: Annotated[int, typer.Option(help="Frame width and height in pixels.")] = 128,
+    broadcasts: Annotated[int, typer.Option(help="Also write this many long recordings of scenes joined by hard cuts.")] = 0,
+    broadcast_seconds: Annotated[float, typer.Option(help="Length of each broadcast in seconds.")] = 180.0,
+    workers: Annotated[int, typer.Option(help="Processes rendering clips.")] = 1,
+    videos: Annotated[bool, typer.Option(help="Write video files (--no-videos: annotations only).")] = True,
+) -> None:
+    """Generate SynthTV, a procedural video-captioning benchmark with ground-truth slots."""
+    from tvcaption.data import generate_synthtv
+
+    path = generate_synthtv(out_dir, train=train, val=val, test=test, seed=seed, background=background.value,
+                            size=size, broadcasts=broadcasts, broadcast_seconds=broadcast_seconds, workers=workers,
+                            progress=True, write_videos=videos)
+    out.print(f"SynthTV written to {path}")
+
+
 @db_app.command("upgrade")
 @friendly
 def db_upgrade(revision: str = "head", db: DbOpt = None, config: ConfigOpt = None) -> None:

@@ -85,6 +85,7 @@ class CaptionEngine:
         import numpy as np
         import torch
 
+        from tvcaption.decoding import decode_hypotheses
         from tvcaption.features import extract, global_descriptor, imagenet_labels
         from tvcaption.video import read_frames, sample_times
 
@@ -100,7 +101,9 @@ class CaptionEngine:
                 probs = self.backbone.classify(local).float().softmax(-1)
                 local = local.float().reshape(len(part), self.frames, *local.shape[1:])
                 glob = global_descriptor(self.descriptor, local)
-                texts, scores = self.captioner.caption(local, glob, self.options, with_scores=True)
+                hyps = decode_hypotheses(self.captioner.model, local, glob, self.options)
+                texts = [self.captioner.vocab.decode(h.tokens) for h in hyps]
+                scores = [h.logprob / (len(h.tokens) + 1) for h in hyps]
                 scene_probs = probs.reshape(len(part), self.frames, -1).mean(1)
                 tag_p, tag_i = scene_probs.topk(top, dim=-1)
             for s, text, score, tp, ti in zip(part, texts, scores, tag_p.tolist(), tag_i.tolist()):
