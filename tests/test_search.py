@@ -1,0 +1,158 @@
+"""Full-text search on both backends: stemming, ranking, tags, filters, hostile queries."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tvcaption.db.search import Hit, build_search, fts5_query, search
+from tvcaption.db.store import SceneRecord, Store, connect
+
+pytest_plugins = ["pg"]
+
+EXAMPLES = int(os.environ.get("TVCAPTION_HYPOTHESIS_EXAMPLES", "200"))
+
+NEWS = [  # (caption, tags)
+    ("a man sings on a stage", [("microphone", 0.7), ("stage", 0.2)]),
+    ("a dog plays in the park", [("golden retriever", 0.8), ("park bench", 0.1)]),
+    ("a woman walks in the park", [("dog", 0.3)]),
+    ("a news anchor talks about the weather", [("television", 0.5)]),
+    ("singers perform a song together", [("microphone", 0.4)]),
+]
+SPORT = [
+    ("a man sings the national anthem", [("stadium", 0.6)]),
+    ("players run on a football field", [("soccer ball", 0.9)]),
+    ("NOT AND OR NEAR café \"quoted\" * ^ : - + ( ) 日本語のテレビ", [("weird", 0.5)]),
+]
+
+
+def fill(store: Store, path: str, captions, status: str = "done") -> None:
+    claim = store.claim(path, f"hash-{path}", "w")
+    records = [SceneRecord(3.0 * i, 3.0 * i + 3.0, 75 * i, 75 * i + 75, text, -0.3, tags)
+               for i, (text, tags) in enumerate(captions)]
+    store.save_result(claim.recording_id, records, "m")
+    if status == "failed":
+        store.mark_failed(path, "decoder crashed")
+    elif status == "processing":
+        assert store.claim(path, f"hash-{path}", "w2", reindex=True) is not None
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One database per backend, filled once: these tests only read."""
+    database = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('search') / 'tv.db'}"
+    else:
+        request.getfixturevalue("pg_url")
+        import pg
+
+        database = pg.cluster().create("search", pg.migrated_template())
+        url = pg.cluster().url(database)
+    engine = connect(url)
+    store = Store(engine)
+    fill(store, "/archive/news.ts", NEWS)
+    fill(store, "/archive/sport.ts", SPORT)
+    fill(store, "/archive/failed.ts", [("a man sings in the rain", [])], status="failed")
+    fill(store, "/archive/reindexing.ts", [("a man sings in the shower", [])], status="processing")
+    yield engine
+    engine.dispose()
+    if database is not None:
+        pg.cluster().drop(database)
+
+
+def captions(hits: list[Hit]) -> list[str]:
+    return [h.caption for h in hits]
+
+
+def test_stemming_finds_other_forms(engine):
+    hits = search(engine, "man singing")
+    assert set(captions(hits)) == {"a man sings on a stage", "a man sings the national anthem"}
+    assert all(h.score > 0 for h in hits)
+    assert "singers perform a song together" in captions(search(engine, "singer"))
+    assert captions(search(engine, "talking")) == ["a news anchor talks about the weather"]
+
+
+def test_hit_fields_and_tag_order(engine):
+    (hit,) = search(engine, "anchor")
+    assert hit == Hit(recording="/archive/news.ts", start=9.0, end=12.0,
+                      caption="a news anchor talks about the weather", tags=("television",), score=hit.score)
+    (hit,) = search(engine, "stage")
+    assert hit.tags == ("microphone", "stage")
+
+
+def test_tags_are_searched_and_rank_below_captions(engine):
+    assert captions(search(engine, "retriever")) == ["a dog plays in the park"]
+    assert captions(search(engine, "dog")) == ["a dog plays in the park", "a woman walks in the park"]
+    assert captions(search(engine, "park dog")) == ["a dog plays in the park", "a woman walks in the park"]
+    assert captions(search(engine, "football soccer")) == ["players run on a football field"]
+
+
+def test_all_words_must_match_and_stop_words_are_ignored(engine):
+    assert captions(search(engine, "man stage")) == ["a man sings on a stage"]
+    assert captions(search(engine, "the man on the stage")) == ["a man sings on a stage"]
+    assert search(engine, "man zebra") == []
+    assert search(engine, "the of and") == []
+
+
+def test_recording_filter_and_limit(engine):
+    assert captions(search(engine, "man sings", recording="/archive/sport.ts")) == ["a man sings the national anthem"]
+    assert search(engine, "man sings", recording="/archive/other.ts") == []
+    assert len(search(engine, "man", limit=1)) == 1
+    assert search(engine, "man", limit=0) == []
+
+
+def test_only_done_recordings(engine):
+    paths = {h.recording for h in search(engine, "man sings", limit=100)}
+    assert paths == {"/archive/news.ts", "/archive/sport.ts"}  # not failed.ts, not reindexing.ts
+    assert search(engine, "rain") == [] and search(engine, "shower") == []
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t\n", "\x00", "\x00\x00 \x00", '"', '""', "*", "(", ")",
+                                   "-", "+", ":", "^", "AND", "OR", "NOT", "NEAR", "NEAR(a b)",
+                                   "a OR b", "man NOT sings", "'; DROP TABLE scenes; --", "man*", "^man",
+                                   "caption:man", "tags : dog", "{caption tags}: man", '"man" "sings',
+                                   "café", "日本語", "\u200b", "🎤 singing", "x" * 5000, "man " * 500])
+def test_hostile_queries_are_text(engine, query):
+    hits = search(engine, query)
+    assert isinstance(hits, list)
+    assert search(engine, "anchor")  # the database is still there
+
+
+def test_operators_are_words(engine):
+    weird = "NOT AND OR NEAR café \"quoted\" * ^ : - + ( ) 日本語のテレビ"
+    assert captions(search(engine, "near café")) == [weird]
+    assert captions(search(engine, '"quoted"')) == [weird]
+    assert captions(search(engine, "man NOT stage")) == ["a man sings on a stage"]  # a stop word, not negation
+    assert captions(search(engine, "cafe")) in ([weird], [])  # SQLite folds diacritics, 'english' does not
+
+
+def test_fts5_quoting():
+    assert fts5_query('say "hi" NEAR(x) -y') == '"say" """hi""" "NEAR(x)" "-y"'
+    assert fts5_query("the and of") == ""
+    assert build_search("sqlite", "   ") is None
+    sql = str(build_search("sqlite", "x'; DROP TABLE y; --").compile())
+    assert "DROP" not in sql and ":fts_query" in sql  # the user text only travels as a parameter
+    sql = str(build_search("postgresql", "x'; DROP TABLE y; --").compile())
+    assert "DROP" not in sql
+
+
+OPERATOR_SOUP = st.lists(
+    st.sampled_from(['"', "'", "(", ")", "*", "^", ":", "-", "+", "AND", "OR", "NOT", "NEAR", "NEAR(",
+                     "man", "sings", "dog", "caption:", "tags:", "{", "}", ";", "--", "\\", "%", "_",
+                     "\x00", "é", "日本", " ", "\t", "&", "|", "!", "<->", "@@", "$$"]),
+    max_size=12).map("".join)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(query=st.one_of(st.text(max_size=200), OPERATOR_SOUP))
+def test_any_string_is_safe(engine, query):
+    hits = search(engine, query, limit=5)
+    assert len(hits) <= 5
+    for hit in hits:
+        assert hit.recording in ("/archive/news.ts", "/archive/sport.ts")
+        assert math.isfinite(hit.score) and hit.start < hit.end

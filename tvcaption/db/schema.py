@@ -1,0 +1,144 @@
+"""SQLAlchemy 2.0 typed models: the schema that ``migrations/`` creates.
+
+The models are the source of truth for the tables; the Alembic revisions create them (never
+``create_all`` outside tests) and ``tests/test_migrations.py`` checks that the two agree.
+Constraint names follow one naming convention so that migrations can refer to them on both
+SQLite and PostgreSQL.
+
+The full-text index (``scene_fts``) is not a model: it is backend-specific (an FTS5 virtual
+table on SQLite, a table with a generated ``tsvector`` column and a GIN index on PostgreSQL),
+created by the migration ``0002_search`` and kept in step with ``captions`` and ``tags`` by
+triggers. :func:`include_object` hides it from autogenerate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATUSES = ("pending", "processing", "done", "failed")
+SEARCH_TABLE = "scene_fts"  # backend-specific full-text index, see module docstring
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+        str: String(),
+    }
+
+
+class Recording(Base):
+    """One recording file: its identity (path, content hash), probe data and indexing state."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'processing', 'done', 'failed')", name="status"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    content_hash: Mapped[str | None] = mapped_column(String(128), index=True)
+    probe: Mapped[dict[str, Any] | None]
+    duration: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True, server_default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_at: Mapped[datetime | None]
+    model: Mapped[str | None] = mapped_column(String(255))
+    indexed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    scenes: Mapped[list[Scene]] = relationship(
+        back_populates="recording", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Scene.index",
+    )
+
+
+class Scene(Base):
+    """A scene of a recording: seconds from the recording's first frame, end exclusive."""
+
+    __tablename__ = "scenes"
+    __table_args__ = (
+        UniqueConstraint("recording_id", "index"),
+        CheckConstraint('"end" >= start', name="span"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)  # 0-based position in the recording
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    start_frame: Mapped[int] = mapped_column(Integer)
+    end_frame: Mapped[int] = mapped_column(Integer)
+
+    recording: Mapped[Recording] = relationship(back_populates="scenes")
+    captions: Mapped[list[Caption]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    tags: Mapped[list[Tag]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Caption(Base):
+    __tablename__ = "captions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(255))
+    score: Mapped[float | None] = mapped_column(Float)  # decoder log-probability per word, or None
+
+
+class Tag(Base):
+    """An ImageNet label of the scene's frames with its probability."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(255), index=True)
+    score: Mapped[float] = mapped_column(Float)
+
+
+class Model(Base):
+    """A captioning model that produced captions (checkpoint name, sha256, metadata)."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    meta: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic autogenerate filter: leave the backend-specific search index to its migration."""
+    if type_ == "table" and name and (name == SEARCH_TABLE or name.startswith(SEARCH_TABLE + "_")):
+        return False
+    return True
