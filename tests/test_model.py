@@ -278,3 +278,24 @@ def test_tiny_model_overfits_two_clips():
         got = [vocab.decode(ids) for ids in decode(model, local, glob, DecodingOptions(beam_size=beam))]
         assert got == captions
     assert model.training  # decode restored the caller's mode
+
+
+def test_low_rank_input_is_eq1_with_factored_wx():
+    """input_rank r: the encoder equals a full-rank one whose W_x (and W_ax) are W'_x R."""
+    import torch
+
+    from tvcaption.model.dims import ModelDims
+    from tvcaption.model.lstap import LSTAPEncoder
+
+    torch.manual_seed(0)
+    low = LSTAPEncoder(ModelDims(feature_dim=12, global_dim=6, hidden=8, attention=5, vocab_size=9, input_rank=4))
+    full = LSTAPEncoder(ModelDims(feature_dim=12, global_dim=6, hidden=8, attention=5, vocab_size=9))
+    state = {k: v for k, v in low.state_dict().items() if not k.startswith("x_reduce")}
+    R = low.x_reduce.weight
+    state["x_proj.weight"] = low.x_proj.weight @ R
+    state["att_x.weight"] = low.att_x.weight @ R
+    full.load_state_dict(state)
+    local, glob = torch.randn(2, 3, 7, 7, 12), torch.randn(2, 6)
+    a, b = low(local, glob), full(local, glob)
+    torch.testing.assert_close(a.states, b.states, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a.alpha, b.alpha, rtol=1e-4, atol=1e-5)

@@ -29,12 +29,15 @@ class ModelDims:
     margin: float = 0.2  # alpha in the ranking loss (eq 27)
     matching_weight: float = 0.4  # lambda in eq 28
     frames: int = 30  # T the model was trained with (informational: the model accepts any T)
+    input_rank: int = 0  # 0: full-rank W_x (the paper); r > 0: W_x = W'_x R with a shared learned R (C -> r), see lstap.py
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "grid", "global_dim", "hidden", "attention", "embedding", "vocab_size", "frames"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ModelDims.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.input_rank, int) or isinstance(self.input_rank, bool) or self.input_rank < 0:
+            raise ValueError(f"ModelDims.input_rank must be an integer >= 0, got {self.input_rank!r}")
         if self.vocab_size < 5:
             raise ValueError(f"ModelDims.vocab_size must cover the 4 special tokens and a word, got {self.vocab_size}")
         if self.pooling not in POOLINGS:
