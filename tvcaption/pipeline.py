@@ -81,7 +81,11 @@ class CaptionEngine:
         self.model_name = str(meta.get("name", stem.name))
 
     def caption_scenes(self, info, scenes: Sequence, chunk: int = 16) -> list[SceneCaption]:
-        """Caption scenes in chunks: frames of several scenes go through the CNN in one batch."""
+        """Caption scenes in chunks: the frames of several scenes share CNN batches.
+
+        Frames are decoded at full size a CNN batch at a time and reduced to 7x7 features at once,
+        so memory stays flat whatever the frame size and the number of scenes.
+        """
         import numpy as np
         import torch
 
@@ -91,25 +95,24 @@ class CaptionEngine:
 
         labels = imagenet_labels()
         results: list[SceneCaption] = []
-        top = self.config.index.tags
+        top, batch = self.config.index.tags, self.config.features.batch_size
         for lo in range(0, len(scenes), chunk):
             part = scenes[lo:lo + chunk]
             times = np.concatenate([sample_times(s.start, s.end, self.frames) for s in part])
-            frames, _ = read_frames(info, times)
             with torch.inference_mode():
-                local = extract(self.backbone, frames, self.config.features.batch_size)  # (S*T, 7, 7, C)
+                local = torch.cat([extract(self.backbone, read_frames(info, times[i:i + batch])[0], batch)
+                                   for i in range(0, len(times), batch)])  # (S*T, 7, 7, C)
                 probs = self.backbone.classify(local).float().softmax(-1)
                 local = local.float().reshape(len(part), self.frames, *local.shape[1:])
                 glob = global_descriptor(self.descriptor, local)
                 hyps = decode_hypotheses(self.captioner.model, local, glob, self.options)
-                texts = [self.captioner.vocab.decode(h.tokens) for h in hyps]
-                scores = [h.logprob / (len(h.tokens) + 1) for h in hyps]
                 scene_probs = probs.reshape(len(part), self.frames, -1).mean(1)
                 tag_p, tag_i = scene_probs.topk(top, dim=-1)
-            for s, text, score, tp, ti in zip(part, texts, scores, tag_p.tolist(), tag_i.tolist()):
+            for s, h, tp, ti in zip(part, hyps, tag_p.tolist(), tag_i.tolist()):
                 kept = [(labels[i], p) for i, p in zip(ti, tp) if p >= self.config.index.tag_min_score]
-                results.append(SceneCaption(s.start, s.end, s.start_frame, s.end_frame, text, float(score),
-                                            tuple(k for k, _ in kept), tuple(round(p, 4) for _, p in kept)))
+                results.append(SceneCaption(
+                    s.start, s.end, s.start_frame, s.end_frame, self.captioner.vocab.decode(h.tokens),
+                    h.logprob / (len(h.tokens) + 1), tuple(k for k, _ in kept), tuple(round(p, 4) for _, p in kept)))
         return results
 
 
