@@ -1,0 +1,226 @@
+"""Metrics (pycocoevalcap wrapper) on known values, floors, evaluate() on a toy model, the ablation smoke run."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tvcaption.metrics import METRIC_KEYS, java_available, metric_in_range, score_captions
+
+needs_java = pytest.mark.skipif(not java_available(), reason="pycocoevalcap's tokenizer and METEOR need java on PATH")
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- metrics on known values ----------------------------------------------------------------------
+@needs_java
+def test_identical_hypotheses_and_references_score_the_maximum():
+    refs = {"a": "a man is singing on a stage", "b": "a cat plays with a red ball", "c": "two dogs run on the grass"}
+    scores = score_captions(refs, {k: [v] for k, v in refs.items()})
+    assert list(scores.corpus) == list(METRIC_KEYS)
+    for n in range(1, 5):
+        assert scores.corpus[f"Bleu_{n}"] == pytest.approx(1.0, abs=1e-6)
+    assert scores.corpus["METEOR"] == pytest.approx(1.0)
+    assert scores.corpus["ROUGE_L"] == pytest.approx(1.0)
+    assert scores.corpus["CIDEr"] == pytest.approx(10.0)  # pycocoevalcap's CIDEr is x10
+    assert scores.per_clip["b"]["CIDEr"] == pytest.approx(10.0)
+
+
+@needs_java
+def test_known_values_on_a_short_hypothesis():
+    # "a man" against "a man is singing": unigram precision 1, brevity penalty exp(1 - 4/2);
+    # ROUGE-L: LCS 2, P = 1, R = 0.5, F(beta=1.2) = (1 + 1.44) * 0.5 / (0.5 + 1.44)
+    scores = score_captions({"x": "A man."}, {"x": ["a man is singing"]}, meteor=False)
+    assert scores.corpus["Bleu_1"] == pytest.approx(math.exp(-1), rel=1e-6)
+    assert scores.corpus["ROUGE_L"] == pytest.approx(2.44 * 0.5 / 1.94, rel=1e-6)
+    assert "METEOR" not in scores.corpus
+    assert scores.corpus["CIDEr"] == 0.0  # one clip: every n-gram has document frequency 1, idf 0
+
+
+@needs_java
+def test_tokenisation_matches_coco_and_empty_captions_score_zero():
+    scores = score_captions({"a": "", "b": "A CAT, playing!", "c": "dogs"},
+                            {"a": ["a man sings"], "b": ["a cat playing"], "c": ["two dogs run"]})
+    assert all(v == 0.0 for v in scores.per_clip["a"].values())
+    assert scores.per_clip["b"]["Bleu_1"] == pytest.approx(1.0, abs=1e-6)  # case and punctuation dropped
+    assert all(metric_in_range(k, v) for k, v in scores.corpus.items())
+
+
+def test_score_captions_refuses_missing_references():
+    with pytest.raises(ValueError, match="no references"):
+        score_captions({"a": "x", "b": "y"}, {"a": ["x"]})
+
+
+# -- floors -------------------------------------------------------------------------------------
+def test_constant_caption_is_the_most_frequent_normalised_one():
+    from tvcaption.evaluate import constant_caption
+
+    train = [("A man sings.", "a dog runs"), ("a man sings", "A cat"), ("a cat",)]
+    assert constant_caption(train) == "a cat"  # tie between "a man sings" and "a cat": alphabetical
+    assert constant_caption([("A man sings.", "a man sings", "a cat")]) == "a man sings"
+
+
+def test_random_captions_are_seeded_training_captions():
+    from tvcaption.evaluate import random_captions
+
+    train = [("a", "b"), ("c",), ("d", "e", "f")]
+    one = random_captions(["x", "y", "z"], train, seed=3)
+    assert one == random_captions(["x", "y", "z"], train, seed=3)
+    assert set(one.values()) <= set("abcdef")
+    many = random_captions([str(i) for i in range(200)], train, seed=0)
+    assert set(many.values()) == set("abcdef")
+
+
+# -- evaluate() on a toy model ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    pytest.importorskip("torch")
+    from tvcaption.config import FeaturesConfig, TrainConfig
+    from tvcaption.data import generate_synthtv
+    from tvcaption.model import ModelDims
+    from tvcaption.train import train
+
+    root = tmp_path_factory.mktemp("toy")
+    data = generate_synthtv(root / "synthtv", train=8, val=4, test=4, size=64, seed=1, progress=False)
+    features = FeaturesConfig(device="cpu", threads=1, cache_dir=str(root / "features"))
+    result = train(data, root / "model", config=TrainConfig(epochs=2, batch_size=4, lr=1e-2), features=features,
+                   dims=ModelDims(hidden=16, attention=8, embedding=8, frames=4), progress=False)
+    return data, features, result.checkpoint
+
+
+@needs_java
+def test_evaluate_reports_every_metric_slots_and_floors(toy, tmp_path):
+    from tvcaption.decoding import DecodingOptions
+    from tvcaption.evaluate import EvalResult, evaluate, print_eval
+
+    data, features, checkpoint = toy
+    captions_out = tmp_path / "captions.json"
+    result = evaluate(checkpoint, data, "test", features=features, captions_out=captions_out,
+                      decoding=DecodingOptions(beam_size=2, max_len=12), progress=False)
+    assert isinstance(result, EvalResult) and result.clips == 4 and result.split == "test"
+    assert list(result.metrics) == list(METRIC_KEYS)
+    assert all(metric_in_range(k, v) for k, v in result.metrics.items()), result.metrics
+    assert set(result.captions) == set(result.per_clip) and len(result.captions) == 4
+    assert all(len(c.split()) <= 12 for c in result.captions.values())
+
+    assert {"all", "hard", "single"} <= set(result.slots)
+    for row in result.slots.values():
+        assert {"clips", "overall", "exact", "kind", "colour", "size", "action", "position", "order"} <= set(row)
+        assert 0.0 <= row["overall"] <= 1.0 or row["clips"] == 0
+    assert result.slots["all"]["clips"] == 4
+    assert all(0.0 <= s["slots"] <= 1.0 for s in result.per_clip.values())
+
+    assert set(result.floors) == {"constant", "random"}
+    constant = result.floors["constant"]
+    assert len(set(constant.captions.values())) == 1
+    assert list(constant.metrics) == list(METRIC_KEYS) and constant.slots["all"]["clips"] == 4
+    assert all(metric_in_range(k, v) for f in result.floors.values() for k, v in f.metrics.items())
+
+    doc = result.to_json()
+    assert json.loads(json.dumps(doc))["metrics"]["CIDEr"] == pytest.approx(result.metrics["CIDEr"])
+    assert "per_clip" not in doc and "per_clip" in result.to_json(per_clip=True)
+    assert doc["floors"]["constant"]["caption"] == next(iter(constant.captions.values()))
+
+    written = json.loads(captions_out.read_text())
+    assert [r["id"] for r in written] == list(result.captions)
+    assert all(r["caption"] == result.captions[r["id"]] and r["references"] for r in written)
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    print_eval(result, Console(file=buf, width=140))
+    text = buf.getvalue()
+    assert "CIDEr" in text and "constant" in text and "hard" in text
+
+
+@needs_java
+def test_evaluate_limits_clips_writes_tsv_and_skips_floors(toy, tmp_path):
+    from tvcaption.decoding import DecodingOptions
+    from tvcaption.evaluate import evaluate
+
+    data, features, checkpoint = toy
+    result = evaluate(checkpoint, data, "val", features=features, max_clips=2, floors=False,
+                      decoding=DecodingOptions(beam_size=1), captions_out=tmp_path / "c.tsv", progress=False)
+    assert result.clips == 2 and result.floors == {}
+    lines = (tmp_path / "c.tsv").read_text().splitlines()
+    assert len(lines) == 2 and all(len(line.split("\t")) == 2 for line in lines)
+
+
+@needs_java
+def test_evaluate_on_real_msvd_clips_takes_floors_from_the_training_data(toy, shared_data):
+    from tvcaption.decoding import DecodingOptions
+    from tvcaption.evaluate import evaluate
+
+    _, features, checkpoint = toy
+    result = evaluate(checkpoint, shared_data / "captioned" / "msvd", "test", features=features, max_clips=2,
+                      decoding=DecodingOptions(beam_size=1), progress=False)
+    assert result.clips == 2 and result.slots is None  # real clips: no ground-truth slots
+    assert all(metric_in_range(k, v) for k, v in result.metrics.items())
+    assert set(result.floors) == {"constant", "random"}  # the MSVD folder has no train split: SynthTV's
+
+
+def test_evaluate_unknown_split_is_a_clear_error(toy):
+    from tvcaption.errors import TvcaptionError
+    from tvcaption.evaluate import evaluate
+
+    data, features, checkpoint = toy
+    with pytest.raises(TvcaptionError, match="no clips in the 'holdout' split"):
+        evaluate(checkpoint, data, "holdout", features=features, progress=False)
+
+
+# -- the ablation benchmark -----------------------------------------------------------------------
+def _ablation_module():
+    spec = importlib.util.spec_from_file_location("ablation", REPO / "bench" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ablation"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_bootstrap_interval():
+    ablation = _ablation_module()
+    rng = np.random.default_rng(0)
+    b = rng.random(300)
+    mean, low, high, p = ablation.paired_bootstrap(b + 0.1, b, resamples=2000, seed=1)
+    assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1) and p == 0.0
+    noisy = b + rng.normal(0.05, 0.2, size=300)
+    mean, low, high, p = ablation.paired_bootstrap(noisy, b, resamples=2000, seed=1)
+    assert low < mean < high and low > 0 and p < 0.05
+    mean, low, high, p = ablation.paired_bootstrap(b, b + rng.normal(0, 0.2, size=300), resamples=2000, seed=1)
+    assert low < 0 < high
+
+
+@needs_java
+def test_ablation_smoke_run(tmp_path, toy):
+    ablation = _ablation_module()
+    data, features, _ = toy
+    report = ablation.main(["--toy", "--data", str(data), "--out", str(tmp_path), "--cache", features.cache_dir,
+                            "--quiet", "--resamples", "200"])
+    assert set(report["variants"]) == set(ablation.VARIANTS)
+    assert set(report["floors"]) == {"constant", "random"}
+    comparisons = {(d["a"], d["b"], d["key"], d["subset"]) for d in report["differences"]}
+    assert ("lstap-att", "lrcn", "CIDEr", "all") in comparisons and ("lstap-att", "lrcn", "slots", "hard") in comparisons
+    md = (tmp_path / "ablation.md").read_text()
+    assert "L-STAP att" in md and "95% CI" in md
+    assert json.loads((tmp_path / "ablation.json").read_text())["settings"]["seeds"] == 1
+    # rerunnable: a second run reuses the finished runs
+    again = ablation.main(["--toy", "--data", str(data), "--out", str(tmp_path), "--cache", features.cache_dir,
+                           "--quiet", "--resamples", "200"])
+    assert again["variants"]["lstap-att"]["CIDEr"] == report["variants"]["lstap-att"]["CIDEr"]
+    assert again["seconds"] < report["seconds"]
+
+
+def test_caption_only_corpus_is_a_clear_error(toy, shared_data):
+    from tvcaption.errors import TvcaptionError
+    from tvcaption.evaluate import evaluate
+
+    _, features, checkpoint = toy
+    with pytest.raises(TvcaptionError, match="no video file"):
+        evaluate(checkpoint, shared_data / "captions" / "msvd" / "MSVD_val.tsv", "val", features=features,
+                 progress=False)

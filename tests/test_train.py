@@ -1,0 +1,232 @@
+"""Training end to end at toy size on CPU: a tiny SynthTV set generated in tmp, the real backbone
+(EfficientNet-Lite0 on 4 frames per clip), a model with 16 hidden units."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tvcaption.config import FeaturesConfig, TrainConfig  # noqa: E402
+from tvcaption.errors import CheckpointError, TvcaptionError  # noqa: E402
+from tvcaption.model import ModelDims  # noqa: E402
+from tvcaption.train import (  # noqa: E402
+    _flatten_optimizer,
+    _unflatten_optimizer,
+    caption_choice,
+    get_lr,
+    stem_paths,
+    train,
+)
+
+TOY_DIMS = ModelDims(hidden=16, attention=8, embedding=8, frames=4)
+
+
+@pytest.fixture(scope="module")
+def synthtv(tmp_path_factory) -> Path:
+    from tvcaption.data import generate_synthtv
+
+    return generate_synthtv(tmp_path_factory.mktemp("synthtv"), train=8, val=4, test=4, size=64, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory) -> FeaturesConfig:
+    return FeaturesConfig(device="cpu", threads=1, cache_dir=str(tmp_path_factory.mktemp("features")))
+
+
+def toy_config(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 3, "batch_size": 4, "lr": 1e-2, "seed": 0, **kw})
+
+
+# -- pure pieces --------------------------------------------------------------------------------
+def test_get_lr_is_constant_after_warmup():
+    assert get_lr(0, 1e-4) == 1e-4
+    assert get_lr(10_000, 1e-4) == 1e-4
+    assert get_lr(0, 1e-3, warmup=10) == pytest.approx(1e-4)
+    assert get_lr(9, 1e-3, warmup=10) == pytest.approx(1e-3)
+    assert get_lr(50, 1e-3, warmup=10) == 1e-3
+
+
+def test_caption_choice_is_a_function_of_seed_and_epoch():
+    counts = [1, 3, 20, 7]
+    a = caption_choice(counts, seed=0, epoch=1)
+    assert np.array_equal(a, caption_choice(counts, seed=0, epoch=1))
+    assert all(0 <= i < n for i, n in zip(a, counts))
+    draws = np.stack([caption_choice(counts, 0, e) for e in range(200)])
+    assert len(set(draws[:, 2])) > 10  # different captions over epochs
+    assert set(draws[:, 0]) == {0}
+
+
+def test_stem_paths_accept_json_or_stem():
+    assert stem_paths("models/m.json") == stem_paths("models/m")
+    assert stem_paths("models/m")["state_json"] == Path("models/m.state.json")
+
+
+def test_optimizer_state_round_trips_without_pickle():
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-10)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    tensors, doc = _flatten_optimizer(opt)
+    json.dumps(doc)  # everything that is not a tensor is JSON
+    fresh = torch.optim.RMSprop(model.parameters(), lr=5.0)
+    fresh.load_state_dict(_unflatten_optimizer(tensors, doc))
+    assert fresh.param_groups[0]["lr"] == 1e-3 and fresh.param_groups[0]["alpha"] == 0.9
+    for p in model.parameters():
+        assert torch.equal(fresh.state[p]["square_avg"], opt.state[p]["square_avg"])
+
+
+# -- end to end ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(synthtv, features, tmp_path_factory):
+    """Three epochs straight (the reference run), plus two epochs then a resume to three."""
+    out = tmp_path_factory.mktemp("runs")
+    full = train(synthtv, out / "full", config=toy_config(), features=features, dims=TOY_DIMS, progress=False)
+    part = train(synthtv, out / "part", config=toy_config(epochs=2), features=features, dims=TOY_DIMS, progress=False)
+    resumed = train(synthtv, out / "part", config=toy_config(epochs=3), features=features, dims=TOY_DIMS,
+                    resume=True, progress=False)
+    return full, part, resumed
+
+
+def test_train_writes_loadable_checkpoints(trained, synthtv):
+    from tvcaption.checkpoint import load_checkpoint
+
+    full, _, _ = trained
+    assert full.epochs == 3 and [h["epoch"] for h in full.history] == [1, 2, 3]
+    assert full.checkpoint.is_file() and full.last.is_file() and full.state.is_file()
+    captioner = load_checkpoint(full.checkpoint)
+    meta = captioner.meta
+    assert meta["backbone"] == "efficientnet_lite0" and meta["frames"] == 4
+    assert meta["global_descriptor"] == "mean" and meta["epoch"] == full.best_epoch
+    assert meta["data"]["path"] == str(synthtv) and meta["data"]["train_clips"] == 8
+    assert {"CIDEr", "METEOR", "Bleu_4", "ROUGE_L", "loss", "slots"} <= set(meta["metrics"])
+    assert meta["metrics"]["CIDEr"] == pytest.approx(full.best_score)
+    assert captioner.dims.hidden == 16 and captioner.dims.feature_dim == 1280
+    assert captioner.dims.dropout == 0.5 and captioner.dims.matching_weight == 0.4  # TrainConfig's recipe
+    local = torch.zeros(2, 4, 7, 7, 1280)
+    assert len(captioner.caption(local, torch.zeros(2, 1280))) == 2
+
+
+def test_train_loss_decreases(trained):
+    full, _, _ = trained
+    losses = [h["train_loss"] for h in full.history]
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert all(np.isfinite(losses))
+    for row in full.history:
+        assert row["train_seconds"] > 0 and row["val_seconds"] > 0 and row["clips_per_second"] > 0
+
+
+def test_resume_continues_exactly_where_it_stopped(trained):
+    full, part, resumed = trained
+    assert part.epochs == 2 and resumed.epochs == 3
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    # same captions drawn, same shuffles, same optimizer and RNG state: the same numbers
+    for a, b in zip(full.history, resumed.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val"]["loss"] == pytest.approx(b["val"]["loss"], rel=1e-6)
+    state = json.loads(resumed.state.read_text())
+    assert state["epoch"] == 3 and state["step"] == full.history[-1]["step"]
+    from safetensors import safe_open
+
+    with safe_open(str(resumed.state).replace(".json", ".safetensors"), "pt") as fh:
+        names = set(fh.keys())
+    assert any(n.startswith("optim.") and n.endswith("square_avg") for n in names)
+    assert {"rng.torch", "rng.numpy"} <= names and any(n.startswith("model.") for n in names)
+
+
+def test_resume_with_nothing_left_to_do(trained, synthtv, features):
+    _, _, resumed = trained
+    again = train(synthtv, resumed.checkpoint, config=toy_config(epochs=3), features=features, dims=TOY_DIMS,
+                  resume=True, progress=False)
+    assert again.epochs == 3 and len(again.history) == 3
+
+
+def test_resume_without_state_is_a_clear_error(synthtv, features, tmp_path):
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(synthtv, tmp_path / "none", config=toy_config(), features=features, dims=TOY_DIMS, resume=True,
+              progress=False)
+
+
+def test_tampered_state_is_refused(trained, synthtv, features, tmp_path):
+    import shutil
+
+    _, part, _ = trained
+    for suffix in (".state.json", ".state.safetensors"):
+        shutil.copy(str(part.checkpoint)[:-5] + suffix, tmp_path / f"x{suffix}")
+    with (tmp_path / "x.state.safetensors").open("r+b") as fh:
+        fh.seek(-8, os.SEEK_END)
+        tail = fh.read(8)
+        fh.seek(-8, os.SEEK_END)
+        fh.write(bytes(b ^ 0xFF for b in tail))
+    with pytest.raises(CheckpointError, match="does not match"):
+        train(synthtv, tmp_path / "x", config=toy_config(), features=features, dims=TOY_DIMS, resume=True,
+              progress=False)
+
+
+def test_bad_options_are_config_errors(synthtv, features, tmp_path):
+    from tvcaption.config import ConfigError
+
+    with pytest.raises(ConfigError, match="select"):
+        train(synthtv, tmp_path / "m", features=features, select="BLEU", progress=False)
+    with pytest.raises(ConfigError, match="optimizer"):
+        train(synthtv, tmp_path / "m", config=toy_config(optimizer="sgd"), features=features, dims=TOY_DIMS,
+              progress=False)
+
+
+def test_dataset_without_val_split_is_refused(tmp_path, features):
+    data = tmp_path / "captions.json"
+    data.write_text(json.dumps({"captions": {"a.avi": ["a cat"], "b.avi": ["a dog"]}}))
+    with pytest.raises(TvcaptionError, match="train split"):
+        train(data, tmp_path / "m", features=features, progress=False)
+
+
+def test_select_by_validation_loss(synthtv, features, tmp_path):
+    result = train(synthtv, tmp_path / "m", config=toy_config(epochs=2), features=features,
+                   dims=ModelDims(hidden=8, attention=4, embedding=4, frames=4, pooling="mean", matching=False),
+                   select="loss", val_clips=2, progress=False)
+    losses = [h["val"]["loss"] for h in result.history]
+    assert result.best_score == pytest.approx(min(losses), rel=1e-5)
+    assert result.history[0]["val"].keys() >= {"loss", "CIDEr"}
+    assert json.loads(result.checkpoint.read_text())["meta"]["data"]["val_clips"] == 2
+
+
+def test_memory_mapped_features_train_like_features_in_ram(synthtv, features, tmp_path):
+    kw = dict(config=toy_config(epochs=1), features=features, dims=TOY_DIMS, val_clips=1, progress=False)
+    mapped = train(synthtv, tmp_path / "mapped", in_ram=False, **kw)
+    in_ram = train(synthtv, tmp_path / "ram", in_ram=True, **kw)
+    assert mapped.history[0]["train_loss"] == in_ram.history[0]["train_loss"]
+
+
+# -- two processes on gloo ------------------------------------------------------------------------
+def _ddp_worker(rank: int, world: int, port: int, data: str, out: str, cache: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result = train(data, out, config=toy_config(epochs=2), features=FeaturesConfig(device="cpu", cache_dir=cache),
+                   dims=TOY_DIMS, progress=False)
+    Path(f"{out}.rank{rank}").write_text(json.dumps({"rank": rank, "epochs": result.epochs,
+                                                     "validated": len(result.history)}))
+
+
+def test_distributed_two_processes_on_gloo(synthtv, features, tmp_path):
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    mp.spawn(_ddp_worker, args=(2, port, str(synthtv), str(out), features.cache_dir), nprocs=2, join=True)
+    ranks = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in (0, 1)]
+    assert [r["epochs"] for r in ranks] == [2, 2]
+    assert ranks[0]["validated"] == 2 and ranks[1]["validated"] == 0  # rank 0 validates and saves
+    from tvcaption.checkpoint import load_checkpoint
+
+    assert load_checkpoint(f"{out}.json").meta["data"]["train_clips"] == 8
+    state = json.loads(Path(f"{out}.state.json").read_text())
+    assert state["epoch"] == 2 and state["step"] == 4  # 8 clips / 2 ranks / 2 per rank = 2 steps per epoch

@@ -1,0 +1,354 @@
+"""Evaluation of a checkpoint on a dataset split: caption metrics, grounded slots, two floors.
+
+:func:`evaluate` decodes one caption per clip of the split and scores it with
+BLEU-1..4, METEOR, ROUGE-L and CIDEr (pycocoevalcap, keys as pycocoevalcap names them). On
+SynthTV (clips with ground-truth slots) it also reports grounded slot accuracy
+(:func:`tvcaption.data.slot_accuracy`: kind, colour, size, action, position, event order) on
+all clips, the hard subset, the single-event clips and, when present, the novel colour-kind
+pairs. Per-clip scores are kept for paired comparisons (``bench/ablation.py``).
+
+Two floors put the numbers in context, scored exactly like the model:
+
+* ``constant``: every clip gets the most frequent normalised training caption (ties broken
+  alphabetically);
+* ``random``: every clip gets a random training caption (a random training clip, then one of
+  its captions), from ``numpy.random.default_rng(seed)``.
+
+Training captions come from the evaluated dataset's ``train`` split, or, when it has none (a
+test-only folder), from the dataset the checkpoint was trained on (its ``meta.data.path``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tvcaption.config import FeaturesConfig
+from tvcaption.errors import TvcaptionError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tvcaption.data import Clip
+    from tvcaption.decoding import DecodingOptions
+
+SLOT_NAMES = ("kind", "colour", "size", "action", "position", "order")
+
+
+# ---------------------------------------------------------------------------------------------
+# Slots
+# ---------------------------------------------------------------------------------------------
+def clip_slot_accuracy(caption: str, slots: dict) -> float:
+    """Share of the slots that apply to this clip which the caption gets right (0..1)."""
+    from tvcaption.data import slot_accuracy
+
+    judged = [v for v in slot_accuracy(caption, slots).values() if v is not None]
+    return float(np.mean(judged)) if judged else float("nan")
+
+
+def slot_subsets(clips: Sequence[Clip]) -> dict[str, tuple[str, ...]]:
+    """Named subsets of the clips with slots: all, hard, single (one actor, one event), novel."""
+    slotted = [c for c in clips if c.slots]
+    subsets = {
+        "all": tuple(c.id for c in slotted),
+        "hard": tuple(c.id for c in slotted if c.hard or c.slots.get("hard")),
+        "single": tuple(c.id for c in slotted if not c.slots.get("second")),
+    }
+    novel = tuple(c.id for c in slotted if c.slots.get("novel_pair"))
+    if novel:
+        subsets["novel"] = novel
+    return subsets
+
+
+def score_slots(captions: dict[str, str], clips: Sequence[Clip],
+                subsets: dict[str, tuple[str, ...]]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Slot accuracy per subset and the per-clip accuracy.
+
+    Per subset: ``clips``; ``overall`` (mean over clips of the share of applicable slots right);
+    ``exact`` (share of clips with every applicable slot right); one accuracy per slot over the
+    clips where it applies (NaN when it applies to none).
+    """
+    from tvcaption.data import slot_accuracy
+
+    judged = {c.id: slot_accuracy(captions[c.id], c.slots) for c in clips if c.slots}
+    per_clip = {cid: float(np.mean([v for v in j.values() if v is not None])) for cid, j in judged.items()}
+    out: dict[str, dict[str, float]] = {}
+    for name, ids in subsets.items():
+        row: dict[str, float] = {"clips": len(ids)}
+        row["overall"] = float(np.mean([per_clip[i] for i in ids])) if ids else float("nan")
+        row["exact"] = float(np.mean([all(v for v in judged[i].values() if v is not None) for i in ids])) if ids else float("nan")
+        for slot in SLOT_NAMES:
+            values = [judged[i][slot] for i in ids if judged[i].get(slot) is not None]
+            row[slot] = float(np.mean(values)) if values else float("nan")
+        out[name] = row
+    return out, per_clip
+
+
+# ---------------------------------------------------------------------------------------------
+# Floors
+# ---------------------------------------------------------------------------------------------
+def constant_caption(train_captions: Sequence[Sequence[str]]) -> str:
+    """The most frequent normalised training caption (ties: alphabetical first)."""
+    from tvcaption.vocab import normalize
+
+    counts = Counter(normalize(c) for caps in train_captions for c in caps)
+    counts.pop("", None)
+    if not counts:
+        raise ValueError("no training captions for the constant floor")
+    return min(counts, key=lambda c: (-counts[c], c))
+
+
+def random_captions(ids: Sequence[str], train_captions: Sequence[Sequence[str]], seed: int) -> dict[str, str]:
+    """A random training caption per clip: a random training clip, then one of its captions."""
+    pools = [caps for caps in train_captions if caps]
+    if not pools:
+        raise ValueError("no training captions for the random floor")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for cid in ids:
+        caps = pools[int(rng.integers(len(pools)))]
+        out[cid] = caps[int(rng.integers(len(caps)))]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Result
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scored:
+    """One set of captions scored: the model's, or a floor's."""
+
+    name: str  # model | constant | random
+    captions: dict[str, str]  # clip id -> caption
+    metrics: dict[str, float]  # pycocoevalcap key -> corpus score
+    slots: dict[str, dict[str, float]] | None  # subset -> slot accuracies (SynthTV only)
+    per_clip: dict[str, dict[str, float]]  # clip id -> metric key (and "slots") -> score
+
+    def to_json(self, per_clip: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"metrics": self.metrics, "slots": self.slots}
+        if self.name == "constant" and self.captions:
+            out["caption"] = next(iter(self.captions.values()))
+        if per_clip:
+            out["per_clip"] = self.per_clip
+        return out
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    model: str  # checkpoint JSON evaluated
+    data: str  # dataset path
+    split: str
+    clips: int
+    decoding: dict[str, Any]  # DecodingOptions used
+    metrics: dict[str, float]  # Bleu_1..Bleu_4, METEOR, ROUGE_L, CIDEr
+    slots: dict[str, dict[str, float]] | None  # subset (all, hard, single, novel) -> accuracies; None off SynthTV
+    floors: dict[str, Scored]  # constant, random (empty when no training captions were found)
+    captions: dict[str, str]  # clip id -> generated caption
+    per_clip: dict[str, dict[str, float]]  # clip id -> metric key (and "slots") -> score
+    subsets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # subset -> clip ids
+    seconds: float = 0.0
+
+    def to_json(self, per_clip: bool = False) -> dict[str, Any]:
+        """A JSON-able dict (NaN as null); ``per_clip`` adds captions and per-clip scores."""
+        out: dict[str, Any] = {
+            "model": self.model, "data": self.data, "split": self.split, "clips": self.clips,
+            "decoding": self.decoding, "metrics": self.metrics, "slots": self.slots,
+            "floors": {k: v.to_json(per_clip) for k, v in self.floors.items()},
+            "seconds": round(self.seconds, 3),
+        }
+        if per_clip:
+            out["captions"] = self.captions
+            out["per_clip"] = self.per_clip
+            out["subsets"] = {k: list(v) for k, v in self.subsets.items()}
+        return json_safe(out)
+
+
+def json_safe(obj: Any) -> Any:
+    """The object with non-finite floats as None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def print_eval(result: EvalResult, console: Console | None = None) -> None:
+    """Rich tables: metrics (model and floors side by side), then slot accuracy per subset."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tvcaption.metrics import METRIC_KEYS
+
+    console = console or Console()
+    names = ["model", *result.floors]
+    table = Table(title=f"{Path(result.model).name} on {result.split} ({result.clips} clips)")
+    table.add_column("metric")
+    for name in names:
+        table.add_column(name, justify="right", style="bold" if name == "model" else "dim")
+    rows = [(k, [result.metrics.get(k)] + [f.metrics.get(k) for f in result.floors.values()]) for k in METRIC_KEYS]
+    if result.slots:
+        for subset in result.slots:
+            values = [result.slots[subset]["overall"]] + [(f.slots or {}).get(subset, {}).get("overall")
+                                                          for f in result.floors.values()]
+            rows.append((f"slots ({subset}, {result.slots[subset]['clips']:.0f})", values))
+    for key, values in rows:
+        table.add_row(key, *[_fmt(v) for v in values])
+    console.print(table)
+    if result.slots:
+        detail = Table(title="slot accuracy (model)")
+        detail.add_column("subset")
+        detail.add_column("clips", justify="right")
+        for col in ("overall", "exact", *SLOT_NAMES):
+            detail.add_column(col, justify="right")
+        for subset, row in result.slots.items():
+            detail.add_row(subset, f"{row['clips']:.0f}", *[_fmt(row[c]) for c in ("overall", "exact", *SLOT_NAMES)])
+        console.print(detail)
+    if "constant" in result.floors:
+        caption = next(iter(result.floors["constant"].captions.values()), "")
+        console.print(f"constant floor caption: [italic]{caption}[/]", highlight=False)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a set of captions
+# ---------------------------------------------------------------------------------------------
+def score_set(name: str, captions: dict[str, str], clips: Sequence[Clip],
+              subsets: dict[str, tuple[str, ...]]) -> Scored:
+    """Caption metrics (and slots, when the clips have them) of one caption per clip."""
+    from tvcaption.metrics import score_captions
+
+    scores = score_captions(captions, {c.id: list(c.captions) for c in clips})
+    per_clip = {cid: dict(v) for cid, v in scores.per_clip.items()}
+    slots = None
+    if subsets.get("all"):
+        slots, slot_clip = score_slots(captions, clips, subsets)
+        for cid, value in slot_clip.items():
+            per_clip[cid]["slots"] = value
+    return Scored(name, dict(captions), scores.corpus, slots, per_clip)
+
+
+def write_captions(path: str | os.PathLike[str], result: EvalResult, clips: Sequence[Clip]) -> Path:
+    """Generated captions per clip: ``.tsv``/``.txt`` as ``id<TAB>caption`` lines; otherwise JSON
+    (a list of {id, caption, references, scores})."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".tsv", ".txt"):
+        text = "".join(f"{c.id}\t{result.captions[c.id]}\n" for c in clips)
+    else:
+        rows = [{"id": c.id, "caption": result.captions[c.id], "references": list(c.captions),
+                 "scores": result.per_clip.get(c.id, {})} for c in clips]
+        text = json.dumps(json_safe(rows), indent=1, ensure_ascii=False) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _training_captions(clips: Sequence[Clip], meta: dict[str, Any], data: Path) -> list[tuple[str, ...]]:
+    from tvcaption.data import read_dataset
+    from tvcaption.train import split_clips
+
+    train = split_clips(clips, "train")
+    if not train:
+        source = (meta.get("data") or {}).get("path")
+        if source and Path(source).exists() and Path(source).resolve() != data.resolve():
+            try:
+                train = split_clips(read_dataset(source), "train")
+            except TvcaptionError:
+                train = []
+    return [c.captions for c in train]
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate()
+# ---------------------------------------------------------------------------------------------
+def evaluate(
+    model_path: str | os.PathLike[str],
+    data_path: str | os.PathLike[str],
+    split: str = "test",
+    *,
+    decoding: DecodingOptions | None = None,
+    features: FeaturesConfig = FeaturesConfig(),
+    cache_dir: str | os.PathLike[str] | None = None,
+    max_clips: int = 0,
+    floors: bool = True,
+    captions_out: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> EvalResult:
+    """Score the checkpoint at ``model_path`` on the ``split`` clips of the dataset at ``data_path``.
+
+    ``decoding``: search options (default :class:`~tvcaption.decoding.DecodingOptions`: beam 3).
+    ``features``: device, threads, batch size, and the cache folder when ``cache_dir`` is None;
+    the backbone, global descriptor and frame count always come from the checkpoint.
+    ``max_clips``: score only the first N clips of the split (0 = all). ``floors``: also score
+    the constant and random-caption floors. ``captions_out``: write the generated captions there.
+    """
+    import torch
+
+    from tvcaption.checkpoint import load_checkpoint
+    from tvcaption.data import read_dataset
+    from tvcaption.decoding import DecodingOptions
+    from tvcaption.features import load_backbone
+    from tvcaption.train import generate, load_features, split_clips
+
+    started = time.perf_counter()
+    data = Path(data_path)
+    if features.threads > 0:
+        torch.set_num_threads(features.threads)
+    decoding = decoding or DecodingOptions()
+    all_clips = read_dataset(data)
+    clips = split_clips(all_clips, split)
+    if not clips:
+        found = sorted({c.split for c in all_clips})
+        raise TvcaptionError(f"{data}: no clips in the {split!r} split (splits here: {', '.join(found) or 'none'}); "
+                             "pass --split with one of them")
+    if max_clips > 0:
+        clips = clips[:max_clips]
+
+    captioner = load_checkpoint(model_path)
+    meta = captioner.meta
+    features = dataclasses.replace(features, backbone=meta.get("backbone", features.backbone))
+    backbone = load_backbone(features)
+    device = backbone.device
+    cache = Path(cache_dir if cache_dir is not None else features.cache_dir)
+    feats = load_features(clips, backbone, int(meta["frames"]), meta["global_descriptor"], cache,
+                          batch_size=features.batch_size, progress=progress)
+    del backbone
+    model = captioner.model.to(device)
+    captions = generate(model, captioner.vocab, feats, batch_size, device, decoding)
+
+    subsets = slot_subsets(clips)
+    scored = score_set("model", captions, clips, subsets)
+    floor_results: dict[str, Scored] = {}
+    if floors:
+        train_caps = _training_captions(all_clips, meta, data)
+        if train_caps:
+            ids = [c.id for c in clips]
+            constant = constant_caption(train_caps)
+            floor_results["constant"] = score_set("constant", {i: constant for i in ids}, clips, subsets)
+            floor_results["random"] = score_set("random", random_captions(ids, train_caps, seed), clips, subsets)
+    result = EvalResult(
+        model=str(captioner.path or model_path), data=str(data), split=split, clips=len(clips),
+        decoding=dataclasses.asdict(decoding), metrics=scored.metrics, slots=scored.slots,
+        floors=floor_results, captions=captions, per_clip=scored.per_clip,
+        subsets=subsets if subsets.get("all") else {}, seconds=time.perf_counter() - started)
+    if captions_out is not None:
+        write_captions(captions_out, result, clips)
+    return result
