@@ -212,6 +212,78 @@ def synth(
     out.print(f"SynthTV written to {path}")
 
 
+class Pooling(str, Enum):
+    att = "att"
+    avg = "avg"
+    mean = "mean"
+
+
+@app.command("train")
+@friendly
+def train_cmd(
+    data: Annotated[Path, typer.Argument(help="Dataset folder: SynthTV, MSR-VTT (videodatainfo JSON + videos/) or MSVD.")],
+    out_stem: Annotated[Path, typer.Option("--out", help="Checkpoint stem for the best model (writes OUT.json + OUT.safetensors).")] = Path("models/mine"),
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default from [train]).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (global, across GPUs).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="rmsprop (the paper's) or adam.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    hidden: Annotated[int, typer.Option(help="LSTM size (paper: 1024).")] = 1024,
+    attention: Annotated[int, typer.Option(help="Attention space size (paper: 256).")] = 256,
+    embedding: Annotated[int, typer.Option(help="Word embedding size (paper: 300).")] = 300,
+    pooling: Annotated[Pooling, typer.Option(help="att / avg (L-STAP) or mean (LRCN baseline).")] = Pooling.att,
+    matching: Annotated[bool, typer.Option(help="Add the ranking (matching) loss, eqs 27-28.")] = True,
+    frames: Annotated[int, typer.Option(help="Frames sampled per clip (paper: 30).")] = 30,
+    input_rank: Annotated[int, typer.Option(help="Low-rank input projection size; 0 = full rank (paper).")] = 0,
+    val_clips: Annotated[int, typer.Option(help="Validate on at most this many clips per epoch (0 = all).")] = 0,
+    select: Annotated[str, typer.Option(help="Validation key that picks the best checkpoint: CIDEr, slots, loss, ...")] = "CIDEr",
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.state.json after its last epoch.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Train an L-STAP captioning model (features are cached once per clip and reused)."""
+    from tvcaption.model.dims import ModelDims
+    from tvcaption.train import train
+
+    cfg = _config(config)
+    cfg = with_overrides(cfg, "train", epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
+    dims = ModelDims(hidden=hidden, attention=attention, embedding=embedding, pooling=pooling.value,
+                     matching=matching, frames=frames, input_rank=input_rank, dropout=cfg.train.dropout,
+                     margin=cfg.train.margin, matching_weight=cfg.train.matching_weight)
+    result = train(data, out_stem, config=cfg.train, features=cfg.features, dims=dims,
+                   cache_dir=cfg.resolve(cfg.features.cache_dir), resume=resume, val_clips=val_clips,
+                   select=select, console=err)
+    out.print(f"best checkpoint {result.checkpoint} (epoch {result.best_epoch}, {result.select} {result.best_score:.4f})")
+
+
+@app.command("evaluate")
+@friendly
+def evaluate_cmd(
+    model: Annotated[Path, typer.Option(help="Checkpoint stem or .json to score.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder (SynthTV, MSR-VTT or MSVD).")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    beam_size: Annotated[Optional[int], typer.Option(help="Beam width (default from [decoding]).")] = None,
+    max_clips: Annotated[int, typer.Option(help="Score only the first N clips (0 = all).")] = 0,
+    floors: Annotated[bool, typer.Option(help="Also score a constant and a random training caption.")] = True,
+    captions_out: Annotated[Optional[Path], typer.Option(help="Write each clip's generated caption to this file.")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Score a model: BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap); slot accuracy on SynthTV."""
+    from tvcaption.decoding import DecodingOptions
+    from tvcaption.evaluate import evaluate, print_eval
+
+    cfg = _config(config)
+    cfg = with_overrides(cfg, "decoding", beam_size=beam_size)
+    options = DecodingOptions(cfg.decoding.beam_size, cfg.decoding.max_len, cfg.decoding.length_penalty)
+    result = evaluate(model, data, split, decoding=options, features=cfg.features,
+                      cache_dir=cfg.resolve(cfg.features.cache_dir), max_clips=max_clips, floors=floors,
+                      captions_out=captions_out, progress=not as_json)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        print_eval(result, out)
+
+
 @db_app.command("upgrade")
 @friendly
 def db_upgrade(revision: str = "head", db: DbOpt = None, config: ConfigOpt = None) -> None:

@@ -1,0 +1,119 @@
+"""The product through its CLI, in-process, at toy size: synth -> train -> evaluate -> caption ->
+index -> search -> export, on real video files, the real backbone and a real SQLite database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tvcaption.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("e2e")
+    config = root / "tvcaption.toml"
+    config.write_text(
+        '[features]\ndevice = "cpu"\nthreads = 1\ncache_dir = "features"\nbatch_size = 16\n'
+        '[model]\npath = "model/toy"\n[database]\nurl = "sqlite:///archive.db"\n'
+        '[train]\nepochs = 2\nbatch_size = 8\nlr = 0.01\noptimizer = "adam"\n'
+        '[decoding]\nbeam_size = 2\n'
+    )
+    run("synth", str(root / "synth"), "--train", "12", "--val", "4", "--test", "4", "--size", "64",
+        "--broadcasts", "1", "--broadcast-seconds", "14", "--seed", "3")
+    run("train", str(root / "synth"), "--out", str(root / "model" / "toy"), "--hidden", "16", "--attention", "8",
+        "--embedding", "8", "--frames", "4", "--config", str(config))
+    return {"root": root, "config": config, "data": root / "synth"}
+
+
+def test_evaluate_reports_every_metric_and_the_floors(workspace):
+    out = run("evaluate", "--model", str(workspace["root"] / "model" / "toy"), "--data", str(workspace["data"]),
+              "--json", "--config", str(workspace["config"]))
+    result = json.loads(out)
+    keys = {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}
+    assert keys <= set(result["metrics"] if "metrics" in result else result)
+    assert "slots" in result
+    text = json.dumps(result)
+    assert "constant" in text and "random" in text
+
+
+def test_caption_json_follows_the_true_cuts(workspace):
+    bcast = workspace["data"] / "broadcasts" / "bcast_000.mp4"
+    truth = json.loads(bcast.with_suffix(".json").read_text())
+    out = run("caption", str(bcast), "--json", "--config", str(workspace["config"]))
+    result = json.loads(out)
+    assert result["recording"] == str(bcast)
+    starts = [s["start"] for s in result["scenes"]]
+    true_starts = [s["start"] for s in truth["scenes"]]
+    assert len(starts) == len(true_starts)
+    assert max(abs(a - b) for a, b in zip(starts, true_starts)) < 0.1
+    assert all(isinstance(s["caption"], str) and s["caption"] for s in result["scenes"])
+    assert result["duration"] == pytest.approx(truth["duration"], abs=0.1)
+
+
+def test_index_twice_search_and_export(workspace, tmp_path):
+    srt = pytest.importorskip("srt")
+    webvtt = pytest.importorskip("webvtt")
+    cfg = str(workspace["config"])
+    folder = workspace["data"] / "broadcasts"
+    first = runner.invoke(app, ["index", str(folder), "--config", cfg])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["index", str(folder), "--config", cfg])
+    assert second.exit_code == 0 and "skipped" in second.stdout
+
+    from tvcaption.db.store import Store, connect
+    from tvcaption.config import load_config
+
+    store = Store(connect(load_config(workspace["config"]).database_url))
+    (rec,) = store.recordings()
+    scenes = store.scenes_of(rec.path)
+    truth = json.loads((folder / "bcast_000.json").read_text())
+    assert len(scenes) == len(truth["scenes"])  # the second run added nothing
+
+    word = scenes[0].caption.split()[-1]
+    hits = json.loads(run("search", word, "--json", "--config", cfg))
+    assert hits and all(h["recording"] == rec.path for h in hits)
+    assert isinstance(json.loads(run("search", '") OR (NOT "*', "--json", "--config", cfg)), list)
+
+    run("export", rec.path, "--format", "srt", "--out", str(tmp_path), "--config", cfg)
+    run("export", rec.path, "--format", "vtt", "--out", str(tmp_path), "--config", cfg)
+    (srt_file,) = tmp_path.glob("*.srt")
+    (vtt_file,) = tmp_path.glob("*.vtt")
+    subs = list(srt.parse(srt_file.read_text(encoding="utf-8")))
+    assert subs[0].start.total_seconds() == pytest.approx(scenes[0].start, abs=0.001)
+    assert len(webvtt.read(str(vtt_file))) >= len(scenes)
+    for f in (srt_file, vtt_file):
+        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(f), "-f", "srt", "pipe:1"],
+                              check=True, capture_output=True, text=True)
+        assert scenes[0].caption.split()[0] in proc.stdout
+
+
+def test_no_model_is_one_line_naming_the_training_command(workspace, tmp_path):
+    cfg = tmp_path / "tvcaption.toml"
+    cfg.write_text('[model]\npath = "nowhere/model"\n')
+    bcast = workspace["data"] / "broadcasts" / "bcast_000.mp4"
+    result = runner.invoke(app, ["caption", str(bcast), "--config", str(cfg)])
+    assert result.exit_code == 1
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and "tvcaption train" in lines[0]
+
+
+def test_not_a_video_is_one_line(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    result = runner.invoke(app, ["caption", str(bad)])
+    assert result.exit_code == 1
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and "notes.mp4" in lines[0]
