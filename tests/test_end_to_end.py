@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from tvcaption.cli import app
 
+pytest_plugins = ["pg"]
 runner = CliRunner()
 
 
@@ -63,32 +64,33 @@ def test_caption_json_follows_the_true_cuts(workspace):
     assert result["duration"] == pytest.approx(truth["duration"], abs=0.1)
 
 
-def test_index_twice_search_and_export(workspace, tmp_path):
+def test_index_twice_search_and_export(workspace, db_url, tmp_path):
+    """On SQLite and PostgreSQL."""
     srt = pytest.importorskip("srt")
     webvtt = pytest.importorskip("webvtt")
     cfg = str(workspace["config"])
+    db = ["--db", db_url]
     folder = workspace["data"] / "broadcasts"
-    first = runner.invoke(app, ["index", str(folder), "--config", cfg])
+    first = runner.invoke(app, ["index", str(folder), "--config", cfg, *db])
     assert first.exit_code == 0, first.output
-    second = runner.invoke(app, ["index", str(folder), "--config", cfg])
+    second = runner.invoke(app, ["index", str(folder), "--config", cfg, *db])
     assert second.exit_code == 0 and "skipped" in second.stdout
 
     from tvcaption.db.store import Store, connect
-    from tvcaption.config import load_config
 
-    store = Store(connect(load_config(workspace["config"]).database_url))
+    store = Store(connect(db_url))
     (rec,) = store.recordings()
     scenes = store.scenes_of(rec.path)
     truth = json.loads((folder / "bcast_000.json").read_text())
     assert len(scenes) == len(truth["scenes"])  # the second run added nothing
 
     word = scenes[0].caption.split()[-1]
-    hits = json.loads(run("search", word, "--json", "--config", cfg))
+    hits = json.loads(run("search", word, "--json", "--config", cfg, *db))
     assert hits and all(h["recording"] == rec.path for h in hits)
-    assert isinstance(json.loads(run("search", '") OR (NOT "*', "--json", "--config", cfg)), list)
+    assert isinstance(json.loads(run("search", '") OR (NOT "*', "--json", "--config", cfg, *db)), list)
 
-    run("export", rec.path, "--format", "srt", "--out", str(tmp_path), "--config", cfg)
-    run("export", rec.path, "--format", "vtt", "--out", str(tmp_path), "--config", cfg)
+    run("export", rec.path, "--format", "srt", "--out", str(tmp_path), "--config", cfg, *db)
+    run("export", rec.path, "--format", "vtt", "--out", str(tmp_path), "--config", cfg, *db)
     (srt_file,) = tmp_path.glob("*.srt")
     (vtt_file,) = tmp_path.glob("*.vtt")
     subs = list(srt.parse(srt_file.read_text(encoding="utf-8")))

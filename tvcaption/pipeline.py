@@ -52,7 +52,7 @@ class CaptionEngine:
     def __init__(self, config: Config):
         import torch
 
-        from tvcaption.checkpoint import load_checkpoint
+        from tvcaption.checkpoint import load_checkpoint, read_manifest
         from tvcaption.decoding import DecodingOptions
         from tvcaption.features import load_backbone
 
@@ -78,7 +78,10 @@ class CaptionEngine:
             max_len=config.decoding.max_len,
             length_penalty=config.decoding.length_penalty,
         )
-        self.model_name = str(meta.get("name", stem.name))
+        manifest = read_manifest(stem)
+        self.model_name = str(meta.get("name", manifest.json_path.stem))
+        self.model_info = {"name": self.model_name, "sha256": manifest.sha256,
+                           "meta": {k: meta[k] for k in ("backbone", "frames", "data", "metrics") if k in meta}}
 
     def caption_scenes(self, info, scenes: Sequence, chunk: int = 16) -> list[SceneCaption]:
         """Caption scenes in chunks: the frames of several scenes share CNN batches.
@@ -197,7 +200,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from tvcaption.db.store import SceneRecord, Store, connect
+    from tvcaption.db.store import ModelInfo, SceneRecord, Store, connect
     from tvcaption.video import probe
 
     console = console or Console(stderr=True)
@@ -228,7 +231,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                 scenes = engine.caption_scenes(info, detect(info, config))
                 store.save_result(claim, [SceneRecord(s.start, s.end, s.start_frame, s.end_frame, s.caption, s.score,
                                                       list(zip(s.tags, s.tag_scores))) for s in scenes],
-                                  model=engine.model_name)
+                                  model=ModelInfo(**engine.model_info))
                 total_scenes += len(scenes)
                 report.done.append((key, len(scenes), time.perf_counter() - t0))
                 report.recording_seconds += info.duration
