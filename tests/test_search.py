@@ -156,3 +156,19 @@ def test_any_string_is_safe(engine, query):
     for hit in hits:
         assert hit.recording in ("/archive/news.ts", "/archive/sport.ts")
         assert math.isfinite(hit.score) and hit.start < hit.end
+
+
+SLOW_EXAMPLES = int(os.environ.get("TVCAPTION_HYPOTHESIS_SLOW_EXAMPLES", "5000"))
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(query=st.one_of(st.text(max_size=200), st.text(alphabet=st.characters(codec="utf-8"), max_size=40),
+                       OPERATOR_SOUP))
+def test_thousands_of_strings_are_safe(engine, query):
+    """The same property as test_any_string_is_safe with thousands of strings per backend (-m slow)."""
+    hits = search(engine, query, limit=5)
+    assert len(hits) <= 5
+    for hit in hits:
+        assert hit.recording in ("/archive/news.ts", "/archive/sport.ts")
+        assert math.isfinite(hit.score) and hit.start < hit.end

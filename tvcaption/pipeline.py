@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from tvcaption.config import Config
-from tvcaption.errors import CheckpointError, TvcaptionError, VideoError
+from tvcaption.errors import CheckpointError, TvcaptionError
 
 TRAIN_HINT = "train one with `tvcaption synth data/synthtv && tvcaption train data/synthtv --out models/mine`"
 
@@ -162,7 +161,8 @@ def content_hash(path: str | Path, chunk: int = 8 << 20) -> str:
 
 
 def walk(paths: Iterable[str | Path], extensions: Sequence[str], recursive: bool = True) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Recordings under the given paths, sorted, each once; and (path, error) for paths that do not exist.
+    """Recordings under the given paths, sorted, each once; and (path, error) for paths that do not exist
+    or folders that cannot be listed.
 
     Symlinked folders are not followed (a symlink loop cannot trap the walk); symlinked files are.
     """
@@ -171,7 +171,10 @@ def walk(paths: Iterable[str | Path], extensions: Sequence[str], recursive: bool
     missing: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            walker = os.walk(p, followlinks=False) if recursive else [(str(p), [], os.listdir(p))]
+            def unlisted(exc: OSError) -> None:  # a subfolder we may not read is reported, not skipped silently
+                missing.append((str(exc.filename), f"cannot list the folder ({exc.strerror})"))
+
+            walker = os.walk(p, followlinks=False, onerror=unlisted) if recursive else [(str(p), [], os.listdir(p))]
             for folder, dirs, files in walker:
                 dirs.sort()
                 for name in sorted(files):
@@ -200,7 +203,8 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from tvcaption.db.store import ModelInfo, SceneRecord, Store, connect
+    from tvcaption.db.store import ModelInfo, SceneRecord, Store, connect, worker_id
+    from tvcaption.errors import DatabaseError
     from tvcaption.video import probe
 
     console = console or Console(stderr=True)
@@ -208,10 +212,10 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
     files, missing = walk(paths, config.index.extensions, config.index.recursive)
     report = IndexReport(failed=list(missing))
     for path, reason in missing:
-        console.print(f"[red]failed[/] {path}: {reason}", highlight=False)
+        console.print(f"[red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
     store = Store(connect(config.database_url), claim_timeout=config.database.claim_timeout)
     engine = engine or CaptionEngine(config)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_id()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[scenes]} scenes"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
@@ -220,9 +224,10 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
         for f in files:
             t0 = time.perf_counter()
             key = str(f.absolute())
+            claim = None
             try:
+                info = probe(f)  # first: refuses FIFOs, devices and broken links before anything reads them
                 digest = content_hash(f)
-                info = probe(f)
                 claim = store.claim(key, digest, worker, info_json(info), model=engine.model_name, reindex=reindex)
                 if claim is None:
                     report.skipped.append(key)
@@ -232,14 +237,30 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                 store.save_result(claim, [SceneRecord(s.start, s.end, s.start_frame, s.end_frame, s.caption, s.score,
                                                       list(zip(s.tags, s.tag_scores))) for s in scenes],
                                   model=ModelInfo(**engine.model_info))
+                claim = None
                 total_scenes += len(scenes)
                 report.done.append((key, len(scenes), time.perf_counter() - t0))
                 report.recording_seconds += info.duration
-            except (VideoError, TvcaptionError, OSError) as exc:
-                reason = str(exc) if isinstance(exc, TvcaptionError) else f"{f}: {exc.strerror or exc}"
+            except DatabaseError:
+                raise  # the database, not this file: stop the batch (the CLI prints one line)
+            except Exception as exc:  # noqa: BLE001 - one bad file must not end a batch of thousands
+                if isinstance(exc, TvcaptionError):
+                    reason = str(exc)
+                elif isinstance(exc, OSError):
+                    reason = f"{f}: cannot read the file ({exc.strerror or exc})"
+                else:
+                    detail = " ".join(str(exc).split())[:300]
+                    reason = f"{f}: unexpected error ({type(exc).__name__}: {detail}); please report it with this file"
                 report.failed.append((key, reason))
                 store.mark_failed(key, reason)
-                console.print(f"[red]failed[/] {reason}", highlight=False)
+                console.print(f"[red]failed[/] {reason}", highlight=False, soft_wrap=True)
+            except BaseException:  # Ctrl-C, SystemExit: give the claim back so another run takes it at once
+                if claim is not None:
+                    try:
+                        store.release(claim.recording_id)
+                    except Exception:  # noqa: BLE001 - the claim then goes stale after claim_timeout
+                        pass
+                raise
             bar.update(task, advance=1, scenes=total_scenes)
     report.wall_seconds = time.perf_counter() - started
     return report
@@ -265,4 +286,4 @@ def print_summary(report: IndexReport, console) -> None:
                   str(len(report.failed)), f"{rtf:.1f}x")
     console.print(table)
     for path, reason in report.failed:
-        console.print(f"[red]failed:[/] {reason}", highlight=False)
+        console.print(f"[red]failed:[/] {reason}", highlight=False, soft_wrap=True)

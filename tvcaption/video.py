@@ -36,6 +36,7 @@ import heapq
 import logging
 import math
 import os
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -226,18 +227,31 @@ def _av():
 def _check_file(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            raise VideoError(f"{p}: broken symbolic link (to {os.readlink(p)}); fix or remove the link")
         raise VideoError(f"{p}: file not found; check the path")
     if p.is_dir():
         raise VideoError(f"{p}: is a folder, not a video file; pass a recording")
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as exc:
         raise VideoError(f"{p}: cannot read the file ({exc.strerror}); check its permissions") from None
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever, a device never ends
+        raise VideoError(f"{p}: not a regular file ({_file_kind(st.st_mode)}); pass a recording file")
+    size = st.st_size
     if size == 0:
         raise VideoError(f"{p}: file is empty (0 bytes); the recording or copy did not complete")
     if not os.access(p, os.R_OK):
         raise VideoError(f"{p}: permission denied; make the file readable")
     return p
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _reason(exc: BaseException) -> str:

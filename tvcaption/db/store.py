@@ -13,6 +13,8 @@ half-written recording. Parallel workers on several machines should use PostgreS
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -217,6 +219,34 @@ def _insert_rows(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
+def worker_id() -> str:
+    """This process as a claimant: ``hostname:pid`` (what ``index_paths`` records in claimed_by)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_is_dead(worker: str | None) -> bool:
+    """True when ``worker`` (``hostname:pid``) is a process of this host that no longer exists.
+
+    A claim by such a worker can be taken at once instead of after ``claim_timeout``: the worker
+    was killed (SIGKILL, OOM killer, power cut of a container) and will never save or release it.
+    Anything else (another host, a worker id of another form, a pid that exists or cannot be
+    checked) counts as alive, and its claim goes stale only after ``claim_timeout``. A recycled
+    pid only makes us wait for the timeout; it never takes a live claim.
+    """
+    if not worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists, as another user
+        return False
+    return False
+
+
 def _probe_dict(probe: Any) -> dict[str, Any] | None:
     if probe is None:
         return None
@@ -302,7 +332,8 @@ class Store:
 
         None when the recording is done with the same content hash (and ``model``, when given)
         unless ``reindex``, or when another worker's claim is younger than ``claim_timeout``
-        (or, on PostgreSQL, another worker is claiming it right now). ``probe`` is a dict or a
+        (or, on PostgreSQL, another worker is claiming it right now). A claim by a worker of this
+        host whose process is gone (see :func:`worker_is_dead`) is taken at once. ``probe`` is a dict or a
         dataclass such as ``VideoInfo``; its ``duration`` is kept in its own column.
         """
         path = str(path)
@@ -330,7 +361,8 @@ class Store:
                     return None
                 claimed_at = _utc(row.claimed_at)
                 if row.status == "processing" and row.claimed_by != worker and claimed_at is not None \
-                        and now - claimed_at < timedelta(seconds=self.claim_timeout):
+                        and now - claimed_at < timedelta(seconds=self.claim_timeout) \
+                        and not worker_is_dead(row.claimed_by):
                     return None
                 recording_id = row.id
                 conn.execute(update(recordings_t).where(recordings_t.c.id == row.id).values(**values))

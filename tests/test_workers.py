@@ -1,0 +1,237 @@
+"""Several ``tvcaption index`` processes on one database: the work is shared, nothing done twice.
+
+- Claims: a live claim is skipped at once; a claim of a worker of this host whose process is gone
+  is taken at once; a claim of another host goes stale after ``claim_timeout``.
+- Four worker processes (``.venv/bin/tvcaption index``) on one PostgreSQL database and one folder:
+  every recording indexed by exactly one of them, a dead worker's old claim taken over.
+- SQLite: two indexers on one file finish without corrupting or duplicating anything; a writer
+  that holds the lock too long makes the indexer stop with one clear line, nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from tvcaption.db.store import SceneRecord, Store, connect, worker_id, worker_is_dead
+
+pytest_plugins = ["pg", "toymodel"]  # toymodel: the session's `toy` fixture
+runner = CliRunner()
+
+HOST = socket.gethostname()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: the pid names no process now (until the system hands it out again)
+    return proc.pid
+
+
+# --- claims -----------------------------------------------------------------------------------------
+
+def test_worker_ids():
+    assert worker_id() == f"{HOST}:{os.getpid()}"
+    assert not worker_is_dead(worker_id())
+    assert worker_is_dead(f"{HOST}:{dead_pid()}")
+    for other in (None, "", "worker-a", f"elsewhere.example:{dead_pid()}", f"{HOST}:x", f"{HOST}:0", f"{HOST}:1"):
+        assert not worker_is_dead(other), other  # pid 1 lives; other hosts cannot be checked
+
+
+def test_claim_of_a_dead_local_worker_is_taken_at_once(db_url: str):
+    with Store(db_url, claim_timeout=600) as store:
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            live = store.claim("/live.ts", "h", f"{HOST}:{sleeper.pid}")
+            assert live is not None and store.claim("/live.ts", "h", worker_id()) is None  # alive: hands off
+            gone = dead_pid()
+            first = store.claim("/killed.ts", "h", f"{HOST}:{gone}")
+            second = store.claim("/killed.ts", "h", worker_id())  # the worker was SIGKILLed: take it now
+            assert second is not None and second.recording_id == first.recording_id
+            assert store.get_recording("/killed.ts").claimed_by == worker_id()
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        assert store.claim("/live.ts", "h", worker_id()) is not None  # and once it is gone, at once too
+
+
+def test_claim_of_another_host_goes_stale_after_the_timeout(db_url: str):
+    with Store(db_url, claim_timeout=0.5) as store:
+        assert store.claim("/a.ts", "h", "render-02:4242") is not None
+        assert store.claim("/a.ts", "h", worker_id()) is None  # cannot tell whether it lives: wait
+        time.sleep(0.6)
+        claim = store.claim("/a.ts", "h", worker_id())
+        assert claim is not None
+        store.save_result(claim, [SceneRecord(0.0, 1.0, 0, 25, "a man sings")], "m")
+        assert store.get_recording("/a.ts").status == "done"
+
+
+@pytest.mark.postgres
+def test_postgres_live_claims_are_skipped_not_waited_on(fresh_pg_url):
+    store = Store(fresh_pg_url())
+    store.mark_failed("/locked.ts", "earlier failure")
+    assert store.claim("/claimed.ts", "h", "render-02:4242") is not None
+    with store.engine.connect() as other:  # another worker is inside its claim transaction
+        other.execute(text("SELECT id FROM recordings WHERE path = '/locked.ts' FOR UPDATE"))
+        started = time.monotonic()
+        assert store.claim("/locked.ts", "h", worker_id()) is None
+        assert store.claim("/claimed.ts", "h", worker_id()) is None
+        assert time.monotonic() - started < 1.0
+        other.rollback()
+    store.close()
+
+
+# --- worker processes -------------------------------------------------------------------------------
+
+def make_folder(folder: Path, count: int) -> list[Path]:
+    from toymodel import make_clip
+
+    folder.mkdir(parents=True)
+    sources = ["testsrc2", "smptebars", "mandelbrot", "rgbtestsrc", "cellauto", "life", "testsrc", "yuvtestsrc"]
+    return [make_clip(folder / f"rec{i:02d}.mp4", seconds=2.0, source=f"{sources[i % len(sources)]}=size=96x64:rate=10")
+            for i in range(count)]
+
+
+def summary_counts(output: str) -> dict[str, int]:
+    """The numbers of the ``index summary`` table: indexed, scenes, skipped, failed."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 5 and all(c.isdigit() for c in cells[:4]):
+            return dict(zip(("indexed", "scenes", "skipped", "failed"), map(int, cells[:4])))
+    raise AssertionError(f"no summary in:\n{output}")
+
+
+def start_worker(folder: Path, config: Path, url: str, log: Path, **env: str) -> subprocess.Popen:
+    from toymodel import subprocess_env, tvcaption_exe
+
+    with log.open("w") as out:
+        return subprocess.Popen([*tvcaption_exe(), "index", str(folder), "--config", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env=subprocess_env(TVCAPTION_DATABASE__URL=url, **env))
+
+
+def finish(workers: list[subprocess.Popen], logs: list[Path], timeout: float = 600) -> list[str]:
+    deadline = time.monotonic() + timeout
+    for w in workers:
+        try:
+            w.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for v in workers:
+                v.kill()
+            raise
+    outputs = [log.read_text(errors="replace") for log in logs]
+    for w, out in zip(workers, outputs):
+        assert w.returncode == 0, out
+    return outputs
+
+
+def check_each_once(store: Store, files: list[Path]) -> None:
+    recs = store.recordings()
+    assert sorted(r.path for r in recs) == sorted(str(f.absolute()) for f in files)
+    assert all(r.status == "done" and r.claimed_by is None for r in recs), [(r.path, r.status) for r in recs]
+    with store.engine.connect() as conn:
+        dupes = conn.execute(text("SELECT count(*) FROM (SELECT recording_id, start FROM scenes "
+                                  "GROUP BY recording_id, start HAVING count(*) > 1) d")).scalar_one()
+        per_scene = conn.execute(text("SELECT count(*) FROM scenes s WHERE "
+                                      "(SELECT count(*) FROM captions c WHERE c.scene_id = s.id) != 1")).scalar_one()
+    assert dupes == 0 and per_scene == 0
+    for r in recs:
+        scenes = store.scenes_of(r.path)
+        assert [s.index for s in scenes] == list(range(len(scenes))) and scenes[-1].end == pytest.approx(r.duration)
+
+
+@pytest.mark.postgres
+def test_four_workers_share_one_folder_on_postgres(toy, fresh_pg_url, tmp_path):
+    url = fresh_pg_url()
+    files = make_folder(tmp_path / "archive", 8)
+    config = toy.config(tmp_path / "cfg", "sqlite:///unused.db")  # the URL comes from the environment
+    store = Store(url)
+    # a worker of another machine claimed rec03 an hour ago and died: its claim is stale
+    stale = str(files[3].absolute())
+    store.claim(stale, "an older version", "render-02:4242")
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE recordings SET claimed_at = claimed_at - interval '1 hour'"))
+
+    # hold the workers at the start line: each blocks on its first claim until all four wait there
+    gate = store.engine.connect()
+    gate.execute(text("LOCK TABLE recordings IN EXCLUSIVE MODE"))
+    logs = [tmp_path / f"worker{i}.log" for i in range(4)]
+    workers = [start_worker(tmp_path / "archive", config, url, log) for log in logs]
+    try:
+        deadline = time.monotonic() + 300
+        with store.engine.connect() as conn:
+            while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'")).scalar_one() < 4:
+                assert time.monotonic() < deadline and all(w.poll() is None for w in workers), \
+                    [log.read_text() for log in logs]
+                time.sleep(0.2)
+                conn.rollback()
+    finally:
+        gate.rollback()
+        gate.close()
+    outputs = finish(workers, logs)
+
+    counts = [summary_counts(out) for out in outputs]
+    print("recordings indexed per worker:", [c["indexed"] for c in counts])
+    assert sum(c["indexed"] for c in counts) == len(files), counts  # each recording by exactly one worker
+    assert all(c["indexed"] + c["skipped"] == len(files) and c["failed"] == 0 for c in counts), counts
+    assert sum(c["indexed"] > 0 for c in counts) >= 2, counts  # they did share the work
+    check_each_once(store, files)
+    assert store.get_recording(stale).content_hash != "an older version"
+    assert store.stats().scenes == sum(c["scenes"] for c in counts)
+    store.close()
+
+
+def test_two_indexers_on_one_sqlite_file(toy, tmp_path):
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+    files = make_folder(tmp_path / "archive", 4)
+    config = toy.config(tmp_path / "cfg", url)
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    outputs = finish([start_worker(tmp_path / "archive", config, url, log) for log in logs], logs)
+    counts = [summary_counts(out) for out in outputs]
+    assert sum(c["indexed"] for c in counts) == len(files), counts  # short write transactions interleave
+    store = Store(url)
+    check_each_once(store, files)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+    store.close()
+
+
+def test_sqlite_writer_holding_the_lock_stops_the_indexer_with_one_line(toy, tmp_path):
+    from tvcaption.cli import app
+
+    db = tmp_path / "archive.db"
+    url = f"sqlite:///{db}"
+    files = make_folder(tmp_path / "archive", 1)
+    config = toy.config(tmp_path / "cfg", url)
+    connect(url).dispose()
+    holder = subprocess.Popen(  # another process in a long write transaction
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+         "c.execute('BEGIN IMMEDIATE'); c.execute('DELETE FROM models'); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = runner.invoke(app, ["index", str(tmp_path / "archive"), "--config", str(config)])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if "database is locked" in line]
+    assert len(errors) == 1 and errors[0].startswith("error:") and str(db) in errors[0] and "PostgreSQL" in errors[0]
+    assert "Traceback" not in result.output
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT count(*) FROM recordings").fetchone() == (0,)  # nothing half-written, no 'failed'
+    again = runner.invoke(app, ["index", str(tmp_path / "archive"), "--config", str(config)])
+    assert again.exit_code == 0, again.output
+    with Store(url) as store:
+        check_each_once(store, files)
