@@ -233,8 +233,6 @@ def test_bad_input_matrix(toy, tmp_path: Path):
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="known: a faststart MP4 cut in half keeps the duration its index "
-                   "claims (4 s) though only the first half decodes; the last scene runs past the real end")
 def test_truncated_faststart_mp4_ends_at_its_last_frame(tmp_path):
     from tvcaption.config import ScenesConfig
     from tvcaption.scenes import detect_scenes

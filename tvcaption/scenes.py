@@ -147,7 +147,9 @@ def _scenes(times: Sequence[float], indices: Sequence[int], cut_seconds: Iterabl
     t = np.asarray(times, dtype=np.float64)
     frame_dur = float(np.median(np.diff(t))) if n > 1 else 1.0 / fps
     last_end = float(t[-1]) + frame_dur
-    if end is None or not math.isfinite(end) or end <= t[-1]:
+    # A truncated file keeps the duration its header claims; the last scene ends at the last frame
+    # that really decodes (half a second of slack for containers that round their duration).
+    if end is None or not math.isfinite(end) or end <= t[-1] or end > last_end + 0.5:
         end = last_end
     cuts = np.asarray(sorted(set(cut_seconds)), dtype=np.float64)
     idx = np.searchsorted(t, cuts - 1e-6, side="left")  # the frame at (or right after) each cut
