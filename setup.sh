@@ -20,9 +20,11 @@ fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+quiet() { "$@" 2>&1 | grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "^ *!!" -e "^ *\*\*\*" \
+            -e "precedence during imports" -e "folders in your working directory" -e "WheelFile" -e "^ *$" || true; }
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+  quiet .venv/bin/pip install -q --upgrade pip
+  quiet .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-.venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v -e "^WARNING: Location" -e "^$" || true
+quiet .venv/bin/pip install -q -e '.[test]'
 .venv/bin/python -c "import tvcaption, torch, decord, scenedetect; print('setup: ok, torch', torch.__version__)"
