@@ -21,7 +21,7 @@ is skipped by a rerun (``--force`` retrains). Results: ``OUT/ablation.json`` and
 
     python bench/ablation.py --data data/synthtv --out bench/results/ablation --seeds 3 --epochs 30
     python bench/ablation.py --synth 2000 --out bench/results/ablation       # generate SynthTV first
-    python bench/ablation.py --toy --out /tmp/ablation                       # smoke test, ~1 min on CPU
+    python bench/ablation.py --toy --out runs/ablation                       # smoke test, ~1 min on CPU
 """
 
 from __future__ import annotations
