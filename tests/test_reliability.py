@@ -169,12 +169,12 @@ def index(folder: Path, config: Path, *extra: str):
         return runner.invoke(app, ["index", str(folder), "--config", str(config), *extra])
 
 
-def check_covered(store: Store, path: str, duration: float) -> list:
+def check_covered(store: Store, path: str, duration: float, tolerance: float = 0.1) -> list:
     scenes = store.scenes_of(path)
     assert scenes, path
     assert scenes[0].start == 0.0
     assert all(a.end == pytest.approx(b.start) for a, b in zip(scenes, scenes[1:])), path
-    assert scenes[-1].end == pytest.approx(duration, abs=0.1), path
+    assert scenes[-1].end == pytest.approx(duration, abs=tolerance), path
     assert all(s.caption.strip() for s in scenes), path
     assert [s.index for s in scenes] == list(range(len(scenes)))
     return scenes
@@ -204,7 +204,9 @@ def test_bad_input_matrix(toy, tmp_path: Path):
             assert len(mentions) == 2 and all(reason in line and line.startswith("failed") for line in mentions), mentions
         else:
             assert row.error is None and row.content_hash and row.probe, name
-            check_covered(store, row.path, row.duration)
+            # a faststart MP4 cut in half claims 4 s but decodes ~2 s: its scenes end at the last frame
+            check_covered(store, row.path, 2.0 if name == "half-faststart.mp4" else row.duration,
+                          tolerance=0.3 if name == "half-faststart.mp4" else 0.1)
     # what the odd files are, as stored
     assert rows["uhd-4k.mp4"].probe["width"] == 3840 and rows["uhd-4k.mp4"].probe["height"] == 2160
     assert rows["one-frame.mp4"].probe["frame_count"] == 1 and len(store.scenes_of(rows["one-frame.mp4"].path)) == 1

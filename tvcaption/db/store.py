@@ -159,12 +159,28 @@ def connect(url: str | URL, *, migrate: bool = True, busy_timeout: float = 5.0) 
         from tvcaption.db import migrate as migrations
 
         try:
-            if not migrations.is_current(engine):
-                migrations.upgrade(engine)
+            _migrate_once(engine, migrations, patience=max(busy_timeout * 4, 10.0))
         except BaseException:
             engine.dispose()
             raise
     return engine
+
+
+def _migrate_once(engine: Engine, migrations, patience: float) -> None:
+    """Bring the schema to head. Several indexers starting at once on a new SQLite file race to
+    create it: one migrates while the others see "database is locked"; they retry until it is done."""
+    import time
+
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if not migrations.is_current(engine):
+                migrations.upgrade(engine)
+            return
+        except DatabaseError as exc:
+            if engine.dialect.name != "sqlite" or "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _sqlite_setup(engine: Engine, *, wal: bool, busy_timeout: float) -> None:
