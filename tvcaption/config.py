@@ -189,6 +189,9 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         raw.setdefault(section, {})[name] = value
     parts = {name: _section(cls, raw.get(name, {}), f"{file or 'env'}[{name}]")
              for name, cls in ((f.name, f.default_factory) for f in fields(Config) if f.name != "root")}
+    weights = parts["features"].resnet152_weights
+    if weights and not Path(weights).expanduser().is_absolute():  # a path in the file is relative to the file
+        parts["features"] = replace(parts["features"], resnet152_weights=str(root / weights))
     return Config(**parts, root=root)
 
 

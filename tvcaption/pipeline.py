@@ -228,7 +228,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
             try:
                 info = probe(f)  # first: refuses FIFOs, devices and broken links before anything reads them
                 digest = content_hash(f)
-                claim = store.claim(key, digest, worker, info_json(info), model=engine.model_name, reindex=reindex)
+                claim = store.claim(key, digest, worker, info, model=engine.model_name, reindex=reindex)
                 if claim is None:
                     report.skipped.append(key)
                     bar.advance(task)
@@ -264,12 +264,6 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
             bar.update(task, advance=1, scenes=total_scenes)
     report.wall_seconds = time.perf_counter() - started
     return report
-
-
-def info_json(info) -> dict:
-    from dataclasses import asdict
-
-    return asdict(info)
 
 
 def print_summary(report: IndexReport, console) -> None:
