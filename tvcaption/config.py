@@ -72,6 +72,7 @@ class IndexConfig:
     recursive: bool = True
     tags: int = 5  # ImageNet labels stored per scene
     tag_min_score: float = 0.05  # tags below this probability are dropped
+    single_pass: bool = True  # decode each recording once for scene detection and frame sampling
 
 
 @dataclass(frozen=True)

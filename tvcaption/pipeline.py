@@ -7,14 +7,17 @@ folders and stores each recording in one database transaction.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from tvcaption.config import Config
 from tvcaption.errors import CheckpointError, TvcaptionError
+
+log = logging.getLogger(__name__)
 
 TRAIN_HINT = "train one with `tvcaption synth data/synthtv && tvcaption train data/synthtv --out models/mine`"
 
@@ -82,8 +85,37 @@ class CaptionEngine:
         self.model_info = {"name": self.model_name, "sha256": manifest.sha256,
                            "meta": {k: meta[k] for k in ("backbone", "frames", "data", "metrics") if k in meta}}
 
+    def features(self, frames):
+        """RGB frames (N, H, W, 3) of any size -> local features (N, 7, 7, C), a CNN batch at a time."""
+        from tvcaption.features import extract
+
+        return extract(self.backbone, frames, self.config.features.batch_size)
+
+    def caption_features(self, scenes: Sequence, local) -> list[SceneCaption]:
+        """Captions and tags of scenes from their local features (len(scenes) * frames, 7, 7, C)."""
+        import torch
+
+        from tvcaption.decoding import decode_hypotheses
+        from tvcaption.features import global_descriptor, imagenet_labels
+
+        labels = imagenet_labels()
+        top = self.config.index.tags
+        with torch.inference_mode():
+            probs = self.backbone.classify(local).float().softmax(-1)
+            local = local.float().reshape(len(scenes), self.frames, *local.shape[1:])
+            glob = global_descriptor(self.descriptor, local)
+            hyps = decode_hypotheses(self.captioner.model, local, glob, self.options)
+            tag_p, tag_i = probs.reshape(len(scenes), self.frames, -1).mean(1).topk(top, dim=-1)
+        results = []
+        for s, h, tp, ti in zip(scenes, hyps, tag_p.tolist(), tag_i.tolist()):
+            kept = [(labels[i], p) for i, p in zip(ti, tp) if p >= self.config.index.tag_min_score]
+            results.append(SceneCaption(
+                s.start, s.end, s.start_frame, s.end_frame, self.captioner.vocab.decode(h.tokens),
+                h.logprob / (len(h.tokens) + 1), tuple(k for k, _ in kept), tuple(round(p, 4) for _, p in kept)))
+        return results
+
     def caption_scenes(self, info, scenes: Sequence, chunk: int = 16) -> list[SceneCaption]:
-        """Caption scenes in chunks: the frames of several scenes share CNN batches.
+        """Two-pass captioning of scenes already detected: their frames are read by seeking.
 
         Frames are decoded at full size a CNN batch at a time and reduced to 7x7 features at once,
         so memory stays flat whatever the frame size and the number of scenes.
@@ -91,31 +123,107 @@ class CaptionEngine:
         import numpy as np
         import torch
 
-        from tvcaption.decoding import decode_hypotheses
-        from tvcaption.features import extract, global_descriptor, imagenet_labels
         from tvcaption.video import read_frames, sample_times
 
-        labels = imagenet_labels()
         results: list[SceneCaption] = []
-        top, batch = self.config.index.tags, self.config.features.batch_size
+        batch = self.config.features.batch_size
         for lo in range(0, len(scenes), chunk):
             part = scenes[lo:lo + chunk]
             times = np.concatenate([sample_times(s.start, s.end, self.frames) for s in part])
-            with torch.inference_mode():
-                local = torch.cat([extract(self.backbone, read_frames(info, times[i:i + batch])[0], batch)
-                                   for i in range(0, len(times), batch)])  # (S*T, 7, 7, C)
-                probs = self.backbone.classify(local).float().softmax(-1)
-                local = local.float().reshape(len(part), self.frames, *local.shape[1:])
-                glob = global_descriptor(self.descriptor, local)
-                hyps = decode_hypotheses(self.captioner.model, local, glob, self.options)
-                scene_probs = probs.reshape(len(part), self.frames, -1).mean(1)
-                tag_p, tag_i = scene_probs.topk(top, dim=-1)
-            for s, h, tp, ti in zip(part, hyps, tag_p.tolist(), tag_i.tolist()):
-                kept = [(labels[i], p) for i, p in zip(ti, tp) if p >= self.config.index.tag_min_score]
-                results.append(SceneCaption(
-                    s.start, s.end, s.start_frame, s.end_frame, self.captioner.vocab.decode(h.tokens),
-                    h.logprob / (len(h.tokens) + 1), tuple(k for k, _ in kept), tuple(round(p, 4) for _, p in kept)))
+            local = torch.cat([self.features(read_frames(info, times[i:i + batch])[0])
+                               for i in range(0, len(times), batch)])
+            results += self.caption_features(part, local)
         return results
+
+    def caption_stream(self, sampled: Iterable, chunk: int = 16,
+                       on_scenes: Callable[[list[SceneCaption]], None] | None = None) -> list[SceneCaption]:
+        """Caption :class:`~tvcaption.stream.SampledScene` items as they come.
+
+        Frames of consecutive scenes share CNN batches; only their 7x7 features are kept until
+        ``chunk`` scenes are captioned together, so memory does not grow with the recording.
+        """
+        import numpy as np
+        import torch
+
+        results: list[SceneCaption] = []
+        batch = max(self.frames, self.config.features.batch_size)
+        waiting: list = []  # scenes whose frames are not through the CNN yet
+        ready: list = []  # scenes with features
+        feats: list = []
+
+        def run_cnn() -> None:
+            if waiting:
+                feats.append(self.features(np.concatenate([w.frames for w in waiting])))
+                ready.extend(w.scene for w in waiting)
+                waiting.clear()
+
+        def run_decoder() -> None:
+            if ready:
+                results.extend(self.caption_features(ready, torch.cat(feats)))
+                if on_scenes:
+                    on_scenes(results[-len(ready):])
+                ready.clear()
+                feats.clear()
+
+        for item in sampled:
+            waiting.append(item)
+            if len(waiting) * self.frames >= batch:
+                run_cnn()
+                if len(ready) >= chunk:
+                    run_decoder()
+        run_cnn()
+        run_decoder()
+        return results
+
+
+def in_background(items: Iterable, depth: int = 4) -> Iterator:
+    """Iterate ``items`` in a worker thread, ``depth`` items ahead: decoding overlaps model work.
+
+    An exception in the worker is raised here; leaving the loop early stops the worker.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((end, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((end, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if stop.is_set() and close:
+                close()
+
+    worker = threading.Thread(target=work, name="tvcaption-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
 
 
 def detect(info, config: Config):
@@ -131,23 +239,32 @@ def caption_recording(path: str | Path, config: Config, engine: CaptionEngine | 
 
     info = probe(path)
     engine = engine or CaptionEngine(config)
-    scenes = detect(info, config)
-    captions = _with_progress(engine, info, scenes, progress)
+    if not progress:
+        return RecordingCaptions(str(path), info.duration, captions_of(info, config, engine))
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("captioning", total=max(info.duration, 1e-3))
+        captions = captions_of(info, config, engine, lambda done: bar.update(task, completed=done[-1].end))
     return RecordingCaptions(str(path), info.duration, captions)
 
 
-def _with_progress(engine: CaptionEngine, info, scenes, progress: bool) -> list[SceneCaption]:
-    if not progress or len(scenes) <= 16:
-        return engine.caption_scenes(info, scenes)
-    from rich.progress import Progress
+def captions_of(info, config: Config, engine: CaptionEngine,
+                on_scenes: Callable[[list[SceneCaption]], None] | None = None) -> list[SceneCaption]:
+    """Captions of every scene of a probed recording: one decoding pass (see :mod:`tvcaption.stream`)
+    with decoding in a worker thread, or two passes when ``index.single_pass`` is off."""
+    if config.index.single_pass:
+        from tvcaption.stream import StreamMismatch, stream_scenes
 
-    done: list[SceneCaption] = []
-    with Progress(transient=True) as bar:
-        task = bar.add_task("captioning scenes", total=len(scenes))
-        for lo in range(0, len(scenes), 16):
-            done += engine.caption_scenes(info, scenes[lo:lo + 16])
-            bar.advance(task, len(scenes[lo:lo + 16]))
-    return done
+        try:
+            return engine.caption_stream(in_background(stream_scenes(info, config.scenes, engine.frames)),
+                                         on_scenes=on_scenes)
+        except StreamMismatch as exc:
+            log.warning("%s; captioning it again in two passes", exc)
+    captions = engine.caption_scenes(info, detect(info, config))
+    if on_scenes and captions:
+        on_scenes(captions)
+    return captions
 
 
 # ---------------------------------------------------------------- indexing
@@ -233,7 +350,13 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                     report.skipped.append(key)
                     bar.advance(task)
                     continue
-                scenes = engine.caption_scenes(info, detect(info, config))
+                live = {"n": 0}
+
+                def shown(done: list[SceneCaption]) -> None:
+                    live["n"] += len(done)
+                    bar.update(task, scenes=total_scenes + live["n"])
+
+                scenes = captions_of(info, config, engine, shown)
                 store.save_result(claim, [SceneRecord(s.start, s.end, s.start_frame, s.end_frame, s.caption, s.score,
                                                       list(zip(s.tags, s.tag_scores))) for s in scenes],
                                   model=ModelInfo(**engine.model_info))

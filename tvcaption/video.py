@@ -607,15 +607,21 @@ def _pyav_pick(info: VideoInfo, req: np.ndarray, convert: Callable[[Any], np.nda
 
 def _pyav_converter(info: VideoInfo, out_w: int, out_h: int) -> Callable[[Any], np.ndarray]:
     """av.VideoFrame -> upright, display-shaped RGB at (out_w, out_h) (scaling in swscale)."""
+    from av.video.reformatter import VideoReformatter
+
     k = (-info.rotation // 90) % 4  # np.rot90 turns counter-clockwise
     pre_w, pre_h = (out_h, out_w) if k % 2 else (out_w, out_h)
+    # One reformatter per converter keeps its swscale context: frame.reformat() builds a new one
+    # (filters and all) on every call, 7x slower at 720x576 -> 256x205 (5.5 vs 0.8 ms a frame).
+    reformatter = VideoReformatter()
 
     def convert(frame) -> np.ndarray:
         if (frame.width, frame.height) == (pre_w, pre_h):
-            img = frame.to_ndarray(format="rgb24")
+            img = reformatter.reformat(frame, format="rgb24").to_ndarray()
         else:  # swscale's bilinear widens its filter when shrinking (no aliasing); it is what
             # keeps scene detection on these frames identical to PySceneDetect's own (cv2) resize
-            img = frame.reformat(width=pre_w, height=pre_h, format="rgb24", interpolation="BILINEAR").to_ndarray()
+            img = reformatter.reformat(frame, width=pre_w, height=pre_h, format="rgb24",
+                                       interpolation="BILINEAR").to_ndarray()
         if k:
             img = np.rot90(img, k)
         return np.ascontiguousarray(img)

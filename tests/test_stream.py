@@ -1,0 +1,132 @@
+"""Decode once (tvcaption.stream): the same scenes and frames as detect-then-seek, in bounded memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tvcaption.config import Config, ScenesConfig
+from tvcaption.pipeline import in_background
+from tvcaption.scenes import detect_scenes, split_long
+from tvcaption.stream import StreamStats, stream_scenes
+from tvcaption.video import _pyav_read, output_size, probe, sample_times
+
+pytest_plugins = ["tests.media"]
+
+CLIPS = ["bikes.mp4", "goldeneye-vfr-drop3.mp4", "issue-134-rotate.mp4", "megamind_test.avi",
+         "bikes-mpeg2.ts", "goldeneye-remux.ts"]
+
+
+def _path(name, media, scenes_dir):
+    return media(name) if name.endswith(".ts") else scenes_dir / name
+
+
+def _two_pass(info, options, frames):
+    scenes = split_long(detect_scenes(info, options), options.max_scene_len)
+    w, h = output_size(info)
+    reads = [_pyav_read(info, sample_times(s.start, s.end, frames), w, h) for s in scenes]
+    return scenes, reads
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_one_pass_gives_the_scenes_and_frames_of_two(name, media, scenes_dir):
+    info = probe(_path(name, media, scenes_dir))
+    options = ScenesConfig(max_scene_len=4.0)  # some scenes get split too
+    scenes, reads = _two_pass(info, options, 6)
+    stats = StreamStats()
+    got = list(stream_scenes(info, options, 6, stats=stats))
+    assert [g.scene for g in got] == scenes
+    assert stats.max_stride == 1  # short clips fit the default budget: every frame was available
+    for g, (frames, times) in zip(got, reads):
+        np.testing.assert_array_equal(g.times, times)
+        np.testing.assert_array_equal(g.frames, frames)
+    assert stats.frames > 0 and stats.scenes == len(scenes)
+
+
+def test_a_small_budget_thins_frames_but_keeps_scenes_and_bounds_memory(scenes_dir):
+    info = probe(scenes_dir / "testvideo.mp4")  # 24 s, 4 scenes, 1280x720: about 1.4 MB a picture
+    options = ScenesConfig(max_scene_len=0)
+    scenes, reads = _two_pass(info, options, 10)
+    frame_bytes = 1280 * 720 * 3 // 2
+    stats = StreamStats()
+    got = list(stream_scenes(info, options, 10, budget_bytes=30 * frame_bytes, stats=stats))
+    assert [g.scene for g in got] == scenes
+    assert stats.max_kept <= 31  # the budget, plus the frame that triggered the thinning
+    assert stats.max_stride >= 8  # the long scenes did not fit
+    period = 1.0 / info.fps
+    for g, (_, times) in zip(got, reads):
+        # a thinned sample is the kept frame shown at (or before) the exact one: at most stride-1 frames early
+        early = times - g.times
+        assert np.all(early >= -1e-6)
+        assert np.all(early <= (stats.max_stride - 1) * period + 1e-3)
+        assert np.all((g.times >= g.scene.start - 1e-6) & (g.times < g.scene.end))
+
+
+def test_index_single_and_two_pass_agree(scenes_dir):
+    from tvcaption.pipeline import CaptionEngine, captions_of
+
+    config = Config()
+    engine = CaptionEngine(config)
+    info = probe(scenes_dir / "bikes.mp4")
+    once = captions_of(info, config, engine)
+    twice = captions_of(info, dataclasses.replace(config, index=dataclasses.replace(config.index, single_pass=False)),
+                        engine)
+    assert [(c.start, c.end, c.caption, c.tags) for c in once] == [(c.start, c.end, c.caption, c.tags) for c in twice]
+    for a, b in zip(once, twice):
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        assert a.tag_scores == pytest.approx(b.tag_scores, abs=1e-3)
+
+
+def test_in_background_passes_items_errors_and_stops_early():
+    assert list(in_background(iter(range(50)), depth=3)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("bad packet")
+
+    with pytest.raises(ValueError, match="bad packet"):
+        list(in_background(broken()))
+
+    produced = []
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = in_background(endless(), depth=2)
+    assert next(it) == 0
+    it.close()  # the consumer gives up: the worker must stop and close its source, not run on
+    assert closed.wait(5)
+    n = len(produced)
+    time.sleep(0.2)
+    assert len(produced) == n and n <= 5
+
+
+def test_out_of_order_cuts_fall_back_to_two_passes(scenes_dir, monkeypatch, caplog):
+    import tvcaption.stream as stream
+    from tvcaption.pipeline import CaptionEngine, captions_of
+
+    real = stream.stream_scenes
+
+    def mismatched(info, *args, **kwargs):
+        yield from real(info, *args, **kwargs)
+        raise stream.StreamMismatch(f"{info.path}: scenes found during the pass differ from the final detection")
+
+    monkeypatch.setattr(stream, "stream_scenes", mismatched)
+    config = Config()
+    info = probe(scenes_dir / "bikes.mp4")
+    captions = captions_of(info, config, CaptionEngine(config))
+    assert [c.start for c in captions] == [s.start for s in split_long(detect_scenes(info, config.scenes),
+                                                                       config.scenes.max_scene_len)]
+    assert "two passes" in caplog.text

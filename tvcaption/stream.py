@@ -1,0 +1,177 @@
+"""Decode once: scene detection and frame sampling from one sequential pass over a recording.
+
+Every frame is decoded once. A downscaled copy goes to the scene detector (exactly what
+:func:`tvcaption.scenes.detect_scenes` feeds it); the decoded picture itself (a PyAV frame, YUV,
+not yet converted) waits in a buffer until the scene it belongs to is closed by a cut. Then the
+scene is split like :func:`~tvcaption.scenes.split_long`, the frames shown at each part's
+:func:`~tvcaption.video.sample_times` are converted to RGB, and the scene is handed on while
+decoding goes on.
+
+Memory is bounded whatever the scene length: the buffer keeps every frame of the open scene up
+to ``budget_bytes`` and then thins itself to every 2nd, 4th, ... frame (always keeping the
+scene's first). A sample then comes from the kept frame shown at (or just before) its time, at
+most ``stride - 1`` frames earlier than the exact one; for scenes that fit the budget (about
+12 s of SD or 2.4 s of 1080p at the default) the frames are exactly those the two-pass
+reader returns.
+
+If the detector ever reports cuts out of order, so that a scene already handed on turns out
+not to be one, :class:`StreamMismatch` is raised at the end and the caller redoes the
+recording in two passes (:func:`tvcaption.pipeline.caption_recording` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tvcaption.config import ScenesConfig
+from tvcaption.scenes import Scene, SceneDetection, make_detector, processing_size, split_long
+
+_EPS = 1e-6
+DEFAULT_BUDGET = 192 << 20  # bytes of decoded pictures kept for the open scene
+
+
+class StreamMismatch(RuntimeError):
+    """The scenes handed on during the pass differ from the final detection (cuts out of order)."""
+
+
+@dataclass(frozen=True)
+class SampledScene:
+    scene: Scene
+    frames: np.ndarray  # (T, H, W, 3) RGB uint8, upright and display-shaped, full size
+    times: np.ndarray  # (T,) timestamp of each frame returned (seconds from the first frame)
+
+
+@dataclass
+class StreamStats:
+    """What one pass did, for benchmarks and the progress display."""
+
+    frames: int = 0  # frames decoded
+    scenes: int = 0  # scenes handed on (after splitting long ones)
+    max_kept: int = 0  # most pictures held at once
+    max_stride: int = 1  # coarsest thinning used (1: every frame kept)
+    decode_s: float = 0.0  # seconds decoding (demux + decode, incl. waiting on decoder threads)
+    detect_s: float = 0.0  # seconds resizing + scene detection
+    sample_s: float = 0.0  # seconds picking + converting the sampled frames
+
+
+class _Kept:
+    """Frames of the open region (since the last emitted boundary), thinned to fit a budget."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(2, capacity)
+        self.entries: list[tuple[float, int, Any]] = []  # (t, frame index, decoded picture)
+        self.base = 0  # frame index where the open region starts
+        self.stride = 1
+
+    def add(self, t: float, index: int, picture: Any) -> None:
+        if (index - self.base) % self.stride:
+            return
+        self.entries.append((t, index, picture))
+        if len(self.entries) > self.capacity:
+            self.stride *= 2
+            self.entries = [e for e in self.entries if e[1] < self.base or (e[1] - self.base) % self.stride == 0]
+
+    def cut(self, boundary: int) -> list[tuple[float, int, Any]]:
+        """Entries before frame ``boundary``; the open region starts again there, unthinned."""
+        head = [e for e in self.entries if e[1] < boundary]
+        self.entries = [e for e in self.entries if e[1] >= boundary]
+        self.base, self.stride = boundary, 1
+        return head
+
+
+def _pick(entries: list[tuple[float, int, Any]], targets: np.ndarray) -> list[tuple[float, Any]]:
+    """For each target time, the kept frame shown then (last with t <= target), else the first."""
+    times = np.fromiter((e[0] for e in entries), dtype=np.float64, count=len(entries))
+    pos = np.searchsorted(times, targets + _EPS, side="right") - 1
+    return [(entries[p][0], entries[p][2]) for p in np.maximum(pos, 0)]
+
+
+def stream_scenes(info: Any, options: ScenesConfig | None, frames_per_scene: int,
+                  budget_bytes: int = DEFAULT_BUDGET, stats: StreamStats | None = None) -> Iterator[SampledScene]:
+    """Scenes of a recording with their sampled frames, in order, from one decoding pass.
+
+    ``info`` is a :class:`~tvcaption.video.VideoInfo`. Scenes equal
+    ``split_long(detect_scenes(info, options), options.max_scene_len)``.
+    """
+    import time
+
+    from tvcaption.video import _pyav_converter, _PyavCursor, output_size, sample_times
+
+    options = options or ScenesConfig()
+    stats = stats if stats is not None else StreamStats()
+    make_detector(options, info.fps)  # configuration errors before decoding anything
+    w, h = processing_size(info.width, info.height, options)
+    small = min(w, h) if (w, h) != (info.width, info.height) else None  # as detect_scenes does
+    to_small = _pyav_converter(info, *output_size(info, small))
+    to_full = _pyav_converter(info, *output_size(info, None))
+    detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
+    kept: _Kept | None = None
+    emitted: list[Scene] = []
+    seen_cuts = 0
+    start_index, start_t = 0, 0.0
+
+    def sampled(entries, scene: Scene) -> Iterator[SampledScene]:
+        t0 = time.perf_counter()
+        for part in split_long([scene], options.max_scene_len):
+            picks = _pick(entries, sample_times(part.start, part.end, frames_per_scene))
+            converted: dict[float, np.ndarray] = {}
+            for t, picture in picks:
+                if t not in converted:
+                    converted[t] = to_full(picture)
+            out = SampledScene(part, np.stack([converted[t] for t, _ in picks]),
+                               np.array([t for t, _ in picks], dtype=np.float64))
+            emitted.append(part)
+            stats.scenes += 1
+            stats.sample_s += time.perf_counter() - t0
+            yield out
+            t0 = time.perf_counter()
+
+    with _PyavCursor(info) as cursor:
+        it = cursor.frames()
+        while True:
+            t0 = time.perf_counter()
+            item = next(it, None)
+            t1 = time.perf_counter()
+            stats.decode_s += t1 - t0
+            if item is None:
+                break
+            t, picture = item
+            before = len(detection.times)
+            detection.push(t, to_small(picture))
+            stats.detect_s += time.perf_counter() - t1
+            if len(detection.times) == before:
+                continue  # a repeated timestamp: the detector skipped it, so do we
+            index = before
+            stats.frames += 1
+            if kept is None:
+                frame_bytes = sum(p.buffer_size for p in picture.planes) or 1
+                kept = _Kept(max(2 * frames_per_scene, budget_bytes // frame_bytes))
+            kept.add(t, index, picture)
+            stats.max_kept = max(stats.max_kept, len(kept.entries))
+            stats.max_stride = max(stats.max_stride, kept.stride)
+            if len(detection.cut_seconds) == seen_cuts:
+                continue
+            times = detection.times
+            for c in sorted(set(detection.cut_seconds[seen_cuts:])):
+                b = int(np.searchsorted(times, c - _EPS, side="left"))
+                if b <= start_index or b >= len(times):
+                    continue  # at the first frame, inside a scene already closed, or not decoded yet
+                scene = Scene(start=start_t, end=float(times[b]), start_frame=start_index, end_frame=b)
+                yield from sampled(kept.cut(b), scene)
+                start_index, start_t = b, float(times[b])
+            seen_cuts = len(detection.cut_seconds)
+    final = split_long(detection.finish(info.duration), options.max_scene_len)
+    if final[:len(emitted)] != emitted:
+        raise StreamMismatch(f"{info.path}: scenes found during the pass differ from the final detection")
+    if kept is not None:
+        entries = kept.cut(len(detection.times) + 1)
+        for part in final[len(emitted):]:
+            # the remaining parts all come from the last detected scene(s) still in the buffer
+            yield from sampled(entries, part)
+
+
+__all__ = ["SampledScene", "StreamStats", "StreamMismatch", "stream_scenes", "DEFAULT_BUDGET"]
