@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -299,3 +300,31 @@ def test_low_rank_input_is_eq1_with_factored_wx():
     a, b = low(local, glob), full(local, glob)
     torch.testing.assert_close(a.states, b.states, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(a.alpha, b.alpha, rtol=1e-4, atol=1e-5)
+
+
+def test_position_bias_lets_the_encoder_tell_where_things_are():
+    """Without it L-STAP is blind to where a feature sits (moving an object across the grid gives the
+    same states); with it (learned p_ij added to x_ij) the same object at another cell gives other states."""
+    import torch
+
+    from tvcaption.model.dims import ModelDims
+    from tvcaption.model.lstap import LSTAPEncoder
+
+    torch.manual_seed(0)
+    local = torch.zeros(1, 2, 7, 7, 12)
+    local[0, 0, 1, 1] = local[0, 1, 1, 5] = 3.0  # an object moving right
+    mirrored = torch.zeros(1, 2, 7, 7, 12)
+    mirrored[0, 0, 1, 5] = mirrored[0, 1, 1, 1] = 3.0  # the same object moving left
+    glob = torch.randn(1, 6)
+    for pooling in ("att", "avg"):
+        dims = ModelDims(feature_dim=12, global_dim=6, hidden=8, attention=5, vocab_size=9, pooling=pooling)
+        blind = LSTAPEncoder(dims)
+        torch.testing.assert_close(blind(local, glob).h, blind(mirrored, glob).h)
+        seeing = LSTAPEncoder(dataclasses.replace(dims, position_bias=True))
+        with torch.no_grad():
+            seeing.position.normal_()
+        assert not torch.allclose(seeing(local, glob).h, seeing(mirrored, glob).h, atol=1e-4)
+        assert seeing.position.shape == (49, 12)
+    mean = LSTAPEncoder(ModelDims(feature_dim=12, global_dim=6, hidden=8, attention=5, vocab_size=9, pooling="mean",
+                                  position_bias=True))
+    assert not hasattr(mean, "position")  # the grid is averaged before the LSTM: nothing to place

@@ -15,6 +15,12 @@ factored as W'_*x R through one shared learned R (C -> r). Eqs 1-10 are unchange
 rank <= r); the up-front matmul costs B*T*P*(C*r + r*(4H+A)) instead of B*T*P*C*(4H+A), which is
 what makes CPU training of the default model practical (about 2-4x faster at C = 1280, H = 256).
 
+Optional position bias (``position_bias``, not in the paper): a learned vector p_ij per grid
+position is added to x(t)_ij (after R when ``input_rank`` is set), i.e. a per-position bias in
+eqs 1-4 and 9. The LSTM weights are shared across positions and eqs 6-7 pool the local states,
+so without it h(t) knows *what* was attended but not *where*: "moves left" and "moves right"
+then differ only through the CNN's weak border effects. Ignored by "mean" (the grid is averaged).
+
 The LRCN baseline ("mean") averages each frame's grid first and runs a standard LSTM over frames.
 That is the same recurrence with a single position whose weight is 1, so it shares the code.
 """
@@ -53,6 +59,8 @@ class LSTAPEncoder(nn.Module):
         if dims.input_rank:
             self.x_reduce = nn.Linear(C, dims.input_rank, bias=False)  # R: shared factor of every W_*x
             C = dims.input_rank
+        if dims.position_bias and dims.pooling != "mean":
+            self.position = nn.Parameter(torch.zeros(dims.grid * dims.grid, C))  # p_ij, added to x(t)_ij
         # eqs 1-4: [W_ix; W_fx; W_cx; W_ox] x + [b_i; b_f; b_c; b_o]  and  [W_ih; ...] h(t-1)
         self.x_proj = nn.Linear(C, 4 * H)
         self.h_proj = nn.Linear(H, 4 * H, bias=False)
@@ -74,6 +82,8 @@ class LSTAPEncoder(nn.Module):
             x = x.mean(dim=2, keepdim=True)  # LRCN: average pooling of the grid, then a plain LSTM
         if self.dims.input_rank:
             x = self.x_reduce(x)  # (B, T, P, r)
+        if hasattr(self, "position"):
+            x = x + self.position  # (P, C') broadcast over B and T
         P = x.shape[2]
         gates_x = self.x_proj(x)  # (B, T, P, 4H): one matmul for all frames and positions
         att_x = self.att_x(x) if self.dims.pooling == "att" else None  # (B, T, P, A)
