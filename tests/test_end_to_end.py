@@ -119,3 +119,40 @@ def test_not_a_video_is_one_line(tmp_path):
     assert result.exit_code == 1
     lines = [l for l in result.output.splitlines() if l.strip()]
     assert len(lines) == 1 and "notes.mp4" in lines[0]
+
+
+def test_rerun_skips_unchanged_files_without_hashing_them(workspace, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    import tvcaption.pipeline as pipeline
+    from tvcaption.config import load_config
+    from tvcaption.db.store import Store, connect
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    clip = folder / "a.mp4"
+    shutil.copy(workspace["data"] / "broadcasts" / "bcast_000.mp4", clip)
+    config = load_config(workspace["config"], env={"TVCAPTION_DATABASE__URL": f"sqlite:///{tmp_path}/a.db"})
+    hashed: list[str] = []
+    real_hash = pipeline.content_hash
+    monkeypatch.setattr(pipeline, "content_hash", lambda p: hashed.append(str(p)) or real_hash(p))
+
+    engine = pipeline.CaptionEngine(config)
+    assert len(pipeline.index_paths([folder], config, engine=engine).done) == 1 and len(hashed) == 1
+    again = pipeline.index_paths([folder], config, engine=engine)
+    assert again.skipped and not again.done and len(hashed) == 1  # stat only: same size and mtime
+
+    st = clip.stat()
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: hashed, content unchanged
+    touched = pipeline.index_paths([folder], config, engine=engine)
+    assert touched.skipped and len(hashed) == 2
+    assert pipeline.index_paths([folder], config, engine=engine).skipped and len(hashed) == 2  # new mtime stored
+
+    data = bytearray(clip.read_bytes())
+    data[-64:] = bytes(64)  # the last bytes changed: same size, new content
+    clip.write_bytes(bytes(data))
+    changed = pipeline.index_paths([folder], config, engine=engine)
+    assert changed.done and len(hashed) == 3
+    (rec,) = Store(connect(config.database_url)).recordings()
+    assert rec.probe["file_size"] == len(data) and rec.status == "done"

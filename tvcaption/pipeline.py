@@ -6,9 +6,11 @@ folders and stores each recording in one database transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +279,26 @@ def content_hash(path: str | Path, chunk: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_stamp(path: Path) -> dict[str, int] | None:
+    """Size and modification time of a regular file (None for anything else: probe() judges it)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns} if stat.S_ISREG(st.st_mode) else None
+
+
+def unchanged(known, stamp: dict[str, int], model: str) -> bool:
+    """True when ``known`` (a stored recording) was indexed by ``model`` from a file with this size and mtime.
+
+    Re-running ``index`` over a large archive then stats files instead of hashing them; a file
+    rewritten in place gets a new mtime and is hashed (and indexed again if its content changed).
+    """
+    if known is None or known.status != "done" or known.model != model or not known.probe:
+        return False
+    return all(known.probe.get(k) == v for k, v in stamp.items())
+
+
 def walk(paths: Iterable[str | Path], extensions: Sequence[str], recursive: bool = True) -> tuple[list[Path], list[tuple[str, str]]]:
     """Recordings under the given paths, sorted, each once; and (path, error) for paths that do not exist
     or folders that cannot be listed.
@@ -343,9 +365,15 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
             key = str(f.absolute())
             claim = None
             try:
+                stamp = file_stamp(f)
+                if not reindex and stamp and unchanged(store.get_recording(key), stamp, engine.model_name):
+                    report.skipped.append(key)  # same size and mtime as when it was indexed: no need to hash it
+                    bar.advance(task)
+                    continue
                 info = probe(f)  # first: refuses FIFOs, devices and broken links before anything reads them
                 digest = content_hash(f)
-                claim = store.claim(key, digest, worker, info, model=engine.model_name, reindex=reindex)
+                probe_data = {**dataclasses.asdict(info), **(stamp or {})}
+                claim = store.claim(key, digest, worker, probe_data, model=engine.model_name, reindex=reindex)
                 if claim is None:
                     report.skipped.append(key)
                     bar.advance(task)

@@ -374,6 +374,8 @@ class Store:
             else:
                 if row.status == "done" and not reindex and row.content_hash == content_hash \
                         and (model is None or row.model == model):
+                    if probe_data is not None and row.probe != probe_data:  # e.g. a touched file's new mtime
+                        conn.execute(update(recordings_t).where(recordings_t.c.id == row.id).values(probe=probe_data))
                     return None
                 claimed_at = _utc(row.claimed_at)
                 if row.status == "processing" and row.claimed_by != worker and claimed_at is not None \
