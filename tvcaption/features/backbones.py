@@ -83,10 +83,17 @@ class Backbone(nn.Module):
             frames = torch.from_numpy(np.ascontiguousarray(frames))
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames of shape (N, H, W, 3), got {tuple(frames.shape)}")
-        x = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC memory
+        n, h, w = frames.shape[:3]
         s = self.image_size
-        if x.shape[-2:] != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        # Full-size float copies are big (32 SD frames: 160 MB, 1080p: 800 MB): resize a few at a time.
+        step = n if (h, w) == (s, s) else max(1, (48 << 20) // (h * w * 3 * 4))
+        parts = []
+        for i in range(0, n, step):
+            x = frames[i:i + step].to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC memory
+            if x.shape[-2:] != (s, s):
+                x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+            parts.append(x)
+        x = parts[0] if len(parts) == 1 else torch.cat(parts)
         x = x * self.scale + self.shift
         return x.contiguous(memory_format=torch.channels_last)
 
