@@ -1,0 +1,59 @@
+"""The search latency benchmark (bench/search_latency.py) on a tiny SQLite archive: it runs, its
+JSON has every field, and the archive it builds is searchable through tvcaption's own search."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("search_latency", REPO / "bench" / "search_latency.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["search_latency"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_latency_smoke_run(tmp_path):
+    bench = _bench_module()
+    out = tmp_path / "results" / "search_latency.json"
+    report = bench.main(["--captions", "2000", "--backends", "sqlite", "--out", str(out),
+                         "--workdir", str(tmp_path / "db"), "--keep", "--quiet"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+
+    assert report["config"]["captions"] == 2000 and report["config"]["recordings"] == 4
+    assert report["config"]["queries"] == 200 and report["config"]["limit"] == 20
+    for key in ("cpu", "cores", "python", "sqlite"):
+        assert report["machine"][key]
+    assert set(report["backends"]) == {"sqlite"}
+    sqlite = report["backends"]["sqlite"]
+    assert sqlite["build_s"] > 0 and sqlite["size_mb"] > 0 and sqlite["server_version"]
+    for method in ("search", "like_limit", "like_all"):
+        stats = sqlite[method]
+        assert 0 < stats["median_ms"] <= stats["p95_ms"] <= stats["max_ms"]
+    assert set(sqlite["ratio_p95"]) == {"like_limit/search", "like_all/search"}
+    assert report["target"]["at_1m"] is False and "met" in report["target"]
+    assert report["dataset"]["distinct_words"] > 500
+
+    queries = sqlite["queries"]
+    assert len(queries) == 200 and {q["kind"] for q in queries} == {k for k, _ in bench.QUERY_MIX}
+    assert all(q["hits"] > 0 for q in queries if q["kind"] == "common" and q["matches"])
+    assert all(q["hits"] == min(q["matches"], 20) for q in queries)
+
+    # the kept archive answers tvcaption's search: "man" is the grammar's most frequent subject
+    from tvcaption.db.search import search
+    from tvcaption.db.store import connect
+
+    (db,) = (tmp_path / "db").glob("*.db")
+    engine = connect(f"sqlite:///{db}")
+    try:
+        hits = search(engine, "man")
+        assert len(hits) == 20 and all("man" in hit.caption.split() for hit in hits)
+        assert search(engine, "danced") and search(engine, "zzzyzzx") == []
+    finally:
+        engine.dispose()
