@@ -59,6 +59,8 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     fill(store, "/archive/sport.ts", SPORT)
     fill(store, "/archive/failed.ts", [("a man sings in the rain", [])], status="failed")
     fill(store, "/archive/reindexing.ts", [("a man sings in the shower", [])], status="processing")
+    fill(store, "/archive/concert.ts", [("xylophone concert recorded during autumn festival evening broadcast", []),
+                                        ("xylophone", [])])
     yield engine
     engine.dispose()
     if database is not None:
@@ -172,3 +174,10 @@ def test_thousands_of_strings_are_safe(engine, query):
     for hit in hits:
         assert hit.recording in ("/archive/news.ts", "/archive/sport.ts")
         assert math.isfinite(hit.score) and hit.start < hit.end
+
+
+def test_a_short_caption_outranks_a_long_one_with_the_word_once(engine):
+    """bm25 and (normalised) ts_rank both favour the denser match; raw ts_rank tied them all."""
+    hits = search(engine, "xylophone")
+    assert captions(hits) == ["xylophone", "xylophone concert recorded during autumn festival evening broadcast"]
+    assert hits[0].score > hits[1].score  # not a tie broken by start time

@@ -10,7 +10,8 @@ sings", and English stop words are ignored on both. NUL characters are dropped b
 PostgreSQL rejects them in text.
 
 Scores are higher-is-better on both backends but not comparable between them: SQLite gives
-``-bm25`` (caption weight 1, tags 0.5), PostgreSQL ``ts_rank`` (caption weight A, tags B).
+``-bm25`` (caption weight 1, tags 0.5), PostgreSQL ``ts_rank`` (caption weight A, tags B;
+normalised by 1 + log(length): without it every caption holding the word once ties).
 Only recordings whose status is ``done`` are searched.
 """
 
@@ -100,7 +101,7 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
     elif dialect == "postgresql":
         tsquery = func.plainto_tsquery(literal_column(f"'{TS_CONFIG}'::regconfig"),
                                        bindparam("text_query", " ".join(terms)))
-        score = func.ts_rank(_fts.c.document, tsquery)
+        score = func.ts_rank(_fts.c.document, tsquery, 1)  # 1: divided by 1 + log(length), so short captions win ties
         scene_id = _fts.c.scene_id
         match = _fts.c.document.op("@@")(tsquery)
     else:
