@@ -43,10 +43,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lrcn+matching": {"pooling": "mean", "matching": True, "label": "+ matching loss"},
     "lstap-avg": {"pooling": "avg", "matching": True, "label": "+ L-STAP avg"},
     "lstap-att": {"pooling": "att", "matching": True, "label": "+ L-STAP att"},
+    # not in the paper: L-STAP att with a learned per-position input bias (see tvcaption/model/lstap.py)
+    "lstap-att+pos": {"pooling": "att", "matching": True, "position_bias": True, "label": "+ position bias (ours)"},
 }
 # (better, worse): each step of Table 3, then the whole ablation
 COMPARISONS = (("lrcn+matching", "lrcn"), ("lstap-avg", "lrcn+matching"), ("lstap-att", "lstap-avg"),
-               ("lstap-att", "lrcn"))
+               ("lstap-att", "lrcn"), ("lstap-att+pos", "lstap-att"))
 TABLE_KEYS = ("Bleu_4", "ROUGE_L", "METEOR", "CIDEr")  # Table 3's columns
 
 
@@ -110,10 +112,12 @@ def run_variant(name: str, seed: int, data: Path, out: Path, args: argparse.Name
                          seed=seed)
     features = FeaturesConfig(device=args.device, threads=args.threads, cache_dir=str(args.cache))
     dims = ModelDims(hidden=args.hidden, attention=args.attention, embedding=args.embedding,
-                     frames=args.frames, pooling=variant["pooling"], matching=variant["matching"])
+                     frames=args.frames, pooling=variant["pooling"], matching=variant["matching"],
+                     input_rank=args.input_rank, position_bias=variant.get("position_bias", False))
     t0 = time.perf_counter()
     result = train(data, runs / f"{name}-s{seed}", config=config, features=features, dims=dims,
-                   val_clips=args.val_clips, select=args.select, progress=not args.quiet)
+                   val_clips=args.val_clips, max_train_clips=args.train_clips, select=args.select,
+                   progress=not args.quiet)
     t_train = time.perf_counter() - t0
     evaluation = evaluate(result.checkpoint, data, "test", features=features,
                           decoding=DecodingOptions(beam_size=args.beam, max_len=30), floors=floors,
@@ -226,6 +230,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attention", type=int, default=256)
     p.add_argument("--embedding", type=int, default=300)
     p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--input-rank", type=int, default=0, help="low-rank input projection (0 = full rank, the paper)")
+    p.add_argument("--train-clips", type=int, default=0,
+                   help="train on the first N train clips only (0 = all); reuses the whole split's feature cache")
     p.add_argument("--val-clips", type=int, default=0, help="validate on at most this many clips (0 = all)")
     p.add_argument("--select", default="CIDEr", help="validation key that picks each run's best epoch")
     p.add_argument("--beam", type=int, default=3, help="beam size for the test captions")

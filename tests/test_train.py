@@ -203,6 +203,22 @@ def test_memory_mapped_features_train_like_features_in_ram(synthtv, features, tm
     assert mapped.history[0]["train_loss"] == in_ram.history[0]["train_loss"]
 
 
+def test_a_train_subset_reuses_the_whole_splits_feature_cache(synthtv, features, tmp_path):
+    from pathlib import Path as P
+
+    kw = dict(config=toy_config(epochs=1), features=features, dims=TOY_DIMS, val_clips=1, progress=False)
+    train(synthtv, tmp_path / "all", **kw)  # the whole split's cache exists from here on
+    folders = set(P(features.cache_dir).iterdir())
+    for in_ram in (True, False):
+        part = train(synthtv, tmp_path / f"part{in_ram}", max_train_clips=3, in_ram=in_ram, **kw)
+        meta = json.loads(part.checkpoint.read_text())["meta"]
+        assert meta["data"]["train_clips"] == 3
+        assert set(P(features.cache_dir).iterdir()) == folders  # nothing extracted again
+    ram = json.loads((tmp_path / "partTrue.json").read_text())["meta"]["metrics"]
+    mapped = json.loads((tmp_path / "partFalse.json").read_text())["meta"]["metrics"]
+    assert ram == mapped
+
+
 # -- two processes on gloo ------------------------------------------------------------------------
 def _ddp_worker(rank: int, world: int, port: int, data: str, out: str, cache: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),

@@ -474,6 +474,7 @@ def train(
     cache_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     val_clips: int = 0,
+    max_train_clips: int = 0,
     select: str = "CIDEr",
     warmup: int = 0,
     amp: bool = True,
@@ -489,7 +490,9 @@ def train(
     ``dims``: architecture (hidden, attention, embedding, pooling, matching, frames; the
     paper's by default); feature and vocabulary sizes come from the data. ``resume``: continue
     from ``OUT.state.json`` after its last completed epoch (until ``config.epochs``).
-    ``val_clips``: validate on at most this many val clips (0 = all). ``select``: the
+    ``val_clips``: validate on at most this many val clips (0 = all). ``max_train_clips``: train on
+    the first N train clips only (0 = all), reading them from the whole split's feature cache
+    (so a smaller run, e.g. an ablation, reuses the features already extracted). ``select``: the
     validation key that picks the best checkpoint (a metric name, ``slots`` or ``loss``).
     ``warmup``: linear learning-rate warm-up steps (0: constant, as the paper).
     """
@@ -518,6 +521,9 @@ def train(
         # -- data: clips, vocabulary, tokens ---------------------------------------------------
         clips = read_dataset(data)
         train_clips = split_clips(clips, "train")
+        cache_clips = train_clips  # the features are cached for the whole split
+        if train_clips and 0 < max_train_clips < len(train_clips):
+            train_clips = train_clips[:max_train_clips]
         val_all = split_clips(clips, "val")
         if not train_clips:
             raise TvcaptionError(f"{data}: no clips in the train split; check the dataset's split labels")
@@ -549,15 +555,19 @@ def train(
                         "image_size": backbone.image_size, "weights": backbone.weights_id}
         t0 = time.perf_counter()
         if dist.main:
-            train_feats = load_features(train_clips, backbone, frames, descriptor, cache, in_ram=in_ram,
+            train_feats = load_features(cache_clips, backbone, frames, descriptor, cache, in_ram=in_ram,
                                         batch_size=features.batch_size, progress=progress and log.live)
             val_feats = load_features(val_set, backbone, frames, descriptor, cache, in_ram=in_ram,
                                       batch_size=features.batch_size, progress=progress and log.live)
         if dist.world > 1:
             torch.distributed.barrier()
         if not dist.main:
-            train_feats = load_features(train_clips, backbone, frames, descriptor, cache, in_ram=in_ram, build=False)
+            train_feats = load_features(cache_clips, backbone, frames, descriptor, cache, in_ram=in_ram, build=False)
             val_feats = None
+        if len(train_clips) < len(cache_clips):
+            n = len(train_clips)
+            train_feats = SplitFeatures(train_clips, train_feats.local[:n] if train_feats.in_ram else train_feats.local,
+                                        train_feats.glob[:n], train_feats.in_ram)
         grid, channels = backbone.grid, backbone.channels
         del backbone
         if device.type == "cuda":
