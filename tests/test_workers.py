@@ -235,3 +235,21 @@ def test_sqlite_writer_holding_the_lock_stops_the_indexer_with_one_line(toy, tmp
     assert again.exit_code == 0, again.output
     with Store(url) as store:
         check_each_once(store, files)
+
+
+def test_a_worker_whose_claim_was_taken_over_does_not_overwrite(db_url: str):
+    from tvcaption.db.store import ClaimLost
+
+    with Store(db_url, claim_timeout=0.2) as store:
+        slow = store.claim("/b.ts", "h", "render-02:4242")  # a worker on another host that stalls
+        time.sleep(0.3)
+        fresh = store.claim("/b.ts", "h", worker_id())
+        assert fresh is not None
+        with pytest.raises(ClaimLost, match="/b.ts"):  # while the new owner is still at work
+            store.save_result(slow, [SceneRecord(0.0, 1.0, 0, 25, "stale result")], "m")
+        assert store.get_recording("/b.ts").status == "processing"
+        store.save_result(fresh, [SceneRecord(0.0, 2.0, 0, 50, "fresh result")], "m")
+        with pytest.raises(ClaimLost):  # and after it has finished
+            store.save_result(slow, [SceneRecord(0.0, 1.0, 0, 25, "stale result")], "m")
+        assert [s.caption for s in store.scenes_of("/b.ts")] == ["fresh result"]
+        assert store.get_recording("/b.ts").status == "done"

@@ -342,7 +342,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from tvcaption.db.store import ModelInfo, SceneRecord, Store, connect, worker_id
+    from tvcaption.db.store import ClaimLost, ModelInfo, SceneRecord, Store, connect, worker_id
     from tvcaption.errors import DatabaseError
     from tvcaption.video import probe
 
@@ -392,6 +392,10 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                 total_scenes += len(scenes)
                 report.done.append((key, len(scenes), time.perf_counter() - t0))
                 report.recording_seconds += info.duration
+            except ClaimLost as exc:  # another worker redid it after our claim went stale: its result stands
+                claim = None
+                report.skipped.append(key)
+                console.print(f"[yellow]skipped[/] {exc}", highlight=False, soft_wrap=True)
             except DatabaseError:
                 raise  # the database, not this file: stop the batch (the CLI prints one line)
             except Exception as exc:  # noqa: BLE001 - one bad file must not end a batch of thousands

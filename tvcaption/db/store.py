@@ -28,7 +28,7 @@ from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import OperationalError
 
 from tvcaption.db.schema import Caption, Model, Recording, Scene, Tag
-from tvcaption.errors import DatabaseError
+from tvcaption.errors import DatabaseError, TvcaptionError
 
 recordings_t = Recording.__table__
 scenes_t = Scene.__table__
@@ -88,6 +88,10 @@ class RecordingInfo:
     claimed_at: datetime | None
     indexed_at: datetime | None
     probe: dict[str, Any] | None
+
+
+class ClaimLost(TvcaptionError):
+    """save_result on a claim another worker has taken over: nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -425,11 +429,18 @@ class Store:
         recording_id = recording.recording_id if isinstance(recording, Claim) else int(recording)
         info = model if isinstance(model, ModelInfo) else ModelInfo(model)
         with self._write() as conn:
+            mine = recordings_t.c.id == recording_id
+            if isinstance(recording, Claim):  # still ours? a stale claim may have been taken over meanwhile
+                mine = mine & (recordings_t.c.claimed_by == recording.worker) & (recordings_t.c.status == "processing")
             done = conn.execute(
-                update(recordings_t).where(recordings_t.c.id == recording_id).values(
+                update(recordings_t).where(mine).values(
                     status="done", model=info.name, indexed_at=_now(), error=None,
                     claimed_by=None, claimed_at=None))
             if done.rowcount != 1:
+                if isinstance(recording, Claim) and conn.execute(
+                        select(recordings_t.c.id).where(recordings_t.c.id == recording_id)).first() is not None:
+                    raise ClaimLost(f"{recording.path}: another worker took this recording over "
+                                    f"(our claim went stale after claim_timeout); its result is kept")
                 raise DatabaseError(f"recording {recording_id}: not in the database; claim it before saving")
             self._upsert_model(conn, info)
             conn.execute(delete(scenes_t).where(scenes_t.c.recording_id == recording_id))  # cascades
