@@ -60,7 +60,9 @@ class LSTAPEncoder(nn.Module):
             self.x_reduce = nn.Linear(C, dims.input_rank, bias=False)  # R: shared factor of every W_*x
             C = dims.input_rank
         if dims.position_bias and dims.pooling != "mean":
-            self.position = nn.Parameter(torch.zeros(dims.grid * dims.grid, C))  # p_ij, added to x(t)_ij
+            # p_ij, added to x(t)_ij; random at the start so positions differ from step one (started at
+            # zero, Adam left them at ~1% of |x| after 5 epochs and the model stayed position-blind)
+            self.position = nn.Parameter(torch.randn(dims.grid * dims.grid, C))
         # eqs 1-4: [W_ix; W_fx; W_cx; W_ox] x + [b_i; b_f; b_c; b_o]  and  [W_ih; ...] h(t-1)
         self.x_proj = nn.Linear(C, 4 * H)
         self.h_proj = nn.Linear(H, 4 * H, bias=False)
