@@ -79,7 +79,7 @@ def test_build_resumes_after_interruption(tmp_path) -> None:
     first = Reader(fail_at=PATHS[3])
     with pytest.raises(KeyboardInterrupt):
         build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, batch_size=FRAMES, read=first)
-    cache = FeatureCache.open(tmp_path, CLIPS, CacheKey.for_backbone(backbone, FRAMES))
+    cache = FeatureCache.open(tmp_path, CLIPS, CacheKey.for_backbone(backbone, FRAMES), PATHS)
     assert list(cache.missing()) == [3, 4, 5]  # clips 0-2 were flushed on the way out
 
     second = Reader()
@@ -93,6 +93,31 @@ def test_build_resumes_after_interruption(tmp_path) -> None:
     third = Reader()  # everything cached: no decoding at all
     build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, read=third)
     assert third.calls == []
+
+
+def test_same_clip_ids_from_other_videos_get_their_own_cache(tmp_path) -> None:
+    """Two SynthTV folders (other seeds) both name their clips synth000000...: ids are not enough."""
+    import os
+
+    videos_a, videos_b = tmp_path / "a", tmp_path / "b"
+    for folder in (videos_a, videos_b):
+        folder.mkdir()
+        for c in CLIPS:
+            (folder / f"{c}.mp4").write_bytes(folder.name.encode())
+    a = [str(videos_a / f"{c}.mp4") for c in CLIPS]
+    b = [str(videos_b / f"{c}.mp4") for c in CLIPS]
+    backbone = tiny_backbone()
+    cache_a = build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", progress=False, read=Reader())
+    reader = Reader()
+    cache_b = build_cache(CLIPS, b, backbone, FRAMES, tmp_path / "cache", progress=False, read=reader)
+    assert cache_b.path != cache_a.path and sorted(reader.calls) == sorted(b)  # b's videos were read
+    assert not np.array_equal(cache_a.read([0]), cache_b.read([0]))
+    again = Reader()
+    assert build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", progress=False, read=again).path == cache_a.path
+    assert again.calls == []
+    st = os.stat(a[0])
+    os.utime(a[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a video replaced (or touched)
+    assert build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", progress=False, read=Reader()).path != cache_a.path
 
 
 def test_key_changes_invalidate(tmp_path) -> None:

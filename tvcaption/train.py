@@ -194,7 +194,7 @@ def load_features(
         cache = build_cache(ids, [c.video for c in clips], backbone, frames, cache_dir, progress,
                             batch_size=batch_size)
     else:
-        cache = FeatureCache.open(cache_dir, ids, CacheKey.for_backbone(backbone, frames))
+        cache = FeatureCache.open(cache_dir, ids, CacheKey.for_backbone(backbone, frames), [c.video for c in clips])
         if not cache.complete:
             raise TvcaptionError(f"{cache.path}: feature cache incomplete; rank 0 should have built it")
     n = len(ids)

@@ -61,11 +61,26 @@ class CacheKey:
         return (self.frames, self.grid, self.grid, self.channels)
 
 
-def cache_key(key: CacheKey, clip_ids: Sequence[str]) -> str:
-    blob = json.dumps(
-        {"version": CACHE_VERSION, "key": dataclasses.asdict(key), "clips": list(clip_ids)},
-        sort_keys=True, separators=(",", ":"),
-    )
+def source_identity(path: str | os.PathLike[str]) -> str:
+    """What says a clip's video is the same file: its absolute path, size and mtime."""
+    p = Path(path).absolute()
+    try:
+        st = p.stat()
+    except OSError:
+        return f"{p}|missing"
+    return f"{p}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def cache_key(key: CacheKey, clip_ids: Sequence[str], sources: Sequence[str] | None = None) -> str:
+    """Folder name of a cache: the key, the ordered clip ids and (when known) each video's identity.
+
+    Clip ids alone are not enough: two SynthTV folders generated with different seeds both
+    call their clips ``synth000000``...; their videos differ in path, size or mtime.
+    """
+    doc: dict[str, Any] = {"version": CACHE_VERSION, "key": dataclasses.asdict(key), "clips": list(clip_ids)}
+    if sources is not None:
+        doc["sources"] = list(sources)
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -97,17 +112,27 @@ class FeatureCache:
 
     # -- opening --------------------------------------------------------------------------------
     @classmethod
-    def open(cls, cache_dir: str | Path, clip_ids: Sequence[str], key: CacheKey) -> FeatureCache:
-        """Open the cache for these clips and key under ``cache_dir``, creating it if needed."""
+    def open(cls, cache_dir: str | Path, clip_ids: Sequence[str], key: CacheKey,
+             videos: Sequence[str | os.PathLike[str]] | None = None) -> FeatureCache:
+        """Open the cache for these clips and key under ``cache_dir``, creating it if needed.
+
+        ``videos`` (the clips' files, in order) tie the cache to those files: another file under the
+        same clip id (a dataset regenerated, a video replaced) gets a fresh cache.
+        """
         clip_ids = tuple(str(c) for c in clip_ids)
         if len(set(clip_ids)) != len(clip_ids):
             raise ValueError("clip ids must be unique")
-        path = Path(cache_dir) / cache_key(key, clip_ids)
+        if videos is not None and len(videos) != len(clip_ids):
+            raise ValueError("clip_ids and videos must have the same length")
+        sources = [source_identity(v) for v in videos] if videos is not None else None
+        path = Path(cache_dir) / cache_key(key, clip_ids, sources)
         shape = [len(clip_ids), *key.clip_shape]
         manifest = {
             "version": CACHE_VERSION, "key": dataclasses.asdict(key), "shape": shape,
             "dtype": "float16", "clips": list(clip_ids),
         }
+        if sources is not None:
+            manifest["sources"] = sources
         if not cls._valid(path, manifest):
             try:
                 if path.exists():
@@ -279,7 +304,7 @@ def build_cache(
     if len(clip_ids) != len(video_paths):
         raise ValueError("clip_ids and video_paths must have the same length")
     read = read or read_clip
-    cache = FeatureCache.open(cache_dir, clip_ids, CacheKey.for_backbone(backbone, frames))
+    cache = FeatureCache.open(cache_dir, clip_ids, CacheKey.for_backbone(backbone, frames), video_paths)
     todo = [int(i) for i in cache.missing()]
     if not todo:
         return cache
