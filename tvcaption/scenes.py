@@ -108,7 +108,8 @@ class SceneDetection:
         self._last = None
         self._done = False
 
-    def push(self, t: float, frame: np.ndarray, index: int | None = None) -> None:
+    def push(self, t: float, frame: np.ndarray, index: int | None = None, bgr: bool = False) -> None:
+        """One frame: RGB uint8 (H, W, 3), or BGR with ``bgr`` (saves a conversion)."""
         import cv2
         from scenedetect.common import FrameTimecode, Timecode
 
@@ -123,9 +124,10 @@ class SceneDetection:
         if (w, h) != self.size:
             interp = cv2.INTER_LINEAR  # what SceneManager uses
             frame = cv2.resize(frame, self.size, interpolation=interp)
-        bgr = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)
+        if not bgr:
+            frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)
         timecode = FrameTimecode(Timecode(pts=round(t / _US), time_base=_US), fps=self.rate)
-        cuts = self.detector.process_frame(timecode, bgr)
+        cuts = self.detector.process_frame(timecode, frame)
         self.cut_seconds.extend(c.seconds for c in cuts)
         self.times.append(t)
         self.indices.append(len(self.indices) if index is None else int(index))
@@ -166,11 +168,11 @@ def _scenes(times: Sequence[float], indices: Sequence[int], cut_seconds: Iterabl
 
 def detect_scenes_from_frames(frames: Iterable[tuple[float, np.ndarray]], fps: float,
                               options: ScenesConfig | None = None, end: float | None = None,
-                              source_size: tuple[int, int] | None = None) -> list[Scene]:
-    """Scenes of frames decoded elsewhere: ``(t, rgb)`` pairs in display order, every frame."""
+                              source_size: tuple[int, int] | None = None, bgr: bool = False) -> list[Scene]:
+    """Scenes of frames decoded elsewhere: ``(t, rgb)`` (or ``(t, bgr)``) pairs in display order, every frame."""
     detection = SceneDetection(fps, options, source_size)
     for t, frame in frames:
-        detection.push(t, frame)
+        detection.push(t, frame, bgr=bgr)
     return detection.finish(end)
 
 
@@ -182,11 +184,14 @@ def detect_scenes(path_or_info: str | os.PathLike | Any, options: ScenesConfig |
     info = path_or_info if isinstance(path_or_info, VideoInfo) else probe(path_or_info)
     make_detector(options, info.fps)  # configuration errors before decoding anything
     w, h = processing_size(info.width, info.height, options)
-    size = min(w, h) if (w, h) != (info.width, info.height) else None  # let swscale do the downscale
-    frames = iter_frames(info, size=size)
+    size = min(w, h) if (w, h) != (info.width, info.height) else None
+    from tvcaption.background import in_background
+
+    # decoding and resizing in a worker thread, detection here (both release the GIL for most of it)
+    frames = in_background(iter_frames(info, size=size, bgr=True, scaler="cv2"), depth=16)  # SceneManager's resize
     try:
         scenes = detect_scenes_from_frames(frames, info.fps, options, end=info.duration,
-                                           source_size=(info.width, info.height))
+                                           source_size=(info.width, info.height), bgr=True)
     finally:
         frames.close()
     return scenes

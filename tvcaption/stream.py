@@ -59,21 +59,31 @@ class StreamStats:
 
 
 class _Kept:
-    """Frames of the open region (since the last emitted boundary), thinned to fit a budget."""
+    """Frames of the open region (since the last emitted boundary), thinned to fit a budget.
 
-    def __init__(self, capacity: int):
-        self.capacity = max(2, capacity)
+    The newest ``recent`` frames are always all there: a cut is reported a few frames after the
+    frame it falls on (the adaptive detector looks ahead), and the next scene must still have
+    its first frames. Older ones are thinned to every ``stride``-th frame of the region, and the
+    region's first frame is always kept, so a sample is never later than the exact frame.
+    """
+
+    def __init__(self, capacity: int, recent: int = 16):
+        self.recent = recent
+        self.capacity = max(capacity, recent + 2)
         self.entries: list[tuple[float, int, Any]] = []  # (t, frame index, decoded picture)
         self.base = 0  # frame index where the open region starts
         self.stride = 1
 
     def add(self, t: float, index: int, picture: Any) -> None:
-        if (index - self.base) % self.stride:
-            return
         self.entries.append((t, index, picture))
         if len(self.entries) > self.capacity:
-            self.stride *= 2
-            self.entries = [e for e in self.entries if e[1] < self.base or (e[1] - self.base) % self.stride == 0]
+            older, newest = self.entries[:-self.recent], self.entries[-self.recent:]
+            while True:
+                kept = [e for e in older if (e[1] - self.base) % self.stride == 0]
+                if len(kept) + len(newest) <= self.capacity:
+                    break
+                self.stride *= 2
+            self.entries = kept + newest
 
     def cut(self, boundary: int) -> list[tuple[float, int, Any]]:
         """Entries before frame ``boundary``; the open region starts again there, unthinned."""
@@ -106,7 +116,7 @@ def stream_scenes(info: Any, options: ScenesConfig | None, frames_per_scene: int
     make_detector(options, info.fps)  # configuration errors before decoding anything
     w, h = processing_size(info.width, info.height, options)
     small = min(w, h) if (w, h) != (info.width, info.height) else None  # as detect_scenes does
-    to_small = _pyav_converter(info, *output_size(info, small))
+    to_small = _pyav_converter(info, *output_size(info, small), "bgr24", scaler="cv2")  # as detect_scenes
     to_full = _pyav_converter(info, *output_size(info, None))
     detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
     kept: _Kept | None = None
@@ -141,7 +151,7 @@ def stream_scenes(info: Any, options: ScenesConfig | None, frames_per_scene: int
                 break
             t, picture = item
             before = len(detection.times)
-            detection.push(t, to_small(picture))
+            detection.push(t, to_small(picture), bgr=True)
             stats.detect_s += time.perf_counter() - t1
             if len(detection.times) == before:
                 continue  # a repeated timestamp: the detector skipped it, so do we
@@ -149,7 +159,7 @@ def stream_scenes(info: Any, options: ScenesConfig | None, frames_per_scene: int
             stats.frames += 1
             if kept is None:
                 frame_bytes = sum(p.buffer_size for p in picture.planes) or 1
-                kept = _Kept(max(2 * frames_per_scene, budget_bytes // frame_bytes))
+                kept = _Kept(max(4 * frames_per_scene, budget_bytes // frame_bytes))
             kept.add(t, index, picture)
             stats.max_kept = max(stats.max_kept, len(kept.entries))
             stats.max_stride = max(stats.max_stride, kept.stride)
