@@ -119,7 +119,7 @@ def run_variant(name: str, seed: int, data: Path, out: Path, args: argparse.Name
                    val_clips=args.val_clips, max_train_clips=args.train_clips, select=args.select,
                    progress=not args.quiet)
     t_train = time.perf_counter() - t0
-    evaluation = evaluate(result.checkpoint, data, "test", features=features,
+    evaluation = evaluate(result.checkpoint, args.test_data or data, "test", features=features,
                           decoding=DecodingOptions(beam_size=args.beam, max_len=30), floors=floors,
                           seed=seed, progress=False)
     record = {"variant": name, "seed": seed, "train_seconds": round(t_train, 2),
@@ -216,6 +216,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("data")
     src.add_argument("--data", type=Path, help="dataset folder (SynthTV, MSR-VTT, MSVD) with train/val/test splits")
+    src.add_argument("--test-data", type=Path,
+                     help="score on this dataset's test split instead (e.g. SynthTV generated with another seed)")
     src.add_argument("--synth", type=int, default=0, help="generate SynthTV with this many training clips into OUT/data")
     src.add_argument("--synth-size", type=int, default=128, help="SynthTV frame side in pixels")
     p.add_argument("--out", type=Path, required=True, help="folder for runs, ablation.json and ablation.md")
