@@ -331,12 +331,17 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                     bar.advance(task)
                     continue
                 live = {"n": 0}
+                current = bar.add_task(f"  {f.name}"[:40], total=max(info.duration, 1e-3), scenes=0)
 
-                def shown(done: list[SceneCaption]) -> None:
+                def shown(done: list[SceneCaption]) -> None:  # a long recording shows its own progress
                     live["n"] += len(done)
                     bar.update(task, scenes=total_scenes + live["n"])
+                    bar.update(current, completed=done[-1].end, scenes=live["n"])
 
-                scenes = captions_of(info, config, engine, shown)
+                try:
+                    scenes = captions_of(info, config, engine, shown)
+                finally:
+                    bar.remove_task(current)
                 store.save_result(claim, [SceneRecord(s.start, s.end, s.start_frame, s.end_frame, s.caption, s.score,
                                                       list(zip(s.tags, s.tag_scores))) for s in scenes],
                                   model=ModelInfo(**engine.model_info))
