@@ -328,3 +328,32 @@ def test_position_bias_lets_the_encoder_tell_where_things_are():
     mean = LSTAPEncoder(ModelDims(feature_dim=12, global_dim=6, hidden=8, attention=5, vocab_size=9, pooling="mean",
                                   position_bias=True))
     assert not hasattr(mean, "position")  # the grid is averaged before the LSTM: nothing to place
+
+
+def test_temporal_delta_feeds_each_feature_beside_its_change():
+    """temporal_delta: the encoder sees [x ; x - mean_t x]; for a static clip the second half is zero, so the
+    encoder then equals one whose weights for the change half are anything (here: zeroed)."""
+    import torch
+
+    from tvcaption.model.dims import ModelDims
+    from tvcaption.model.lstap import LSTAPEncoder
+
+    torch.manual_seed(0)
+    for pooling in ("att", "mean"):
+        dims = ModelDims(feature_dim=12, global_dim=6, hidden=8, attention=5, vocab_size=9, pooling=pooling,
+                         temporal_delta=True, input_rank=4)
+        enc = LSTAPEncoder(dims)
+        assert enc.x_reduce.weight.shape == (4, 24)
+        frame = torch.randn(1, 1, 7, 7, 12)
+        static, glob = frame.expand(1, 3, 7, 7, 12).clone(), torch.randn(1, 6)
+        before = enc(static, glob).states
+        with torch.no_grad():
+            enc.x_reduce.weight[:, 12:] = 0  # the change half: static clips never use it
+        torch.testing.assert_close(enc(static, glob).states, before)
+        moving = static.clone()
+        moving[0, 2] += 1.0  # the last frame changes: now the change half matters
+        restored = LSTAPEncoder(dims)
+        restored.load_state_dict({k: v.clone() for k, v in enc.state_dict().items()})
+        with torch.no_grad():
+            restored.x_reduce.weight[:, 12:] = 1.0
+        assert not torch.allclose(enc(moving, glob).states, restored(moving, glob).states)

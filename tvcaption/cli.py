@@ -238,6 +238,8 @@ def train_cmd(
     input_rank: Annotated[int, typer.Option(help="Low-rank input projection size; 0 = full rank (paper).")] = 0,
     position_bias: Annotated[bool, typer.Option(help="Learned per-grid-position input bias, so L-STAP knows where "
                                                      "things move (not in the paper).")] = False,
+    temporal_delta: Annotated[bool, typer.Option(help="Feed each feature beside its change from the clip's mean, "
+                                                      "so motion stands out (not in the paper).")] = False,
     val_clips: Annotated[int, typer.Option(help="Validate on at most this many clips per epoch (0 = all).")] = 0,
     select: Annotated[str, typer.Option(help="Validation key that picks the best checkpoint: CIDEr, slots, loss, ...")] = "CIDEr",
     resume: Annotated[bool, typer.Option(help="Continue from OUT.state.json after its last epoch.")] = False,
@@ -251,7 +253,7 @@ def train_cmd(
     cfg = with_overrides(cfg, "train", epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
     dims = ModelDims(hidden=hidden, attention=attention, embedding=embedding, pooling=pooling.value,
                      matching=matching, frames=frames, input_rank=input_rank,
-                     position_bias=position_bias, dropout=cfg.train.dropout,
+                     position_bias=position_bias, temporal_delta=temporal_delta, dropout=cfg.train.dropout,
                      margin=cfg.train.margin, matching_weight=cfg.train.matching_weight)
     result = train(data, out_stem, config=cfg.train, features=cfg.features, dims=dims,
                    cache_dir=cfg.resolve(cfg.features.cache_dir), resume=resume, val_clips=val_clips,

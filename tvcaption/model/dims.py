@@ -31,6 +31,7 @@ class ModelDims:
     frames: int = 30  # T the model was trained with (informational: the model accepts any T)
     input_rank: int = 0  # 0: full-rank W_x (the paper); r > 0: W_x = W'_x R with a shared learned R (C -> r), see lstap.py
     position_bias: bool = False  # True: a learned vector per grid position added to x(t)_ij (not in the paper), see lstap.py
+    temporal_delta: bool = False  # True: x(t)_ij is fed with x(t)_ij minus its mean over the clip (not in the paper)
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "grid", "global_dim", "hidden", "attention", "embedding", "vocab_size", "frames"):
@@ -43,6 +44,8 @@ class ModelDims:
             raise ValueError(f"ModelDims.vocab_size must cover the 4 special tokens and a word, got {self.vocab_size}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"ModelDims.pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if not isinstance(self.temporal_delta, bool):
+            raise ValueError(f"ModelDims.temporal_delta must be true or false, got {self.temporal_delta!r}")
         if not isinstance(self.position_bias, bool):
             raise ValueError(f"ModelDims.position_bias must be true or false, got {self.position_bias!r}")
         if not isinstance(self.matching, bool):
