@@ -7,8 +7,11 @@ of single-actor SynthTV training clips and reports held-out accuracy:
     per-cell + max + GRU    a shared per-cell layer, max over the grid, GRU over time: weights shared
                             across positions, like L-STAP without a position bias (position-blind)
     3-D conv                convolutions over (time, 7, 7): sees where things are and how they move
+    grid-mean changes + GRU the first, fed each frame's difference from the clip's mean frame
+                            (what the captioner's ``temporal_delta`` option adds)
 
-The features are first projected to 48 dimensions by a fixed random matrix (cheap on CPU).
+The first four see the features projected to 48 dimensions by a fixed random matrix (cheap on
+CPU); the last two see each frame's full-size grid mean, as it is and minus the clip's mean frame.
 If the 3-D conv is far above the position-blind ones, direction needs position; if all are far
 above the captioner's action accuracy, the information is there and the captioner fails to use it.
 
@@ -28,7 +31,7 @@ import torch
 from torch import nn
 
 
-def load(data: Path, cache: Path, clips: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def load(data: Path, cache: Path, clips: int, frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     from tvcaption.config import FeaturesConfig
     from tvcaption.data import read_dataset
     from tvcaption.features import load_backbone
@@ -41,10 +44,13 @@ def load(data: Path, cache: Path, clips: int, frames: int) -> tuple[torch.Tensor
     y = torch.tensor([actions.index(train[i].slots["action"]) for i in rows])
     g = torch.Generator().manual_seed(0)
     proj = torch.randn(feats.local.shape[-1], 48, generator=g) / feats.local.shape[-1] ** 0.5
-    parts = [torch.from_numpy(feats.local.read(rows[i:i + 200]).astype(np.float32)) @ proj
-             for i in range(0, len(rows), 200)]
+    parts, means = [], []
+    for i in range(0, len(rows), 200):
+        block = torch.from_numpy(feats.local.read(rows[i:i + 200]).astype(np.float32))
+        parts.append(block @ proj)
+        means.append(block.mean((2, 3)))  # full-size grid means (N, T, C), as they are
     x = torch.cat(parts)
-    return (x - x.mean()) / x.std(), y, actions
+    return (x - x.mean()) / x.std(), torch.cat(means), y, actions
 
 
 class GridMeanGRU(nn.Module):
@@ -54,6 +60,17 @@ class GridMeanGRU(nn.Module):
 
     def forward(self, x):
         return self.out(self.gru(x.mean((2, 3)))[0][:, -1])
+
+
+class SeqGRU(nn.Module):
+    """A GRU over per-frame vectors (N, T, D)."""
+
+    def __init__(self, classes: int, dim: int):
+        super().__init__()
+        self.gru, self.out = nn.GRU(dim, 64, batch_first=True), nn.Linear(64, classes)
+
+    def forward(self, x):
+        return self.out(self.gru(x)[0][:, -1])
 
 
 class CellMaxGRU(nn.Module):
@@ -105,14 +122,22 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    x, y, actions = load(args.data, args.cache, args.clips, args.frames)
+    x, grid_means, y, actions = load(args.data, args.cache, args.clips, args.frames)
     n_train = int(0.8 * len(y))
     result = {"clips": len(y), "held_out": len(y) - n_train, "actions": actions,
               "chance": float(np.bincount(y.numpy()).max() / len(y)), "accuracy": {}}
-    for name, cls in (("grid-mean + GRU", GridMeanGRU), ("per-cell + max + GRU (position-blind)", CellMaxGRU),
-                      ("3-D conv (sees position)", Conv3D)):
+    changes = x - x.mean(dim=1, keepdim=True)
+    C = grid_means.shape[-1]
+    runs = (("grid-mean + GRU", lambda: GridMeanGRU(len(actions)), x),
+            ("per-cell + max + GRU (position-blind)", lambda: CellMaxGRU(len(actions)), x),
+            ("3-D conv (sees position)", lambda: Conv3D(len(actions)), x),
+            ("grid-mean changes + GRU", lambda: GridMeanGRU(len(actions)), changes),
+            (f"full {C}-d grid means + GRU", lambda: SeqGRU(len(actions), C), grid_means),
+            (f"full {C}-d grid-mean changes + GRU", lambda: SeqGRU(len(actions), C),
+             grid_means - grid_means.mean(dim=1, keepdim=True)))
+    for name, make, inputs in runs:
         t = time.perf_counter()
-        result["accuracy"][name] = fit(cls(len(actions)), x, y, n_train, args.epochs, seed=0)
+        result["accuracy"][name] = fit(make(), inputs, y, n_train, args.epochs, seed=0)
         print(f"{name}: held-out action accuracy {result['accuracy'][name]:.3f} ({time.perf_counter() - t:.0f} s)",
               flush=True)
     if args.out:

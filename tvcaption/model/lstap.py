@@ -24,7 +24,7 @@ then differ only through the CNN's weak border effects. Ignored by "mean" (the g
 Optional temporal delta (``temporal_delta``, not in the paper): each local feature is fed as
 [x(t)_ij ; x(t)_ij - mean_t x(t)_ij], the feature beside its change from the clip's average at
 that position. Frozen ImageNet features are dominated by what is in view; what happens is a
-small change on top (bench/action_probe.py: a GRU on grid means reads SynthTV's action in 33% of
+small change on top (bench/action_probe.py: a GRU on grid means reads SynthTV's action in 30% of
 clips from the raw features, 73% from the changes). Applies to "mean" too (before its pooling).
 
 The LRCN baseline ("mean") averages each frame's grid first and runs a standard LSTM over frames.
