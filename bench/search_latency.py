@@ -590,21 +590,12 @@ def cost_fit(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import cpu_model, proc_field
+
+    cpu = cpu_model()
+    total = proc_field("/proc/meminfo", "MemTotal")  # "24684016 kB"
+    mem = round(int(total.split()[0]) / 1024 / 1024, 1) if total else None
     import sqlalchemy
 
     info = {"cpu": cpu or platform.processor() or None, "cores": os.cpu_count(),
