@@ -106,6 +106,8 @@ def test_train_writes_loadable_checkpoints(trained, synthtv):
     assert meta["global_descriptor"] == "mean" and meta["epoch"] == full.best_epoch
     assert meta["data"]["path"] == str(synthtv) and meta["data"]["train_clips"] == 8
     assert {"CIDEr", "METEOR", "Bleu_4", "ROUGE_L", "loss", "slots"} <= set(meta["metrics"])
+    for slot in ("kind", "colour", "action"):  # per-slot accuracy on one-actor clips, logged each epoch
+        assert 0.0 <= meta["metrics"][f"single_{slot}"] <= 1.0
     assert meta["metrics"]["CIDEr"] == pytest.approx(full.best_score)
     assert captioner.dims.hidden == 16 and captioner.dims.feature_dim == 1280
     assert captioner.dims.dropout == 0.5 and captioner.dims.matching_weight == 0.4  # TrainConfig's recipe

@@ -48,14 +48,6 @@ SLOT_NAMES = ("kind", "colour", "size", "action", "position", "order")
 # ---------------------------------------------------------------------------------------------
 # Slots
 # ---------------------------------------------------------------------------------------------
-def clip_slot_accuracy(caption: str, slots: dict) -> float:
-    """Share of the slots that apply to this clip which the caption gets right (0..1)."""
-    from tvcaption.data import slot_accuracy
-
-    judged = [v for v in slot_accuracy(caption, slots).values() if v is not None]
-    return float(np.mean(judged)) if judged else float("nan")
-
-
 def slot_subsets(clips: Sequence[Clip]) -> dict[str, tuple[str, ...]]:
     """Named subsets of the clips with slots: all, hard, single (one actor, one event), novel."""
     slotted = [c for c in clips if c.slots]
