@@ -58,11 +58,9 @@ import gc
 import json
 import os
 import platform
-import pwd
 import random
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -622,85 +620,6 @@ def machine() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# A throwaway PostgreSQL server (as tests/pg.py starts one)
-# --------------------------------------------------------------------------------------------
-PG_BIN_ENV = "TVCAPTION_PG_BIN"
-PG_SETTINGS = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB "
-               "-c log_min_messages=warning")  # durability off (nothing here must survive); rest default
-
-
-def find_pg_bin() -> Path | None:
-    candidates: list[Path] = []
-    if os.environ.get(PG_BIN_ENV):
-        candidates.append(Path(os.environ[PG_BIN_ENV]))
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).parent)
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"),
-                         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
-    for folder in candidates:
-        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
-            return folder
-    return None
-
-
-class PgServer:
-    """initdb + pg_ctl in a temporary folder, on 127.0.0.1, as ``nobody`` when we are root."""
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="tvcaption-bench-pg-"))
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
-        self.port = 0
-        self._run_as: dict[str, Any] = {}
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            entry = pwd.getpwnam("nobody")
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-            self._run_as = dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
-        self._started = False
-
-    def _pg(self, *args: str, timeout: float = 120) -> None:
-        proc = subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True, text=True,
-                              timeout=timeout, cwd=self.root, env={**os.environ, "LC_ALL": "C"}, **self._run_as)
-        if proc.returncode != 0:
-            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip()}\n{log}")
-
-    def start(self) -> PgServer:
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                 "--no-locale", "--no-sync", "--no-instructions")
-        for attempt in range(3):  # the free port may be taken between finding it and binding it
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                self.port = sock.getsockname()[1]
-            options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} {PG_SETTINGS}"
-            try:
-                self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start")
-                break
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-        self._started = True
-        return self
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def stop(self) -> None:
-        if self._started:
-            self._started = False
-            try:
-                self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-            except (RuntimeError, subprocess.TimeoutExpired):
-                try:
-                    self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-                except (RuntimeError, subprocess.TimeoutExpired):
-                    pass
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------------------------
 # Building the archive
 # --------------------------------------------------------------------------------------------
 COLUMNS = {
@@ -1099,6 +1018,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
                         p.unlink(missing_ok=True)
             else:
+                sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+                from pgserver import PG_BIN_ENV, LocalServer, find_pg_bin
+
                 bindir = find_pg_bin()
                 if bindir is None:
                     reason = (f"PostgreSQL server binaries (initdb, pg_ctl) not found; install PostgreSQL "
@@ -1106,13 +1028,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     print(f"postgresql: skipped: {reason}", file=sys.stderr)
                     report["backends"]["postgresql"] = {"skipped": reason}
                     continue
-                server = PgServer(bindir)
+                server = LocalServer(bindir, settings="-c max_wal_size=4GB", prefix="tvcaption-bench-pg-")
                 try:
                     server.start()
                     report["backends"]["postgresql"] = bench_backend(
                         "postgresql", server.url(), args, grammar, queries, warmup, words)
                 finally:
-                    server.stop()
+                    server.stop("fast")
     finally:
         if own_workdir and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

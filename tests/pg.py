@@ -1,9 +1,8 @@
 """A real, throwaway PostgreSQL server for the storage tests, and the two-backend fixtures.
 
-``pg_url`` (session) starts a server on 127.0.0.1 with its socket in a temporary folder:
-initdb (as an unprivileged user when we are root, since PostgreSQL refuses to run as root),
-``pg_ctl start``, a fresh database; it is stopped and deleted at the end of the session.
-Durability is off (fsync, synchronous_commit, full_page_writes): nothing here must survive.
+``pg_url`` (session) starts a throwaway server (``scripts/pgserver.py``: initdb and pg_ctl in a
+temporary folder, on 127.0.0.1, as an unprivileged user when we are root, durability off) and
+makes a fresh database; the server is stopped and deleted at the end of the session.
 
 - ``TVCAPTION_TEST_PG_URL=postgresql+psycopg://user@host:port/db``: use that server instead
   (the user must be allowed to CREATE DATABASE); nothing is started.
@@ -22,52 +21,25 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
-import pwd
 import shutil
-import socket
-import subprocess
-import tempfile
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from pgserver import PG_BIN_ENV, LocalServer, find_pg_bin  # noqa: E402
+
 PG_URL_ENV = "TVCAPTION_TEST_PG_URL"
-PG_BIN_ENV = "TVCAPTION_PG_BIN"
 REQUIRE_ENV = "TVCAPTION_REQUIRE_PG"
-UNPRIVILEGED_USER = "nobody"
-SERVER_SETTINGS = (
-    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-    "-c max_connections=60 -c shared_buffers=32MB -c log_min_messages=warning"
-)
+SERVER_SETTINGS = "-c max_connections=60 -c shared_buffers=32MB"  # durability is off in pgserver
 
 
 def _unavailable(reason: str) -> None:
     if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
         pytest.fail(f"{reason} ({REQUIRE_ENV} is set)", pytrace=False)
     pytest.skip(reason)
-
-
-def find_pg_bin() -> Path | None:
-    """The folder with initdb and pg_ctl: $TVCAPTION_PG_BIN, PATH, or the newest Debian install."""
-    candidates: list[Path] = []
-    if os.environ.get(PG_BIN_ENV):
-        candidates.append(Path(os.environ[PG_BIN_ENV]))
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).parent)
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"),
-                         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True)
-    for folder in candidates:
-        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
-            return folder
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Cluster:
@@ -113,54 +85,20 @@ class Cluster:
         pass
 
 
-class LocalServer(Cluster):
-    """A server of our own in a temporary folder, run as an unprivileged user."""
+class OwnServer(Cluster):
+    """A server of our own (scripts/pgserver.py) in a temporary folder, stopped at exit."""
 
     def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="tvcaption-pg-"))
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
-        self._run_as: dict = {}
-        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-            entry = pwd.getpwnam(UNPRIVILEGED_USER)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-            self._run_as = dict(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
-        self._started = False
+        self.server = LocalServer(bindir, settings=SERVER_SETTINGS)
         super().__init__("127.0.0.1", 0, "postgres")
 
-    def _pg(self, *args: str, timeout: float = 60) -> None:
-        proc = subprocess.run([str(self.bindir / args[0]), *args[1:]], capture_output=True, text=True,
-                              timeout=timeout, cwd=self.root, env={**os.environ, "LC_ALL": "C"}, **self._run_as)
-        if proc.returncode != 0:
-            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr.strip()}\n{log}")
-
-    def start(self) -> LocalServer:
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                 "--no-locale", "--no-sync", "--no-instructions")
-        for attempt in range(3):  # the free port may be taken between finding it and binding it
-            self.port = _free_port()
-            options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} {SERVER_SETTINGS}"
-            try:
-                self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
-                         "-o", options, "start")
-                break
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-        self._started = True
+    def start(self) -> OwnServer:
+        self.port = self.server.start().port
         atexit.register(self.stop)
         return self
 
     def stop(self) -> None:
-        if self._started:
-            self._started = False
-            try:
-                self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            except (RuntimeError, subprocess.TimeoutExpired):
-                pass
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.server.stop()
 
 
 _CLUSTER: Cluster | None = None
@@ -184,7 +122,7 @@ def cluster() -> Cluster:
             if bindir is None:
                 _unavailable(f"PostgreSQL server binaries (initdb, pg_ctl) not found; install PostgreSQL "
                              f"or set {PG_BIN_ENV} to their folder, or {PG_URL_ENV} to a server")
-            _CLUSTER = LocalServer(bindir).start()
+            _CLUSTER = OwnServer(bindir).start()
     return _CLUSTER
 
 
