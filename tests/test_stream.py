@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from tvcaption.config import Config, ScenesConfig
+from tvcaption.config import Config, ScenesConfig, with_overrides
 from tvcaption.pipeline import in_background
 from tvcaption.scenes import detect_scenes, split_long
 from tvcaption.stream import StreamStats, stream_scenes
@@ -127,9 +128,14 @@ def test_out_of_order_cuts_fall_back_to_two_passes(scenes_dir, monkeypatch, capl
         raise stream.StreamMismatch(f"{info.path}: scenes found during the pass differ from the final detection")
 
     monkeypatch.setattr(stream, "stream_scenes", mismatched)
-    config = Config()
+    config = with_overrides(Config(), "features", batch_size=1)  # one scene per CNN batch...
     info = probe(scenes_dir / "bikes.mp4")
-    captions = captions_of(info, config, CaptionEngine(config))
+    engine = CaptionEngine(config)
+    engine.caption_stream = functools.partial(engine.caption_stream, chunk=1)  # ...and per progress report
+    reported: list[int] = []
+    captions = captions_of(info, config, engine, lambda done: reported.append(len(done)))
     assert [c.start for c in captions] == [s.start for s in split_long(detect_scenes(info, config.scenes),
                                                                        config.scenes.max_scene_len)]
     assert "two passes" in caplog.text
+    # each report holds every caption so far: 1, 2, 3... in the first pass, then the second pass's all
+    assert len(reported) >= 3 and reported[:-1] == list(range(1, len(reported))) and reported[-1] == len(captions)

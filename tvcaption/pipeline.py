@@ -145,6 +145,7 @@ class CaptionEngine:
 
         Frames of consecutive scenes share CNN batches; only their 7x7 features are kept until
         ``chunk`` scenes are captioned together, so memory does not grow with the recording.
+        ``on_scenes`` is called with every caption so far each time some are added.
         """
         import numpy as np
         import torch
@@ -165,7 +166,7 @@ class CaptionEngine:
             if ready:
                 results.extend(self.caption_features(ready, torch.cat(feats)))
                 if on_scenes:
-                    on_scenes(results[-len(ready):])
+                    on_scenes(results)
                 ready.clear()
                 feats.clear()
 
@@ -206,7 +207,10 @@ def caption_recording(path: str | Path, config: Config, engine: CaptionEngine | 
 def captions_of(info, config: Config, engine: CaptionEngine,
                 on_scenes: Callable[[list[SceneCaption]], None] | None = None) -> list[SceneCaption]:
     """Captions of every scene of a probed recording: one decoding pass (see :mod:`tvcaption.stream`)
-    with decoding in a worker thread, or two passes when ``index.single_pass`` is off."""
+    with decoding in a worker thread, or two passes when ``index.single_pass`` is off.
+
+    ``on_scenes(captions)``: progress, called with every caption so far (after a fall-back to two
+    passes the list starts again, so a count taken from it never counts a scene twice)."""
     if config.index.single_pass:
         from tvcaption.stream import StreamMismatch, stream_scenes
 
@@ -330,13 +334,11 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                     report.skipped.append(key)
                     bar.advance(task)
                     continue
-                live = {"n": 0}
                 current = bar.add_task(f"  {f.name}"[:40], total=max(info.duration, 1e-3), scenes=0)
 
                 def shown(done: list[SceneCaption]) -> None:  # a long recording shows its own progress
-                    live["n"] += len(done)
-                    bar.update(task, scenes=total_scenes + live["n"])
-                    bar.update(current, completed=done[-1].end, scenes=live["n"])
+                    bar.update(task, scenes=total_scenes + len(done))
+                    bar.update(current, completed=done[-1].end, scenes=len(done))
 
                 try:
                     scenes = captions_of(info, config, engine, shown)
