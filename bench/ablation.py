@@ -113,7 +113,8 @@ def run_variant(name: str, seed: int, data: Path, out: Path, args: argparse.Name
     features = FeaturesConfig(device=args.device, threads=args.threads, cache_dir=str(args.cache))
     dims = ModelDims(hidden=args.hidden, attention=args.attention, embedding=args.embedding,
                      frames=args.frames, pooling=variant["pooling"], matching=variant["matching"],
-                     input_rank=args.input_rank, position_bias=variant.get("position_bias", False))
+                     input_rank=args.input_rank, position_bias=variant.get("position_bias", False),
+                     temporal_delta=args.temporal_delta)
     t0 = time.perf_counter()
     result = train(data, runs / f"{name}-s{seed}", config=config, features=features, dims=dims,
                    val_clips=args.val_clips, max_train_clips=args.train_clips, select=args.select,
@@ -149,6 +150,9 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int) -> dict[st
             for sub in ("all", "hard", "single"):
                 row[f"slots_{sub}"] = _mean_std([(r["eval"]["slots"] or {}).get(sub, {}).get("overall", math.nan)
                                                  for r in runs])
+            for slot in ("kind", "action"):  # the two the shipped model must get right, on one-actor clips
+                row[f"single_{slot}"] = _mean_std([(r["eval"]["slots"] or {}).get("single", {}).get(slot, math.nan)
+                                                   for r in runs])
         variants[name] = row
         keys = ["CIDEr"] + (["slots"] if has_slots else [])
         per_clip[name] = {k: np.mean([[r["eval"]["per_clip"][c].get(k, math.nan) for c in subsets["all"]]
@@ -177,23 +181,27 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         return "-" if not math.isfinite(m) else f"{m * scale:.1f} ± {s * scale:.1f}"
 
     has_slots = any("slots_all" in v for v in summary["variants"].values())
-    cols = list(TABLE_KEYS) + (["slots", "slots (hard)"] if has_slots else [])
+    cols = list(TABLE_KEYS) + (["slots", "slots (hard)", "kind (1 actor)", "action (1 actor)"] if has_slots else [])
     lines = [f"# Ablation (paper Table 3) on {settings['data']}", "",
              f"{settings['seeds']} seed(s) per variant, {settings['epochs']} epochs, batch {settings['batch_size']}, "
              f"{settings['optimizer']} lr {settings['lr']:g}, hidden {settings['hidden']}, frames {settings['frames']}, "
+             f"input rank {settings.get('input_rank', 0)}, "
+             f"{settings.get('train_clips') or 'all'} training clips"
+             f"{', temporal delta for every variant' if settings.get('temporal_delta') else ''}, "
              f"beam {settings['beam']}. Test split: {summary['subsets']['all']} clips "
              f"({summary['subsets']['hard']} hard). Scores x100, mean ± std over seeds.", "",
              "| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, row in summary["variants"].items():
         cells = [pm(row[k]) for k in TABLE_KEYS]
         if has_slots:
-            cells += [pm(row["slots_all"]), pm(row["slots_hard"])]
+            cells += [pm(row["slots_all"]), pm(row["slots_hard"]), pm(row["single_kind"]), pm(row["single_action"])]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     for name, floor in summary["floors"].items():
         cells = [f"{floor['metrics'][k] * 100:.1f}" for k in TABLE_KEYS]
         if has_slots:
             slots = floor.get("slots") or {}
             cells += [f"{(slots.get(s) or {}).get('overall', math.nan) * 100:.1f}" for s in ("all", "hard")]
+            cells += [f"{(slots.get('single') or {}).get(k, math.nan) * 100:.1f}" for k in ("kind", "action")]
         lines.append(f"| floor: {name} caption | " + " | ".join(cells) + " |")
     lines += ["", "## Paired bootstrap of per-clip differences", "",
               f"{settings['resamples']} resamples of test clips; per-clip scores averaged over seeds first. "
@@ -233,6 +241,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--embedding", type=int, default=300)
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--input-rank", type=int, default=0, help="low-rank input projection (0 = full rank, the paper)")
+    p.add_argument("--temporal-delta", action="store_true",
+                   help="every variant sees each feature beside its change from the clip mean (not in the paper)")
     p.add_argument("--train-clips", type=int, default=0,
                    help="train on the first N train clips only (0 = all); reuses the whole split's feature cache")
     p.add_argument("--val-clips", type=int, default=0, help="validate on at most this many clips (0 = all)")

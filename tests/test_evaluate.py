@@ -201,17 +201,17 @@ def test_ablation_smoke_run(tmp_path, toy):
     ablation = _ablation_module()
     data, features, _ = toy
     report = ablation.main(["--toy", "--data", str(data), "--out", str(tmp_path), "--cache", features.cache_dir,
-                            "--quiet", "--resamples", "200"])
+                            "--quiet", "--resamples", "200", "--temporal-delta"])
     assert set(report["variants"]) == set(ablation.VARIANTS)
     assert set(report["floors"]) == {"constant", "random"}
     comparisons = {(d["a"], d["b"], d["key"], d["subset"]) for d in report["differences"]}
     assert ("lstap-att", "lrcn", "CIDEr", "all") in comparisons and ("lstap-att", "lrcn", "slots", "hard") in comparisons
     md = (tmp_path / "ablation.md").read_text()
-    assert "L-STAP att" in md and "95% CI" in md
+    assert "L-STAP att" in md and "95% CI" in md and "action (1 actor)" in md and "temporal delta" in md
     assert json.loads((tmp_path / "ablation.json").read_text())["settings"]["seeds"] == 1
     # rerunnable: a second run reuses the finished runs
     again = ablation.main(["--toy", "--data", str(data), "--out", str(tmp_path), "--cache", features.cache_dir,
-                           "--quiet", "--resamples", "200"])
+                           "--quiet", "--resamples", "200", "--temporal-delta"])
     assert again["variants"]["lstap-att"]["CIDEr"] == report["variants"]["lstap-att"]["CIDEr"]
     assert again["seconds"] < report["seconds"]
 
