@@ -244,7 +244,7 @@ def train_cmd(
     select: Annotated[str, typer.Option(help="Validation key that picks the best checkpoint: CIDEr, slots, loss, ...")] = "CIDEr",
     resume: Annotated[bool, typer.Option(help="Continue from OUT.state.json after its last epoch.")] = False,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16/fp16 on CUDA, bf16 on CPUs with native bf16 "
-                                           "(AVX512-BF16 or AMX; about 2x faster there); fp32 elsewhere.")] = True,
+                                           "(AVX512-BF16 or AMX; about 2.3x faster there); fp32 elsewhere.")] = True,
     config: ConfigOpt = None,
 ) -> None:
     """Train an L-STAP captioning model (features are cached once per clip and reused)."""
