@@ -1,7 +1,8 @@
 """Several ``tvcaption index`` processes on one database: the work is shared, nothing done twice.
 
-- Claims: a live claim is skipped at once; a claim of a worker of this host whose process is gone
-  is taken at once; a claim of another host goes stale after ``claim_timeout``.
+- Claims: a live claim is skipped at once; a claim of a worker of our process space (host, boot,
+  pid namespace) whose process is gone is taken at once; any other goes stale after
+  ``claim_timeout`` without renewal, and a worker renews its claim while it captions.
 - Four worker processes (``.venv/bin/tvcaption index``) on one PostgreSQL database and one folder:
   every recording indexed by exactly one of them, a dead worker's old claim taken over.
 - SQLite: two indexers on one file finish without corrupting or duplicating anything; a writer
@@ -22,7 +23,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tvcaption.db.store import SceneRecord, Store, connect, worker_id, worker_is_dead
+from tvcaption.db.store import SceneRecord, Store, connect, process_space, worker_id, worker_is_dead
 
 pytest_plugins = ["pg", "toymodel"]  # toymodel: the session's `toy` fixture
 runner = CliRunner()
@@ -39,21 +40,42 @@ def dead_pid() -> int:
 # --- claims -----------------------------------------------------------------------------------------
 
 def test_worker_ids():
-    assert worker_id() == f"{HOST}:{os.getpid()}"
+    space = process_space()
+    assert worker_id() == f"{HOST}:{os.getpid()}:{space}" and len(space) == 12
     assert not worker_is_dead(worker_id())
-    assert worker_is_dead(f"{HOST}:{dead_pid()}")
-    for other in (None, "", "worker-a", f"elsewhere.example:{dead_pid()}", f"{HOST}:x", f"{HOST}:0", f"{HOST}:1"):
+    assert worker_is_dead(f"{HOST}:{dead_pid()}:{space}")
+    for other in (None, "", "worker-a", f"elsewhere.example:{dead_pid()}:{space}", f"{HOST}:x:{space}",
+                  f"{HOST}:0:{space}", f"{HOST}:1:{space}",
+                  f"{HOST}:{dead_pid()}:0123456789ab",  # same host name, another container or boot
+                  f"{HOST}:{dead_pid()}"):  # an id without a process space cannot be checked
         assert not worker_is_dead(other), other  # pid 1 lives; other hosts cannot be checked
+
+
+def test_another_pid_namespace_is_another_process_space():
+    """A worker in another container (here: a new pid namespace) on this host gets another key,
+    so its pids are never checked against ours."""
+    probe = [sys.executable, "-c", "from tvcaption.db.store import worker_id; print(worker_id())"]
+    try:
+        inside = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *probe],
+                                capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("unshare (util-linux) is not installed")
+    if inside.returncode != 0:
+        pytest.skip(f"cannot make a pid namespace here: {inside.stderr.strip()[:200]}")
+    host, pid, space = inside.stdout.strip().split(":")
+    assert host == HOST and int(pid) == 1  # pid 1 of its own namespace
+    assert space != process_space()
+    assert not worker_is_dead(f"{HOST}:{dead_pid()}:{space}")
 
 
 def test_claim_of_a_dead_local_worker_is_taken_at_once(db_url: str):
     with Store(db_url, claim_timeout=600) as store:
         sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         try:
-            live = store.claim("/live.ts", "h", f"{HOST}:{sleeper.pid}")
+            live = store.claim("/live.ts", "h", f"{HOST}:{sleeper.pid}:{process_space()}")
             assert live is not None and store.claim("/live.ts", "h", worker_id()) is None  # alive: hands off
             gone = dead_pid()
-            first = store.claim("/killed.ts", "h", f"{HOST}:{gone}")
+            first = store.claim("/killed.ts", "h", f"{HOST}:{gone}:{process_space()}")
             second = store.claim("/killed.ts", "h", worker_id())  # the worker was SIGKILLed: take it now
             assert second is not None and second.recording_id == first.recording_id
             assert store.get_recording("/killed.ts").claimed_by == worker_id()
@@ -72,6 +94,59 @@ def test_claim_of_another_host_goes_stale_after_the_timeout(db_url: str):
         assert claim is not None
         store.save_result(claim, [SceneRecord(0.0, 1.0, 0, 25, "a man sings")], "m")
         assert store.get_recording("/a.ts").status == "done"
+
+
+def test_a_renewed_claim_does_not_go_stale(db_url: str):
+    with Store(db_url, claim_timeout=0.3) as store:
+        mine = store.claim("/long.ts", "h", "render-01:7:abc")  # a worker busy with a long recording
+        with store.keep_alive(mine, every=0.05) as beat:
+            for _ in range(8):  # 0.8 s: well past the timeout
+                time.sleep(0.1)
+                assert store.claim("/long.ts", "h", worker_id()) is None
+        assert beat.renewals >= 5 and not beat.lost.is_set()
+        time.sleep(0.4)  # no more renewals: now it goes stale
+        taken = store.claim("/long.ts", "h", worker_id())
+        assert taken is not None
+        assert not store.renew(mine) and store.renew(taken)
+        with store.keep_alive(mine, every=0.05) as beat:  # the old owner learns at its next beat
+            assert beat.lost.wait(2.0)
+        assert store.get_recording("/long.ts").claimed_by == worker_id()
+
+
+def test_indexing_keeps_its_claim_past_the_timeout(toy, tmp_path):
+    """index_paths renews its claim while it captions: another worker polling all the while never
+    gets the recording, even though the work lasts several claim timeouts."""
+    import threading
+
+    from tvcaption.config import load_config
+    from tvcaption.pipeline import index_paths
+    from toymodel import make_clip
+
+    from tvcaption.pipeline import CaptionEngine
+
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+    timeout = 1.0  # renewed every 0.25 s
+    clip = make_clip(tmp_path / "long.mp4", seconds=400, size="160x120", rate=25)
+    config = load_config(toy.config(tmp_path / "cfg", url, claim_timeout=timeout), env={})
+    engine = CaptionEngine(config)  # warmed up first: one-off start-up work holds the GIL for a
+    index_paths([make_clip(tmp_path / "warm.mp4")], config, engine=engine)  # while, and a loaded CI machine stretches it
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.setdefault("report", index_paths([clip], config, engine=engine)))
+    started, stolen = time.perf_counter(), []
+    with Store(url, claim_timeout=timeout) as store:
+        worker.start()
+        while worker.is_alive():
+            time.sleep(0.05)
+            rec = store.get_recording(str(clip.absolute()))
+            if rec is not None and rec.status == "processing" and rec.claimed_by != "thief:1:x":
+                if store.claim(str(clip.absolute()), "h", "thief:1:x") is not None:
+                    stolen.append(round(time.perf_counter() - started, 2))
+        worker.join()
+        report = result["report"]
+        assert not stolen and not report.failed and not report.skipped, (stolen, report)
+        (path, scenes, seconds), = report.done
+        assert seconds > 1.5 * timeout, "captioning was too quick to outlast the claim timeout; lengthen the clip"
+        assert store.get_recording(path).status == "done" and scenes > 0
 
 
 @pytest.mark.postgres

@@ -61,7 +61,7 @@ class DecodingConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = "sqlite:///tvcaption.db"  # relative SQLite paths resolve next to the config file
-    claim_timeout: float = 600.0  # seconds before a dead worker's claim on a recording is released
+    claim_timeout: float = 600.0  # seconds without renewal before a worker's claim on a recording goes stale
 
 
 @dataclass(frozen=True)

@@ -337,11 +337,14 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                 current = bar.add_task(f"  {f.name}"[:40], total=max(info.duration, 1e-3), scenes=0)
 
                 def shown(done: list[SceneCaption]) -> None:  # a long recording shows its own progress
+                    if beat.lost.is_set():  # stop early: another worker is redoing this recording
+                        raise ClaimLost(f"{key}: another worker took this recording over; its result is kept")
                     bar.update(task, scenes=total_scenes + len(done))
                     bar.update(current, completed=done[-1].end, scenes=len(done))
 
                 try:
-                    scenes = captions_of(info, config, engine, shown)
+                    with store.keep_alive(claim) as beat:  # a recording longer than claim_timeout stays ours
+                        scenes = captions_of(info, config, engine, shown)
                 finally:
                     bar.remove_task(current)
                 store.save_result(claim, [SceneRecord(s.start, s.end, s.start_frame, s.end_frame, s.caption, s.score,

@@ -13,8 +13,10 @@ half-written recording. Parallel workers on several machines should use PostgreS
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,6 +105,32 @@ class Claim:
     content_hash: str
     worker: str
     claimed_at: datetime
+
+
+class Heartbeat(threading.Thread):
+    """The thread behind :meth:`Store.keep_alive`. A failed renewal (database busy or briefly
+    unreachable) is tried again at the next beat; the claim then lives until ``claim_timeout``."""
+
+    def __init__(self, store: Store, claim: Claim, every: float) -> None:
+        super().__init__(name="tvcaption-claim", daemon=True)
+        self.store, self.claim, self.every = store, claim, max(every, 0.01)
+        self.lost = threading.Event()  # another worker owns the recording now
+        self.renewals = 0
+        self._quit = threading.Event()
+
+    def run(self) -> None:
+        while not self._quit.wait(self.every):
+            try:
+                if not self.store.renew(self.claim):
+                    self.lost.set()
+                    return
+                self.renewals += 1
+            except Exception:  # noqa: BLE001 - try again at the next beat
+                continue
+
+    def stop(self) -> None:
+        self._quit.set()
+        self.join()
 
 
 @dataclass(frozen=True)
@@ -239,24 +267,43 @@ def _insert_rows(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
+def process_space() -> str:
+    """A short key naming the set of processes whose pids this process can check.
+
+    Two workers share it when they run under the same kernel boot (``boot_id``) in the same pid
+    namespace, on a host of the same name. Containers with one hostname on one machine (or on
+    two) then get different keys, so one never reads another's pid as its own.
+    """
+    parts = [socket.gethostname()]
+    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(source).read_text().strip() if "random" in source else os.readlink(source))
+        except OSError:
+            parts.append("")  # not Linux: the host name alone, as before
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
 def worker_id() -> str:
-    """This process as a claimant: ``hostname:pid`` (what ``index_paths`` records in claimed_by)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process as a claimant: ``hostname:pid:space`` (what ``index_paths`` records in claimed_by)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{process_space()}"
 
 
 def worker_is_dead(worker: str | None) -> bool:
-    """True when ``worker`` (``hostname:pid``) is a process of this host that no longer exists.
+    """True when ``worker`` (``hostname:pid:space``) is a process we can check and it no longer exists.
 
     A claim by such a worker can be taken at once instead of after ``claim_timeout``: the worker
     was killed (SIGKILL, OOM killer, power cut of a container) and will never save or release it.
-    Anything else (another host, a worker id of another form, a pid that exists or cannot be
-    checked) counts as alive, and its claim goes stale only after ``claim_timeout``. A recycled
-    pid only makes us wait for the timeout; it never takes a live claim.
+    Only a worker of our own process space (:func:`process_space`: same host, kernel boot and pid
+    namespace) can be checked. Anything else (another host or container, a worker id of another
+    form, a pid that exists or cannot be checked) counts as alive, and its claim goes stale only
+    after ``claim_timeout``. A recycled pid only makes us wait for the timeout; it never takes a
+    live claim.
     """
-    if not worker:
+    parts = (worker or "").split(":")
+    if len(parts) != 3:
         return False
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+    host, pid, space = parts
+    if host != socket.gethostname() or space != process_space() or not pid.isdigit() or int(pid) <= 0:
         return False
     try:
         os.kill(int(pid), 0)
@@ -352,8 +399,8 @@ class Store:
 
         None when the recording is done with the same content hash (and ``model``, when given)
         unless ``reindex``, or when another worker's claim is younger than ``claim_timeout``
-        (or, on PostgreSQL, another worker is claiming it right now). A claim by a worker of this
-        host whose process is gone (see :func:`worker_is_dead`) is taken at once. ``probe`` is a dict or a
+        (or, on PostgreSQL, another worker is claiming it right now). A claim by a worker of our
+        process space whose process is gone (see :func:`worker_is_dead`) is taken at once. ``probe`` is a dict or a
         dataclass such as ``VideoInfo``; its ``duration`` is kept in its own column.
         """
         path = str(path)
@@ -396,6 +443,26 @@ class Store:
             conn.execute(update(recordings_t)
                          .where(recordings_t.c.id == recording_id, recordings_t.c.status == "processing")
                          .values(status="pending", claimed_by=None, claimed_at=None))
+
+    def renew(self, claim: Claim) -> bool:
+        """Refresh ``claim`` so that it does not go stale; False when another worker has taken it over."""
+        with self._write() as conn:
+            kept = conn.execute(update(recordings_t).where(
+                recordings_t.c.id == claim.recording_id, recordings_t.c.claimed_by == claim.worker,
+                recordings_t.c.status == "processing").values(claimed_at=_now()))
+        return kept.rowcount == 1
+
+    @contextmanager
+    def keep_alive(self, claim: Claim, every: float | None = None) -> Iterator[Heartbeat]:
+        """Renew ``claim`` every ``every`` seconds (default: a quarter of ``claim_timeout``) in a
+        thread while the block runs, so a recording that takes longer than ``claim_timeout`` to
+        caption is not taken over by another worker. ``lost`` is set when it was taken anyway."""
+        beat = Heartbeat(self, claim, self.claim_timeout / 4 if every is None else every)
+        beat.start()
+        try:
+            yield beat
+        finally:
+            beat.stop()
 
     def mark_failed(self, path: str, error: str) -> None:
         """Record that indexing ``path`` failed (the recording row is created if it is new)."""
