@@ -42,7 +42,8 @@ Results: ``--out`` (default ``bench/results/search_latency.json``) and a small t
 Per backend: build timings and database size, median / p95 / max of ``search``, ``like_limit``
 and ``like_all``, their p95 ratios, search by query kind, ``search_cost`` (a least-squares fit
 of search time against the number of matching scenes: ranking looks at every match), the
-slowest searches, and every query with its hits, total matches and times. Machine: CPU, cores,
+slowest searches (on SQLite with ``anatomy``: the FTS5 match alone and bm25 ranking on the
+index alone beside the whole search, best of 3), and every query with its hits, total matches and times. Machine: CPU, cores,
 load average (other processes share the cores), Python, SQLite and PostgreSQL versions.
 Target: search p95 < 20 ms on 1M captions in SQLite.
 
@@ -817,6 +818,42 @@ def count_matches(backend: str, engine, query: str) -> int | None:
         return conn.execute(select(func.count()).select_from(stmt.subquery())).scalar()
 
 
+def anatomy(backend: str, engine, query: str, limit: int, repeats: int = 3) -> dict[str, float] | None:
+    """Where one slow SQLite search spends its time (best of ``repeats``, untimed otherwise):
+    ``match_ms`` finds every matching rowid in the FTS5 index and stops there; ``rank_ms`` also
+    scores each with the same bm25 and keeps the best ``limit`` (no join, no caption text);
+    ``search_ms`` is the whole ``search`` call. If rank_ms is most of search_ms, the cost is
+    scoring every match, which no join order or index on the other tables can remove."""
+    if backend != "sqlite":
+        return None
+    from sqlalchemy import text
+
+    from tvcaption.db import search as s
+    from tvcaption.db.schema import SEARCH_TABLE
+
+    expression = s.fts5_query(query)
+    if not expression:
+        return None
+    weights = f"{s.CAPTION_WEIGHT}, {s.TAGS_WEIGHT}"
+    match = text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :q")
+    rank = text(f"SELECT rowid FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :q "
+                f"ORDER BY bm25({SEARCH_TABLE}, {weights}) LIMIT {int(limit)}")
+
+    def best(run) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - t) * 1000.0)
+        return round(min(times), 3)
+
+    with engine.connect() as conn:
+        out = {"match_ms": best(lambda: conn.execute(match, {"q": expression}).all()),
+               "rank_ms": best(lambda: conn.execute(rank, {"q": expression}).all())}
+    out["search_ms"] = best(lambda: s.search(engine, query, limit))
+    return out
+
+
 def like_statements(backend: str, limit: int):
     from sqlalchemy import text
 
@@ -881,6 +918,10 @@ def run_queries(backend: str, engine, queries: list[tuple[str, str]], warmup: li
     out["search_cost"] = cost_fit(records)
     out["slowest_searches"] = [{k: r[k] for k in ("query", "kind", "matches", "search_ms")}
                                for r in sorted(records, key=lambda r: -r["search_ms"])[:10]]
+    for slow in out["slowest_searches"]:  # untimed above: best-of-3 breakdown of each slow search
+        parts = anatomy(backend, engine, slow["query"], limit)
+        if parts:
+            slow["anatomy"] = parts
     out["queries"] = records
     return out
 

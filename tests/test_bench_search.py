@@ -44,6 +44,11 @@ def test_search_latency_smoke_run(tmp_path):
     assert len(queries) == 200 and {q["kind"] for q in queries} == {k for k, _ in bench.QUERY_MIX}
     assert all(q["hits"] > 0 for q in queries if q["kind"] == "common" and q["matches"])
     assert all(q["hits"] == min(q["matches"], 20) for q in queries)
+    for slow in sqlite["slowest_searches"]:  # where the slow ones spend their time
+        parts = slow.get("anatomy")
+        if parts:  # only queries with words left after the stop words have one
+            assert 0 < parts["match_ms"] and 0 < parts["rank_ms"] and 0 < parts["search_ms"]
+    assert any("anatomy" in slow for slow in sqlite["slowest_searches"])
 
     # the kept archive answers tvcaption's search: "man" is the grammar's most frequent subject
     from tvcaption.db.search import search
