@@ -12,7 +12,8 @@ Reported: each variant's corpus metrics (mean and std over seeds) and slot accur
 the two floors (constant and random training caption), and per-clip **paired bootstrap**
 confidence intervals of the differences between variants (each step of the ablation, and
 L-STAP att against the LRCN baseline) for per-clip CIDEr and per-clip slot accuracy, on the
-whole test split and on its hard subset. A clip's score is first averaged over the seeds; the
+whole test split and on its hard subset, and for the actor's kind and the action on one-actor
+clips (right or wrong per clip, read from the cached captions). A clip's score is first averaged over the seeds; the
 bootstrap then resamples clips (the unit the test set samples), keeping the pairing.
 
 Runs are cached: a finished (variant, seed) leaves ``OUT/runs/<variant>-s<seed>.eval.json`` and
@@ -50,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 COMPARISONS = (("lrcn+matching", "lrcn"), ("lstap-avg", "lrcn+matching"), ("lstap-att", "lstap-avg"),
                ("lstap-att", "lrcn"), ("lstap-att+pos", "lstap-att"))
 TABLE_KEYS = ("Bleu_4", "ROUGE_L", "METEOR", "CIDEr")  # Table 3's columns
+SINGLE_SLOTS = ("kind", "action")  # bootstrapped per clip on one-actor clips
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,8 +61,8 @@ TABLE_KEYS = ("Bleu_4", "ROUGE_L", "METEOR", "CIDEr")  # Table 3's columns
 class Difference:
     a: str
     b: str
-    key: str  # CIDEr | slots
-    subset: str  # all | hard
+    key: str  # CIDEr | slots (per-clip slot accuracy) | kind | action (right or not, one-actor clips)
+    subset: str  # all | hard | single
     clips: int
     mean: float  # mean over clips of a - b
     low: float  # 95% bootstrap interval
@@ -130,8 +132,24 @@ def run_variant(name: str, seed: int, data: Path, out: Path, args: argparse.Name
     return record
 
 
-def analyse(records: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
-    """Per-variant means over seeds, floors, and paired bootstrap differences."""
+def single_actor_slots(records: list[dict[str, Any]], slots: dict[str, dict], ids: list[str]) -> dict[str, np.ndarray]:
+    """Per clip of ``ids`` (one-actor clips): is the actor's kind / the action right (1 or 0),
+    averaged over the runs, read from each run's generated caption against the stored slots."""
+    from tvcaption.data import slot_accuracy
+
+    out = {}
+    for slot in SINGLE_SLOTS:
+        runs = [[float(bool(slot_accuracy(r["eval"]["captions"][c], slots[c])[slot])) for c in ids] for r in records]
+        out[slot] = np.mean(runs, axis=0)
+    return out
+
+
+def analyse(records: list[dict[str, Any]], resamples: int, seed: int,
+            slots: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Per-variant means over seeds, floors, and paired bootstrap differences.
+
+    ``slots`` (clip id -> stored slots of the test clips) adds the differences in kind and action
+    accuracy on one-actor clips (subset ``single``), the two the shipped model is held to."""
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_variant.setdefault(r["variant"], []).append(r)
@@ -141,6 +159,8 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int) -> dict[st
 
     variants: dict[str, Any] = {}
     per_clip: dict[str, dict[str, np.ndarray]] = {}
+    single = list(first.get("subsets", {}).get("single", [])) if slots and "captions" in first else []
+    per_single: dict[str, dict[str, np.ndarray]] = {}
     for name, runs in by_variant.items():
         row: dict[str, Any] = {"label": VARIANTS[name]["label"], "seeds": [r["seed"] for r in runs],
                                "train_seconds": _mean_std([r["train_seconds"] for r in runs])[0]}
@@ -157,6 +177,8 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int) -> dict[st
         keys = ["CIDEr"] + (["slots"] if has_slots else [])
         per_clip[name] = {k: np.mean([[r["eval"]["per_clip"][c].get(k, math.nan) for c in subsets["all"]]
                                       for r in runs], axis=0) for k in keys}
+        if single:
+            per_single[name] = single_actor_slots(runs, slots, single)
 
     floors = {k: {"metrics": v["metrics"], "slots": v.get("slots"), "caption": v.get("caption")}
               for k, v in (first.get("floors") or {}).items()}
@@ -170,8 +192,12 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int) -> dict[st
                 rows = np.asarray([index[c] for c in ids], dtype=np.int64)
                 mean, low, high, p = paired_bootstrap(per_clip[a][key][rows], per_clip[b][key][rows], resamples, seed)
                 diffs.append(Difference(a, b, key, sub, len(rows), mean, low, high, p))
+        if a in per_single and b in per_single:
+            for key in SINGLE_SLOTS:
+                mean, low, high, p = paired_bootstrap(per_single[a][key], per_single[b][key], resamples, seed)
+                diffs.append(Difference(a, b, key, "single", len(single), mean, low, high, p))
     return {"variants": variants, "floors": floors, "differences": [dataclasses.asdict(d) for d in diffs],
-            "subsets": {k: len(v) for k, v in subsets.items()}}
+            "subsets": {**{k: len(v) for k, v in subsets.items()}, **({"single": len(single)} if single else {})}}
 
 
 def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -205,7 +231,8 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         lines.append(f"| floor: {name} caption | " + " | ".join(cells) + " |")
     lines += ["", "## Paired bootstrap of per-clip differences", "",
               f"{settings['resamples']} resamples of test clips; per-clip scores averaged over seeds first. "
-              "CIDEr as pycocoevalcap reports it (x1), slot accuracy in [0, 1].", "",
+              "CIDEr as pycocoevalcap reports it (x1), slot accuracy in [0, 1]; kind and action: share of "
+              "one-actor clips whose caption gets it right.", "",
               "| comparison | score | subset | clips | mean Δ | 95% CI | P(Δ ≤ 0) |", "|---|---|---|---:|---:|---|---:|"]
     for d in summary["differences"]:
         lines.append(f"| {d['a']} − {d['b']} | {d['key']} | {d['subset']} | {d['clips']} | {d['mean']:+.3f} | "
@@ -287,7 +314,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             records.append(run_variant(name, seed, data, args.out, args, floors=not records))
             print(f"{name} seed {seed}: CIDEr {records[-1]['eval']['metrics']['CIDEr']:.3f}, "
                   f"trained in {records[-1]['train_seconds']:.0f} s", flush=True)
-    summary = analyse(records, args.resamples, seed=0)
+    from tvcaption.data import read_dataset
+
+    slots = {c.id: c.slots for c in read_dataset(args.test_data or data) if c.slots}
+    summary = analyse(records, args.resamples, seed=0, slots=slots)
     settings = {"data": str(data), **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                                       if k not in ("data", "out", "cache")}}
     report = {"settings": settings, **summary, "seconds": round(time.perf_counter() - started, 1)}

@@ -206,6 +206,9 @@ def test_ablation_smoke_run(tmp_path, toy):
     assert set(report["floors"]) == {"constant", "random"}
     comparisons = {(d["a"], d["b"], d["key"], d["subset"]) for d in report["differences"]}
     assert ("lstap-att", "lrcn", "CIDEr", "all") in comparisons and ("lstap-att", "lrcn", "slots", "hard") in comparisons
+    single = [d for d in report["differences"] if d["subset"] == "single"]
+    assert {(d["a"], d["b"], d["key"]) for d in single} >= {("lstap-att", "lrcn", "kind"), ("lstap-att", "lrcn", "action")}
+    assert all(d["clips"] == report["subsets"]["single"] > 0 and -1 <= d["mean"] <= 1 for d in single)
     md = (tmp_path / "ablation.md").read_text()
     assert "L-STAP att" in md and "95% CI" in md and "action (1 actor)" in md and "temporal delta" in md
     assert json.loads((tmp_path / "ablation.json").read_text())["settings"]["seeds"] == 1
@@ -224,3 +227,22 @@ def test_caption_only_corpus_is_a_clear_error(toy, shared_data):
     with pytest.raises(TvcaptionError, match="no video file"):
         evaluate(checkpoint, shared_data / "captions" / "msvd" / "MSVD_val.tsv", "val", features=features,
                  progress=False)
+
+
+def test_ablation_single_actor_slots_read_from_captions(toy):
+    """A reference caption names the right kind and action; another clip's caption (a different
+    kind or action) does not."""
+    from tvcaption.data import read_dataset
+
+    ablation = _ablation_module()
+    data, _, _ = toy
+    clips = [c for c in read_dataset(data) if c.slots and not c.slots.get("second")]
+    slots = {c.id: c.slots for c in clips}
+    ids = [c.id for c in clips]
+    right = ablation.single_actor_slots([{"eval": {"captions": {c.id: c.captions[0] for c in clips}}}], slots, ids)
+    assert right["kind"].tolist() == [1.0] * len(ids) and right["action"].tolist() == [1.0] * len(ids)
+    a, b = next((a, b) for a in clips for b in clips
+                if a.slots["kind"] != b.slots["kind"] and a.slots["action"] != b.slots["action"])
+    runs = [{"eval": {"captions": {a.id: a.captions[0]}}}, {"eval": {"captions": {a.id: b.captions[0]}}}]
+    half = ablation.single_actor_slots(runs, slots, [a.id])  # right in one run of two
+    assert {k: v.tolist() for k, v in half.items()} == {"kind": [0.5], "action": [0.5]}
