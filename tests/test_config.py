@@ -39,3 +39,8 @@ def test_bad_config_is_one_clear_line(tmp_path):
         load_config(None, env={"TVCAPTION_DECODING__BEAM_SIZE": "five"})
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.toml", env={})
+    cfg.write_text("[database]\nclaim_timeout = 0\n")  # claims renewed every 0 s would flood the database
+    with pytest.raises(ConfigError, match="claim_timeout = 0.*more than 0"):
+        load_config(cfg, env={})
+    with pytest.raises(ConfigError, match="claim_timeout"):
+        load_config(None, env={"TVCAPTION_DATABASE__CLAIM_TIMEOUT": "-5"})

@@ -63,6 +63,11 @@ class DatabaseConfig:
     url: str = "sqlite:///tvcaption.db"  # relative SQLite paths resolve next to the config file
     claim_timeout: float = 600.0  # seconds without renewal before a worker's claim on a recording goes stale
 
+    def __post_init__(self) -> None:
+        if not self.claim_timeout > 0:  # a worker renews its claim every claim_timeout / 4
+            raise ConfigError(f"[database] claim_timeout = {self.claim_timeout}: must be more than 0 seconds "
+                              "(600 is the default)")
+
 
 @dataclass(frozen=True)
 class IndexConfig:

@@ -274,13 +274,12 @@ def process_space() -> str:
     namespace, on a host of the same name. Containers with one hostname on one machine (or on
     two) then get different keys, so one never reads another's pid as its own.
     """
-    parts = [socket.gethostname()]
-    for source in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(Path(source).read_text().strip() if "random" in source else os.readlink(source))
-        except OSError:
-            parts.append("")  # not Linux: the host name alone, as before
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pid_namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
+    except OSError:  # not Linux: the host name alone
+        boot = pid_namespace = ""
+    return hashlib.sha256("\0".join((socket.gethostname(), boot, pid_namespace)).encode()).hexdigest()[:12]
 
 
 def worker_id() -> str:
