@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from tvcaption.cli import app
 
+pytest_plugins = ["toymodel"]  # the session's `toy` fixture
 runner = CliRunner()
 
 
@@ -46,3 +47,38 @@ def test_missing_file_is_one_line_and_nonzero(tmp_path):
     assert result.exit_code == 1
     lines = [l for l in result.output.splitlines() if l.strip()]
     assert len(lines) == 1 and "nope.ts" in lines[0], result.output
+
+
+def test_names_with_brackets_are_printed_as_they_are(toy, tmp_path, monkeypatch):
+    """Archive file names often hold brackets ("[bbc] news.ts"); rich must not read them as style
+    tags and drop them from failure lines, tables or errors."""
+    from rich.console import Console
+
+    import tvcaption.cli as cli
+    from toymodel import make_clip
+
+    monkeypatch.setattr(cli, "out", Console(width=400))  # a wide terminal: table cells unwrapped
+    monkeypatch.setattr(cli, "err", Console(width=400, stderr=True))
+    folder = tmp_path / "[bbc] archive"
+    folder.mkdir()
+    clip = make_clip(folder / "[news] clip.mp4")
+    (folder / "[bad] broken.ts").write_bytes(b"not a video")
+    config = toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'archive.db'}")
+
+    indexed = runner.invoke(app, ["index", str(folder), "--config", str(config)])
+    assert indexed.exit_code == 1, indexed.output  # one file failed
+    failed = [line for line in indexed.output.splitlines() if line.startswith("failed")]
+    assert failed and all("[bbc] archive/[bad] broken.ts" in line for line in failed), indexed.output
+
+    from tvcaption.db.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 'archive.db'}") as store:
+        word = next(w for s in store.scenes_of(str(clip)) for w in s.caption.split() if len(w) > 3)
+    found = runner.invoke(app, ["search", word, "--config", str(config)])
+    assert found.exit_code == 0 and "[bbc] archive/[news] clip.mp4" in found.output, found.output
+
+    captioned = runner.invoke(app, ["caption", str(clip), "--config", str(config)])
+    assert captioned.exit_code == 0 and "[news] clip.mp4" in captioned.output, captioned.output
+
+    missing = runner.invoke(app, ["caption", str(folder / "[gone] x.ts")])
+    assert missing.exit_code == 1 and "[gone] x.ts" in missing.output, missing.output

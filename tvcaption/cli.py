@@ -15,6 +15,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # paths and messages are text: "[bbc] news.ts" is not a style tag
 
 from tvcaption.config import Config, load_config, with_overrides
 from tvcaption.errors import TvcaptionError
@@ -45,7 +46,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except TvcaptionError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -92,14 +93,15 @@ def caption(
         return
     from rich.table import Table
 
-    table = Table(title=f"{video} ({timecode(result.duration)})")
+    table = Table(title=escape(f"{video} ({timecode(result.duration)})"))
     table.add_column("#", justify="right")
     table.add_column("start")
     table.add_column("end")
     table.add_column("caption")
     table.add_column("tags", style="dim")
     for i, scene in enumerate(result.scenes, 1):
-        table.add_row(str(i), timecode(scene.start), timecode(scene.end), scene.caption, ", ".join(scene.tags[:3]))
+        table.add_row(str(i), timecode(scene.start), timecode(scene.end), escape(scene.caption),
+                      escape(", ".join(scene.tags[:3])))
     out.print(table)
 
 
@@ -143,11 +145,11 @@ def search(
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(hits)} result(s) for {query!r}")
+    table = Table(title=escape(f"{len(hits)} result(s) for {query!r}"))
     for col in ("recording", "time", "caption", "tags", "score"):
         table.add_column(col)
     for h in hits:
-        table.add_row(h.recording, f"{timecode(h.start)}-{timecode(h.end)}", h.caption, ", ".join(h.tags[:3]),
+        table.add_row(escape(h.recording), f"{timecode(h.start)}-{timecode(h.end)}", escape(h.caption), escape(", ".join(h.tags[:3])),
                       f"{h.score:.3f}")
     out.print(table)
 
@@ -178,7 +180,7 @@ def export(
     engine = connect(cfg.database_url)
     written = export_all(engine, fmt.value, out_dir) if all_ else [export_recording(engine, recording, fmt.value, out_dir)]
     for path in written:
-        out.print(str(path))
+        out.print(escape(str(path)))
 
 
 class Background(str, Enum):
@@ -210,7 +212,7 @@ def synth(
     path = generate_synthtv(out_dir, train=train, val=val, test=test, seed=seed, background=background.value,
                             size=size, broadcasts=broadcasts, broadcast_seconds=broadcast_seconds, workers=workers,
                             progress=True, write_videos=videos)
-    out.print(f"SynthTV written to {path}")
+    out.print(escape(f"SynthTV written to {path}"))
 
 
 class Pooling(str, Enum):
@@ -260,7 +262,7 @@ def train_cmd(
     result = train(data, out_stem, config=cfg.train, features=cfg.features, dims=dims,
                    cache_dir=cfg.resolve(cfg.features.cache_dir), resume=resume, val_clips=val_clips,
                    select=select, amp=amp, console=err)
-    out.print(f"best checkpoint {result.checkpoint} (epoch {result.best_epoch}, {result.select} {result.best_score:.4f})")
+    out.print(escape(f"best checkpoint {result.checkpoint} (epoch {result.best_epoch}, {result.select} {result.best_score:.4f})"))
 
 
 @app.command("evaluate")

@@ -179,13 +179,14 @@ def json_safe(obj: Any) -> Any:
 def print_eval(result: EvalResult, console: Console | None = None) -> None:
     """Rich tables: metrics (model and floors side by side), then slot accuracy per subset."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from tvcaption.metrics import METRIC_KEYS
 
     console = console or Console()
     names = ["model", *result.floors]
-    table = Table(title=f"{Path(result.model).name} on {result.split} ({result.clips} clips)")
+    table = Table(title=escape(f"{Path(result.model).name} on {result.split} ({result.clips} clips)"))
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right", style="bold" if name == "model" else "dim")
@@ -209,7 +210,7 @@ def print_eval(result: EvalResult, console: Console | None = None) -> None:
         console.print(detail)
     if "constant" in result.floors:
         caption = next(iter(result.floors["constant"].captions.values()), "")
-        console.print(f"constant floor caption: [italic]{caption}[/]", highlight=False)
+        console.print(f"constant floor caption: [italic]{escape(caption)}[/]", highlight=False)
 
 
 def _fmt(value: float | None) -> str:

@@ -296,6 +296,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                 engine: CaptionEngine | None = None) -> IndexReport:
     """Index every recording under ``paths`` into the configured database; bad files are reported, not fatal."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from tvcaption.db.store import ClaimLost, ModelInfo, SceneRecord, Store, connect, worker_id
@@ -307,7 +308,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
     files, missing = walk(paths, config.index.extensions, config.index.recursive)
     report = IndexReport(failed=list(missing))
     for path, reason in missing:
-        console.print(f"[red]failed[/] {path}: {reason}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed[/] {escape(f'{path}: {reason}')}", highlight=False, soft_wrap=True)
     store = Store(connect(config.database_url), claim_timeout=config.database.claim_timeout)
     engine = engine or CaptionEngine(config)
     worker = worker_id()
@@ -334,7 +335,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                     report.skipped.append(key)
                     bar.advance(task)
                     continue
-                current = bar.add_task(f"  {f.name}"[:40], total=max(info.duration, 1e-3), scenes=0)
+                current = bar.add_task(escape(f"  {f.name}"[:40]), total=max(info.duration, 1e-3), scenes=0)
 
                 def shown(done: list[SceneCaption]) -> None:  # a long recording shows its own progress
                     if beat.lost.is_set():  # stop early: another worker is redoing this recording
@@ -357,7 +358,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
             except ClaimLost as exc:  # another worker redid it after our claim went stale: its result stands
                 claim = None
                 report.skipped.append(key)
-                console.print(f"[yellow]skipped[/] {exc}", highlight=False, soft_wrap=True)
+                console.print(f"[yellow]skipped[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             except DatabaseError:
                 raise  # the database, not this file: stop the batch (the CLI prints one line)
             except Exception as exc:  # noqa: BLE001 - one bad file must not end a batch of thousands
@@ -370,7 +371,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
                     reason = f"{f}: unexpected error ({type(exc).__name__}: {detail}); please report it with this file"
                 report.failed.append((key, reason))
                 store.mark_failed(key, reason)
-                console.print(f"[red]failed[/] {reason}", highlight=False, soft_wrap=True)
+                console.print(f"[red]failed[/] {escape(reason)}", highlight=False, soft_wrap=True)
             except BaseException:  # Ctrl-C, SystemExit: give the claim back so another run takes it at once
                 if claim is not None:
                     try:
@@ -384,6 +385,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
 
 
 def print_summary(report: IndexReport, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="index summary")
@@ -397,4 +399,4 @@ def print_summary(report: IndexReport, console) -> None:
                   str(len(report.failed)), f"{rtf:.1f}x")
     console.print(table)
     for path, reason in report.failed:
-        console.print(f"[red]failed:[/] {reason}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed:[/] {escape(reason)}", highlight=False, soft_wrap=True)

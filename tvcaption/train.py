@@ -744,7 +744,7 @@ class _Logger:
 
     def line(self, text: str) -> None:
         if self.enabled:
-            self.console.print(text, highlight=False, soft_wrap=True)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)  # paths may hold brackets
 
     def epoch(self, row: dict[str, Any], epochs: int, select: str) -> None:
         val = row.get("val", {})
