@@ -126,7 +126,7 @@ def test_indexing_keeps_its_claim_past_the_timeout(toy, tmp_path):
 
     url = f"sqlite:///{tmp_path / 'archive.db'}"
     timeout = 1.0  # renewed every 0.25 s
-    clip = make_clip(tmp_path / "long.mp4", seconds=400, size="160x120", rate=25)
+    clip = make_clip(tmp_path / "long.mp4", seconds=600, size="160x120", rate=25)  # ~4 s of work here
     config = load_config(toy.config(tmp_path / "cfg", url, claim_timeout=timeout), env={})
     engine = CaptionEngine(config)  # warmed up first: one-off start-up work holds the GIL for a
     index_paths([make_clip(tmp_path / "warm.mp4")], config, engine=engine)  # while, and a loaded CI machine stretches it
