@@ -246,3 +246,24 @@ def test_ablation_single_actor_slots_read_from_captions(toy):
     runs = [{"eval": {"captions": {a.id: a.captions[0]}}}, {"eval": {"captions": {a.id: b.captions[0]}}}]
     half = ablation.single_actor_slots(runs, slots, [a.id])  # right in one run of two
     assert {k: v.tolist() for k, v in half.items()} == {"kind": [0.5], "action": [0.5]}
+
+
+def test_position_named_tells_omission_from_misplacement(toy):
+    from tvcaption.data import parse_caption, read_dataset
+    from tvcaption.evaluate import score_slots
+
+    data, _, _ = toy
+
+    def says_position(caption: str) -> bool:
+        return any(e.get("position") for e in parse_caption(caption))
+
+    every = [c for c in read_dataset(data) if c.slots]
+    clips = [c for c in every if c.slots.get("says_position") and any(map(says_position, c.captions))]
+    assert clips, "no toy clip whose references name a position"
+    plain = next(r for c in every for r in c.captions if not says_position(r))  # names no place
+    ids = {"all": tuple(c.id for c in clips)}
+    named = {c.id: next(r for r in c.captions if says_position(r)) for c in clips}
+    with_position, _ = score_slots(named, clips, ids)
+    without, _ = score_slots({c.id: plain for c in clips}, clips, ids)
+    assert with_position["all"]["position_named"] == 1.0 and with_position["all"]["position"] == 1.0
+    assert without["all"]["position_named"] == 0.0 and without["all"]["position"] == 0.0

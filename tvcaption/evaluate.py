@@ -68,11 +68,15 @@ def score_slots(captions: dict[str, str], clips: Sequence[Clip],
 
     Per subset: ``clips``; ``overall`` (mean over clips of the share of applicable slots right);
     ``exact`` (share of clips with every applicable slot right); one accuracy per slot over the
-    clips where it applies (NaN when it applies to none).
+    clips where it applies (NaN when it applies to none); ``position_named``: of the clips where
+    the position applies, the share whose caption names any position at all (right or wrong),
+    which tells a model that omits positions from one that misplaces them.
     """
-    from tvcaption.data import slot_accuracy
+    from tvcaption.data import parse_caption, slot_accuracy
 
     judged = {c.id: slot_accuracy(captions[c.id], c.slots) for c in clips if c.slots}
+    named = {cid: any(e.get("position") for e in parse_caption(captions[cid]))
+             for cid, j in judged.items() if j.get("position") is not None}
     per_clip = {cid: float(np.mean([v for v in j.values() if v is not None])) for cid, j in judged.items()}
     out: dict[str, dict[str, float]] = {}
     for name, ids in subsets.items():
@@ -82,6 +86,8 @@ def score_slots(captions: dict[str, str], clips: Sequence[Clip],
         for slot in SLOT_NAMES:
             values = [judged[i][slot] for i in ids if judged[i].get(slot) is not None]
             row[slot] = float(np.mean(values)) if values else float("nan")
+        applies = [named[i] for i in ids if i in named]
+        row["position_named"] = float(np.mean(applies)) if applies else float("nan")
         out[name] = row
     return out, per_clip
 
@@ -178,6 +184,7 @@ def json_safe(obj: Any) -> Any:
 
 def print_eval(result: EvalResult, console: Console | None = None) -> None:
     """Rich tables: metrics (model and floors side by side), then slot accuracy per subset."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -200,17 +207,25 @@ def print_eval(result: EvalResult, console: Console | None = None) -> None:
         table.add_row(key, *[_fmt(v) for v in values])
     console.print(table)
     if result.slots:
-        detail = Table(title="slot accuracy (model)")
+        # percentages and no vertical rules: 12 columns fit an 80-column terminal
+        detail = Table(title="slot accuracy of the model, % (pos named: names a position at all)",
+                       box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
         detail.add_column("subset")
         detail.add_column("clips", justify="right")
-        for col in ("overall", "exact", *SLOT_NAMES):
-            detail.add_column(col, justify="right")
+        columns = ("overall", "exact", *SLOT_NAMES, "position_named")
+        for col in columns:
+            detail.add_column({"overall": "slots", "position": "pos", "position_named": "pos named"}.get(col, col),
+                              justify="right")
         for subset, row in result.slots.items():
-            detail.add_row(subset, f"{row['clips']:.0f}", *[_fmt(row[c]) for c in ("overall", "exact", *SLOT_NAMES)])
+            detail.add_row(subset, f"{row['clips']:.0f}", *[_percent(row.get(c)) for c in columns])
         console.print(detail)
     if "constant" in result.floors:
         caption = next(iter(result.floors["constant"].captions.values()), "")
         console.print(f"constant floor caption: [italic]{escape(caption)}[/]", highlight=False)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
 def _fmt(value: float | None) -> str:
