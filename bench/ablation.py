@@ -13,8 +13,9 @@ the two floors (constant and random training caption), and per-clip **paired boo
 confidence intervals of the differences between variants (each step of the ablation, and
 L-STAP att against the LRCN baseline) for per-clip CIDEr and per-clip slot accuracy, on the
 whole test split and on its hard subset, and for the actor's kind and the action on one-actor
-clips (right or wrong per clip, read from the cached captions). A clip's score is first averaged over the seeds; the
-bootstrap then resamples clips (the unit the test set samples), keeping the pairing.
+clips (right or wrong per clip, read from the cached captions). A clip's score is first
+averaged over the seeds; the bootstrap then resamples clips (the unit the test set samples),
+keeping the pairing.
 
 Runs are cached: a finished (variant, seed) leaves ``OUT/runs/<variant>-s<seed>.eval.json`` and
 is skipped by a rerun (``--force`` retrains). Results: ``OUT/ablation.json`` and
@@ -137,11 +138,8 @@ def single_actor_slots(records: list[dict[str, Any]], slots: dict[str, dict], id
     averaged over the runs, read from each run's generated caption against the stored slots."""
     from tvcaption.data import slot_accuracy
 
-    out = {}
-    for slot in SINGLE_SLOTS:
-        runs = [[float(bool(slot_accuracy(r["eval"]["captions"][c], slots[c])[slot])) for c in ids] for r in records]
-        out[slot] = np.mean(runs, axis=0)
-    return out
+    judged = [[slot_accuracy(r["eval"]["captions"][c], slots[c]) for c in ids] for r in records]  # runs x clips
+    return {slot: np.mean([[float(bool(j[slot])) for j in run] for run in judged], axis=0) for slot in SINGLE_SLOTS}
 
 
 def analyse(records: list[dict[str, Any]], resamples: int, seed: int,
@@ -196,8 +194,11 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int,
             for key in SINGLE_SLOTS:
                 mean, low, high, p = paired_bootstrap(per_single[a][key], per_single[b][key], resamples, seed)
                 diffs.append(Difference(a, b, key, "single", len(single), mean, low, high, p))
+    counts = {k: len(v) for k, v in subsets.items()}
+    if single:
+        counts["single"] = len(single)
     return {"variants": variants, "floors": floors, "differences": [dataclasses.asdict(d) for d in diffs],
-            "subsets": {**{k: len(v) for k, v in subsets.items()}, **({"single": len(single)} if single else {})}}
+            "subsets": counts}
 
 
 def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:

@@ -43,8 +43,9 @@ Per backend: build timings and database size, median / p95 / max of ``search``, 
 and ``like_all``, their p95 ratios, search by query kind, ``search_cost`` (a least-squares fit
 of search time against the number of matching scenes: ranking looks at every match), the
 slowest searches (on SQLite with ``anatomy``: the FTS5 match alone and bm25 ranking on the
-index alone beside the whole search, best of 3), and every query with its hits, total matches and times. Machine: CPU, cores,
-load average (other processes share the cores), Python, SQLite and PostgreSQL versions.
+index alone beside the whole search, best of 3), and every query with its hits, total matches
+and times. Machine: CPU, cores, load average (other processes share the cores), Python, SQLite
+and PostgreSQL versions.
 Target: search p95 < 20 ms on 1M captions in SQLite.
 
     python bench/search_latency.py                                    # 1M captions, both backends

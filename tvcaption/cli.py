@@ -149,8 +149,8 @@ def search(
     for col in ("recording", "time", "caption", "tags", "score"):
         table.add_column(col)
     for h in hits:
-        table.add_row(escape(h.recording), f"{timecode(h.start)}-{timecode(h.end)}", escape(h.caption), escape(", ".join(h.tags[:3])),
-                      f"{h.score:.3f}")
+        table.add_row(escape(h.recording), f"{timecode(h.start)}-{timecode(h.end)}", escape(h.caption),
+                      escape(", ".join(h.tags[:3])), f"{h.score:.3f}")
     out.print(table)
 
 

@@ -217,7 +217,7 @@ def print_eval(result: EvalResult, console: Console | None = None) -> None:
             detail.add_column({"overall": "slots", "position": "pos", "position_named": "pos named"}.get(col, col),
                               justify="right")
         for subset, row in result.slots.items():
-            detail.add_row(subset, f"{row['clips']:.0f}", *[_percent(row.get(c)) for c in columns])
+            detail.add_row(subset, f"{row['clips']:.0f}", *[_percent(row[c]) for c in columns])
         console.print(detail)
     if "constant" in result.floors:
         caption = next(iter(result.floors["constant"].captions.values()), "")
