@@ -7,6 +7,18 @@ from pathlib import Path
 
 import pytest
 
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:
+    pass
+else:
+    # The default suite gates every merge, so its property tests draw the same examples on every
+    # run: a red CI then means a change broke something, not that the dice rolled differently.
+    # `pytest --hypothesis-profile=explore` (and the slow tests' thousands of examples) searches anew.
+    _hypothesis_settings.register_profile("repeatable", derandomize=True)
+    _hypothesis_settings.register_profile("explore", derandomize=False)
+    _hypothesis_settings.load_profile("repeatable")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TVCAPTION_SHARED_DATA", REPO.parent / "shared" / "data"))
 

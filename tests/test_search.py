@@ -6,7 +6,7 @@ import math
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tvcaption.db.search import Hit, build_search, fts5_query, search
@@ -65,6 +65,10 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     engine.dispose()
     if database is not None:
         pg.cluster().drop(database)
+
+
+# The recordings whose captions are finished: failed.ts and reindexing.ts must never be found.
+SEARCHABLE = ("/archive/news.ts", "/archive/sport.ts", "/archive/concert.ts")
 
 
 def captions(hits: list[Hit]) -> list[str]:
@@ -152,11 +156,13 @@ OPERATOR_SOUP = st.lists(
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(query=st.one_of(st.text(max_size=200), OPERATOR_SOUP))
+@example(query="RECORDING")  # matches concert.ts; hypothesis found this once on CI
+@example(query="rain shower")  # only in failed.ts and reindexing.ts
 def test_any_string_is_safe(engine, query):
     hits = search(engine, query, limit=5)
     assert len(hits) <= 5
     for hit in hits:
-        assert hit.recording in ("/archive/news.ts", "/archive/sport.ts")
+        assert hit.recording in SEARCHABLE
         assert math.isfinite(hit.score) and hit.start < hit.end
 
 
@@ -172,7 +178,7 @@ def test_thousands_of_strings_are_safe(engine, query):
     hits = search(engine, query, limit=5)
     assert len(hits) <= 5
     for hit in hits:
-        assert hit.recording in ("/archive/news.ts", "/archive/sport.ts")
+        assert hit.recording in SEARCHABLE
         assert math.isfinite(hit.score) and hit.start < hit.end
 
 
