@@ -216,6 +216,28 @@ def test_deterministic(tmp_path):
     assert (a / "videodatainfo.json").read_bytes() != (c / "videodatainfo.json").read_bytes()
 
 
+def test_offcentre_rule_names_every_visible_place_and_keeps_the_videos(many, tmp_path):
+    """--position-rule offcentre: the captions name a place exactly when an event happens away from
+    the centre, which the video shows; the random coin is still drawn, so the clips are the same."""
+    generate_synthtv(tmp_path, train=300, val=40, test=160, seed=1, progress=False, write_videos=False,
+                     position_rule="offcentre")
+    offcentre = json.loads((tmp_path / "videodatainfo.json").read_text())
+    assert offcentre["info"]["position_rule"] == "offcentre" and many["info"]["position_rule"] == "random"
+    caps = _captions(offcentre)
+    said = 0
+    for v, w in zip(many["videos"], offcentre["videos"]):
+        a, b = dict(v["slots"]), dict(w["slots"])
+        assert a.pop("says_position") in (True, False)
+        says = b.pop("says_position")
+        assert a == b  # same actors, actions, places, distractors, timing: same video
+        events = [b] + ([b["second"]] if b["second"] else [])
+        assert says == any(e["position"] != "center" for e in events)
+        named = [any(e.get("position") for e in parse_caption(c)) for c in caps[w["video_id"]]]
+        assert all(named) if says else not any(named), (w["video_id"], caps[w["video_id"]])
+        said += says
+    assert 0.6 < said / len(offcentre["videos"]) < 0.95  # most clips, never all: the centre goes unsaid
+
+
 def test_read_dataset_round_trip(synth, info):
     clips = read_dataset(synth)
     caps = _captions(info)
@@ -232,3 +254,5 @@ def test_bad_arguments(tmp_path):
         generate_synthtv(tmp_path, train=1, val=0, test=0, background="stars", progress=False)
     with pytest.raises(TvcaptionError, match="size"):
         generate_synthtv(tmp_path, train=1, val=0, test=0, size=127, progress=False)
+    with pytest.raises(TvcaptionError, match="position rule 'sometimes'.*random, offcentre"):
+        generate_synthtv(tmp_path, train=1, val=0, test=0, position_rule="sometimes", progress=False)

@@ -183,6 +183,11 @@ def export(
         out.print(escape(str(path)))
 
 
+class PositionRule(str, Enum):
+    random = "random"
+    offcentre = "offcentre"
+
+
 class Background(str, Enum):
     plain = "plain"
     gradient = "gradient"
@@ -205,13 +210,16 @@ def synth(
     broadcast_seconds: Annotated[float, typer.Option(help="Length of each broadcast in seconds.")] = 180.0,
     workers: Annotated[int, typer.Option(help="Processes rendering clips.")] = 1,
     videos: Annotated[bool, typer.Option(help="Write video files (--no-videos: annotations only).")] = True,
+    position_rule: Annotated[PositionRule, typer.Option(
+        help="Which captions name where the action happens: 'random' (40% of clips, a coin the video "
+             "does not show) or 'offcentre' (every clip whose action is away from the centre).")] = PositionRule.random,
 ) -> None:
     """Generate SynthTV, a procedural video-captioning benchmark with ground-truth slots."""
     from tvcaption.data import generate_synthtv
 
     path = generate_synthtv(out_dir, train=train, val=val, test=test, seed=seed, background=background.value,
                             size=size, broadcasts=broadcasts, broadcast_seconds=broadcast_seconds, workers=workers,
-                            progress=True, write_videos=videos)
+                            progress=True, write_videos=videos, position_rule=position_rule.value)
     out.print(escape(f"SynthTV written to {path}"))
 
 

@@ -57,6 +57,7 @@ __all__ = [
 BACKGROUND_CHOICES = ("plain", "gradient", "textured", "panning", "mixed")
 CATEGORY = 8  # MSR-VTT category "animation"
 MIN_CAPTIONS = 10
+POSITION_RULES = ("random", "offcentre")
 HARD_SHARED = 3  # hard: at least this many distractors share a colour or a kind with an actor
 
 _POS_XY = {
@@ -118,8 +119,14 @@ def sample_clip(rng: np.random.Generator, *, size: int, fps: int, duration: floa
                 background: str = "plain", forbidden: frozenset = frozenset(),
                 novel: list[tuple[str, str]] | None = None, novel_rate: float = 0.0,
                 two_event_rate: float = 1 / 3, position_rate: float = 0.4,
-                n_captions: int = 15) -> dict:
-    """Draw one clip: slots, the render plan and reference captions (a JSON-able dict)."""
+                position_rule: str = "random", n_captions: int = 15) -> dict:
+    """Draw one clip: slots, the render plan and reference captions (a JSON-able dict).
+
+    ``position_rule`` decides which clips' captions name where the action happens: ``random``
+    (a ``position_rate`` share of clips, a coin the video does not show) or ``offcentre`` (every
+    clip with an event away from the centre, as a describer would: the centre goes unsaid). The
+    coin is drawn either way, so the rule changes the captions and never the video.
+    """
     from tvcaption.data.synth_render import BACKGROUNDS, SIZE_FRACTION
 
     two = rng.random() < two_event_rate
@@ -140,6 +147,8 @@ def sample_clip(rng: np.random.Generator, *, size: int, fps: int, duration: floa
         events.append({"kind": kind, "colour": colour, "size": size_name, "action": action,
                        "position": _pick(choices, rng)})
     says_position = bool(rng.random() < position_rate)
+    if position_rule == "offcentre":
+        says_position = any(ev["position"] != "center" for ev in events)
 
     # timing: one window per event
     windows = [(0.08, 0.92)] if not two else [(0.05, 0.47), (0.53, 0.95)]
@@ -276,7 +285,7 @@ def _clip_task(args: tuple) -> dict:
         forbidden=frozenset(heldout) if split != "test" else frozenset(),
         novel=heldout if split == "test" else None, novel_rate=cfg["novel_rate"],
         two_event_rate=cfg["two_event_rate"], position_rate=cfg["position_rate"],
-        n_captions=cfg["captions_per_clip"],
+        position_rule=cfg.get("position_rule", "random"), n_captions=cfg["captions_per_clip"],
     )
     video_id = f"synth{index:06d}"
     if cfg["write_videos"]:
@@ -307,6 +316,7 @@ def _broadcast_task(args: tuple) -> dict:
             value = (0.12, 0.25) if len(scenes) % 2 == 0 else (0.38, 0.55)
             clip = sample_clip(rng, size=size, fps=fps, duration=dur, background=bg,
                                two_event_rate=cfg["two_event_rate"], position_rate=cfg["position_rate"],
+                               position_rule=cfg.get("position_rule", "random"),
                                n_captions=cfg["captions_per_clip"])
             slots = clip["slots"]
             slots["background_hue"], slots["background_value"] = round(hue, 6), list(value)
@@ -334,12 +344,14 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
                      background: str = "plain", size: int = 128, fps: int = 25, broadcasts: int = 0,
                      workers: int = 1, progress: bool = True, *, captions_per_clip: int = 15,
                      broadcast_seconds: float = 180.0, two_event_rate: float = 1 / 3,
-                     position_rate: float = 0.4, novel_rate: float = 0.3, write_videos: bool = True) -> Path:
+                     position_rate: float = 0.4, position_rule: str = "random", novel_rate: float = 0.3,
+                     write_videos: bool = True) -> Path:
     """Generate SynthTV into ``out``; returns ``out``. Deterministic for given arguments (any ``workers``).
 
     ``background``: plain | gradient | textured | panning | mixed (random per clip).
     ``broadcasts``: number of long recordings (~``broadcast_seconds`` each) in ``out/broadcasts``.
     ``novel_rate``: share of test clips whose actor has a colour-kind pair never seen in train/val.
+    ``position_rule``: random | offcentre, which clips' captions name a position (see sample_clip).
     ``write_videos=False`` writes the annotations only (same content as with videos).
     """
     out = Path(out)
@@ -349,6 +361,8 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
         raise TvcaptionError(f"size {size}: SynthTV frames need an even side of at least 64 pixels (default 128)")
     if min(train, val, test, broadcasts) < 0 or train + val + test + broadcasts == 0:
         raise TvcaptionError("SynthTV split sizes must be >= 0 and not all zero")
+    if position_rule not in POSITION_RULES:
+        raise TvcaptionError(f"position rule {position_rule!r}: unknown; use one of {', '.join(POSITION_RULES)}")
     if captions_per_clip < MIN_CAPTIONS:
         raise TvcaptionError(f"captions_per_clip {captions_per_clip}: SynthTV writes at least {MIN_CAPTIONS}")
     if not 1 <= fps <= 120:
@@ -365,7 +379,7 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
     held = heldout_pairs(seed)
     cfg = {"train": train, "val": val, "seed": seed, "size": size, "fps": fps, "background": background,
            "heldout": held, "novel_rate": novel_rate, "two_event_rate": two_event_rate,
-           "position_rate": position_rate, "captions_per_clip": captions_per_clip,
+           "position_rate": position_rate, "position_rule": position_rule, "captions_per_clip": captions_per_clip,
            "broadcast_seconds": broadcast_seconds, "write_videos": write_videos}
     _remove_stale(out, total, broadcasts)
 
@@ -390,7 +404,7 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
     info = {
         "year": "2026", "version": "1.0", "description": "SynthTV: procedural video captioning with slots",
         "contributor": "tvcaption", "data_created": "", "generator": "tvcaption.data.synth",
-        "seed": seed, "size": size, "fps": fps, "background": background,
+        "seed": seed, "size": size, "fps": fps, "background": background, "position_rule": position_rule,
         "splits": {"train": train, "validate": val, "test": test},
         "heldout_pairs": [list(p) for p in held],
         "kinds": list(KINDS), "colours": list(COLOUR_WORDS), "sizes": list(SIZES),
