@@ -52,7 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 COMPARISONS = (("lrcn+matching", "lrcn"), ("lstap-avg", "lrcn+matching"), ("lstap-att", "lstap-avg"),
                ("lstap-att", "lrcn"), ("lstap-att+pos", "lstap-att"))
 TABLE_KEYS = ("Bleu_4", "ROUGE_L", "METEOR", "CIDEr")  # Table 3's columns
-SINGLE_SLOTS = ("kind", "action")  # bootstrapped per clip on one-actor clips
+SINGLE_SLOTS = ("kind", "action", "position")  # bootstrapped per clip on one-actor clips
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,12 +134,15 @@ def run_variant(name: str, seed: int, data: Path, out: Path, args: argparse.Name
 
 
 def single_actor_slots(records: list[dict[str, Any]], slots: dict[str, dict], ids: list[str]) -> dict[str, np.ndarray]:
-    """Per clip of ``ids`` (one-actor clips): is the actor's kind / the action right (1 or 0),
-    averaged over the runs, read from each run's generated caption against the stored slots."""
+    """Per clip of ``ids`` (one-actor clips): is the actor's kind / the action / the place right
+    (1 or 0), averaged over the runs, read from each run's generated caption against the stored
+    slots. The place is judged only where the references name one (NaN elsewhere)."""
     from tvcaption.data import slot_accuracy
 
     judged = [[slot_accuracy(r["eval"]["captions"][c], slots[c]) for c in ids] for r in records]  # runs x clips
-    return {slot: np.mean([[float(bool(j[slot])) for j in run] for run in judged], axis=0) for slot in SINGLE_SLOTS}
+    result = {slot: np.mean([[float(bool(j[slot])) for j in run] for run in judged], axis=0) for slot in SINGLE_SLOTS}
+    result["position"][[not slots[c].get("says_position") for c in ids]] = np.nan
+    return result
 
 
 def analyse(records: list[dict[str, Any]], resamples: int, seed: int,
@@ -168,7 +171,7 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int,
             for sub in ("all", "hard", "single"):
                 row[f"slots_{sub}"] = _mean_std([(r["eval"]["slots"] or {}).get(sub, {}).get("overall", math.nan)
                                                  for r in runs])
-            for slot in ("kind", "action"):  # the two the shipped model must get right, on one-actor clips
+            for slot in SINGLE_SLOTS:  # kind and action: the two the shipped model must get right
                 row[f"single_{slot}"] = _mean_std([(r["eval"]["slots"] or {}).get("single", {}).get(slot, math.nan)
                                                    for r in runs])
         variants[name] = row
@@ -192,8 +195,11 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int,
                 diffs.append(Difference(a, b, key, sub, len(rows), mean, low, high, p))
         if a in per_single and b in per_single:
             for key in SINGLE_SLOTS:
-                mean, low, high, p = paired_bootstrap(per_single[a][key], per_single[b][key], resamples, seed)
-                diffs.append(Difference(a, b, key, "single", len(single), mean, low, high, p))
+                judged = ~np.isnan(per_single[a][key])  # the place: only clips whose references name one
+                if judged.any():
+                    mean, low, high, p = paired_bootstrap(per_single[a][key][judged], per_single[b][key][judged],
+                                                          resamples, seed)
+                    diffs.append(Difference(a, b, key, "single", int(judged.sum()), mean, low, high, p))
     counts = {k: len(v) for k, v in subsets.items()}
     if single:
         counts["single"] = len(single)
@@ -208,7 +214,7 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         return "-" if not math.isfinite(m) else f"{m * scale:.1f} ± {s * scale:.1f}"
 
     has_slots = any("slots_all" in v for v in summary["variants"].values())
-    cols = list(TABLE_KEYS) + (["slots", "slots (hard)", "kind (1 actor)", "action (1 actor)"] if has_slots else [])
+    cols = list(TABLE_KEYS) + (["slots", "slots (hard)", "kind (1 actor)", "action (1 actor)", "position (1 actor)"] if has_slots else [])
     lines = [f"# Ablation (paper Table 3) on {settings['data']}", "",
              f"{settings['seeds']} seed(s) per variant, {settings['epochs']} epochs, batch {settings['batch_size']}, "
              f"{settings['optimizer']} lr {settings['lr']:g}, hidden {settings['hidden']}, frames {settings['frames']}, "
@@ -221,19 +227,20 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     for name, row in summary["variants"].items():
         cells = [pm(row[k]) for k in TABLE_KEYS]
         if has_slots:
-            cells += [pm(row["slots_all"]), pm(row["slots_hard"]), pm(row["single_kind"]), pm(row["single_action"])]
+            cells += [pm(row["slots_all"]), pm(row["slots_hard"]), pm(row["single_kind"]), pm(row["single_action"]),
+                      pm(row["single_position"])]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     for name, floor in summary["floors"].items():
         cells = [f"{floor['metrics'][k] * 100:.1f}" for k in TABLE_KEYS]
         if has_slots:
             slots = floor.get("slots") or {}
             cells += [f"{(slots.get(s) or {}).get('overall', math.nan) * 100:.1f}" for s in ("all", "hard")]
-            cells += [f"{(slots.get('single') or {}).get(k, math.nan) * 100:.1f}" for k in ("kind", "action")]
+            cells += [f"{(slots.get('single') or {}).get(k, math.nan) * 100:.1f}" for k in SINGLE_SLOTS]
         lines.append(f"| floor: {name} caption | " + " | ".join(cells) + " |")
     lines += ["", "## Paired bootstrap of per-clip differences", "",
               f"{settings['resamples']} resamples of test clips; per-clip scores averaged over seeds first. "
               "CIDEr as pycocoevalcap reports it (x1), slot accuracy in [0, 1]; kind and action: share of "
-              "one-actor clips whose caption gets it right.", "",
+              "one-actor clips whose caption gets it right; position: of those whose references name a place.", "",
               "| comparison | score | subset | clips | mean Δ | 95% CI | P(Δ ≤ 0) |", "|---|---|---|---:|---:|---|---:|"]
     for d in summary["differences"]:
         lines.append(f"| {d['a']} − {d['b']} | {d['key']} | {d['subset']} | {d['clips']} | {d['mean']:+.3f} | "

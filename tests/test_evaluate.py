@@ -241,11 +241,14 @@ def test_ablation_single_actor_slots_read_from_captions(toy):
     ids = [c.id for c in clips]
     right = ablation.single_actor_slots([{"eval": {"captions": {c.id: c.captions[0] for c in clips}}}], slots, ids)
     assert right["kind"].tolist() == [1.0] * len(ids) and right["action"].tolist() == [1.0] * len(ids)
+    says = np.array([bool(c.slots["says_position"]) for c in clips])
+    assert says.any() and not says.all(), "the toy split needs clips with and without a named place"
+    assert right["position"][says].tolist() == [1.0] * says.sum() and np.isnan(right["position"][~says]).all()
     a, b = next((a, b) for a in clips for b in clips
                 if a.slots["kind"] != b.slots["kind"] and a.slots["action"] != b.slots["action"])
     runs = [{"eval": {"captions": {a.id: a.captions[0]}}}, {"eval": {"captions": {a.id: b.captions[0]}}}]
     half = ablation.single_actor_slots(runs, slots, [a.id])  # right in one run of two
-    assert {k: v.tolist() for k, v in half.items()} == {"kind": [0.5], "action": [0.5]}
+    assert half["kind"].tolist() == [0.5] and half["action"].tolist() == [0.5]
 
 
 def test_position_named_tells_omission_from_misplacement(toy):

@@ -38,8 +38,11 @@ def test_shipped_model_names_actor_and_action_on_unseen_clips(tmp_path):
                       progress=False)
     single = result.slots["single"]
     print(json.dumps(result.slots, indent=1))
-    # Chance is 1/10 for the kind and 1/6 for the colour; the shipped model scores about 0.94
-    # and 0.85 on single-actor clips (MODEL_CARD.md). It does not name the action (chance level),
-    # so the action is reported in the model card, not asserted here.
-    assert single["kind"] >= 0.5, single
-    assert single["colour"] >= 0.4, single
+    # Chance is 1/10 for the kind, 1/6 for the colour, 1/11 for the action and at most 1/5 for the
+    # place; on 680 single-actor clips of a fresh split the shipped model scores 0.98, 0.98, 0.95
+    # and 0.95 (MODEL_CARD.md). Here 16 of the 24 clips have one actor, so the bars leave room.
+    assert single["clips"] >= 10, single
+    assert single["kind"] >= 0.7, single
+    assert single["colour"] >= 0.6, single
+    assert single["action"] >= 0.6, single
+    assert single["position"] >= 0.6, single

@@ -119,13 +119,14 @@ def sample_clip(rng: np.random.Generator, *, size: int, fps: int, duration: floa
                 background: str = "plain", forbidden: frozenset = frozenset(),
                 novel: list[tuple[str, str]] | None = None, novel_rate: float = 0.0,
                 two_event_rate: float = 1 / 3, position_rate: float = 0.4,
-                position_rule: str = "random", n_captions: int = 15) -> dict:
+                position_rule: str = "offcentre", n_captions: int = 15) -> dict:
     """Draw one clip: slots, the render plan and reference captions (a JSON-able dict).
 
-    ``position_rule`` decides which clips' captions name where the action happens: ``random``
-    (a ``position_rate`` share of clips, a coin the video does not show) or ``offcentre`` (every
-    clip with an event away from the centre, as a describer would: the centre goes unsaid). The
-    coin is drawn either way, so the rule changes the captions and never the video.
+    ``position_rule`` decides which clips' captions name where the action happens: ``offcentre``
+    (every clip with an event away from the centre, as a describer would: the centre goes
+    unsaid) or ``random`` (a ``position_rate`` share of clips, by a coin the video does not show;
+    the rule of SynthTV before 2026-11-24, kept to reproduce the ablation). The coin is drawn
+    either way, so the rule changes the captions and never the video.
     """
     from tvcaption.data.synth_render import BACKGROUNDS, SIZE_FRACTION
 
@@ -285,7 +286,7 @@ def _clip_task(args: tuple) -> dict:
         forbidden=frozenset(heldout) if split != "test" else frozenset(),
         novel=heldout if split == "test" else None, novel_rate=cfg["novel_rate"],
         two_event_rate=cfg["two_event_rate"], position_rate=cfg["position_rate"],
-        position_rule=cfg.get("position_rule", "random"), n_captions=cfg["captions_per_clip"],
+        position_rule=cfg["position_rule"], n_captions=cfg["captions_per_clip"],
     )
     video_id = f"synth{index:06d}"
     if cfg["write_videos"]:
@@ -316,7 +317,7 @@ def _broadcast_task(args: tuple) -> dict:
             value = (0.12, 0.25) if len(scenes) % 2 == 0 else (0.38, 0.55)
             clip = sample_clip(rng, size=size, fps=fps, duration=dur, background=bg,
                                two_event_rate=cfg["two_event_rate"], position_rate=cfg["position_rate"],
-                               position_rule=cfg.get("position_rule", "random"),
+                               position_rule=cfg["position_rule"],
                                n_captions=cfg["captions_per_clip"])
             slots = clip["slots"]
             slots["background_hue"], slots["background_value"] = round(hue, 6), list(value)
@@ -344,7 +345,7 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
                      background: str = "plain", size: int = 128, fps: int = 25, broadcasts: int = 0,
                      workers: int = 1, progress: bool = True, *, captions_per_clip: int = 15,
                      broadcast_seconds: float = 180.0, two_event_rate: float = 1 / 3,
-                     position_rate: float = 0.4, position_rule: str = "random", novel_rate: float = 0.3,
+                     position_rate: float = 0.4, position_rule: str = "offcentre", novel_rate: float = 0.3,
                      write_videos: bool = True) -> Path:
     """Generate SynthTV into ``out``; returns ``out``. Deterministic for given arguments (any ``workers``).
 
