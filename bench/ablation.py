@@ -171,7 +171,7 @@ def analyse(records: list[dict[str, Any]], resamples: int, seed: int,
             for sub in ("all", "hard", "single"):
                 row[f"slots_{sub}"] = _mean_std([(r["eval"]["slots"] or {}).get(sub, {}).get("overall", math.nan)
                                                  for r in runs])
-            for slot in SINGLE_SLOTS:  # kind and action: the two the shipped model must get right
+            for slot in SINGLE_SLOTS:  # on one-actor clips: kind and action are the shipped model's targets
                 row[f"single_{slot}"] = _mean_std([(r["eval"]["slots"] or {}).get("single", {}).get(slot, math.nan)
                                                    for r in runs])
         variants[name] = row
@@ -214,7 +214,8 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
         return "-" if not math.isfinite(m) else f"{m * scale:.1f} ± {s * scale:.1f}"
 
     has_slots = any("slots_all" in v for v in summary["variants"].values())
-    cols = list(TABLE_KEYS) + (["slots", "slots (hard)", "kind (1 actor)", "action (1 actor)", "position (1 actor)"] if has_slots else [])
+    slot_cols = ["slots", "slots (hard)"] + [f"{slot} (1 actor)" for slot in SINGLE_SLOTS]
+    cols = list(TABLE_KEYS) + (slot_cols if has_slots else [])
     lines = [f"# Ablation (paper Table 3) on {settings['data']}", "",
              f"{settings['seeds']} seed(s) per variant, {settings['epochs']} epochs, batch {settings['batch_size']}, "
              f"{settings['optimizer']} lr {settings['lr']:g}, hidden {settings['hidden']}, frames {settings['frames']}, "
@@ -227,8 +228,7 @@ def markdown(summary: dict[str, Any], settings: dict[str, Any]) -> str:
     for name, row in summary["variants"].items():
         cells = [pm(row[k]) for k in TABLE_KEYS]
         if has_slots:
-            cells += [pm(row["slots_all"]), pm(row["slots_hard"]), pm(row["single_kind"]), pm(row["single_action"]),
-                      pm(row["single_position"])]
+            cells += [pm(row["slots_all"]), pm(row["slots_hard"])] + [pm(row[f"single_{s}"]) for s in SINGLE_SLOTS]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     for name, floor in summary["floors"].items():
         cells = [f"{floor['metrics'][k] * 100:.1f}" for k in TABLE_KEYS]
