@@ -93,7 +93,9 @@ def caption(
         return
     from rich.table import Table
 
-    table = Table(title=escape(f"{video} ({timecode(result.duration)})"))
+    # the path goes on a line of its own: as a table title it would be wrapped at the table's width
+    out.print(escape(f"{video} ({timecode(result.duration)})"), soft_wrap=True)
+    table = Table()
     table.add_column("#", justify="right")
     table.add_column("start")
     table.add_column("end")
