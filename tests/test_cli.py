@@ -7,7 +7,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tvcaption.cli import app
-from tvcaption.db.search import STOP_WORDS
 
 pytest_plugins = ["toymodel"]  # the session's `toy` fixture
 runner = CliRunner()
@@ -56,7 +55,7 @@ def test_names_with_brackets_are_printed_as_they_are(toy, tmp_path, monkeypatch)
     from rich.console import Console
 
     import tvcaption.cli as cli
-    from toymodel import make_clip
+    from toymodel import make_clip, searchable_word
 
     monkeypatch.setattr(cli, "out", Console(width=400))  # a wide terminal: table cells unwrapped
     monkeypatch.setattr(cli, "err", Console(width=400, stderr=True))
@@ -74,9 +73,7 @@ def test_names_with_brackets_are_printed_as_they_are(toy, tmp_path, monkeypatch)
     from tvcaption.db.store import Store
 
     with Store(f"sqlite:///{tmp_path / 'archive.db'}") as store:
-        # a toy model's caption may be all stop words ("we we we"): a tag is always searchable
-        word = next(w for s in store.scenes_of(str(clip)) for w in s.caption.split() + [t for t, _ in s.tags]
-                    if w not in STOP_WORDS and len(w) > 3)
+        word = searchable_word(store.scenes_of(str(clip))[0])
     found = runner.invoke(app, ["search", word, "--config", str(config)])
     assert found.exit_code == 0 and "[bbc] archive/[news] clip.mp4" in found.output, found.output
 

@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from tvcaption.cli import app
-from tvcaption.db.search import STOP_WORDS
 
 pytest_plugins = ["pg"]
 runner = CliRunner()
@@ -85,8 +84,9 @@ def test_index_twice_search_and_export(workspace, db_url, tmp_path):
     truth = json.loads((folder / "bcast_000.json").read_text())
     assert len(scenes) == len(truth["scenes"])  # the second run added nothing
 
-    # a toy model's caption may be all stop words ("we we we"): a tag is always searchable
-    word = next(w for w in scenes[0].caption.split() + [t for t, _ in scenes[0].tags] if w not in STOP_WORDS)
+    from toymodel import searchable_word
+
+    word = searchable_word(scenes[0])
     hits = json.loads(run("search", word, "--json", "--config", cfg, *db))
     assert hits and all(h["recording"] == rec.path for h in hits)
     assert isinstance(json.loads(run("search", '") OR (NOT "*', "--json", "--config", cfg, *db)), list)

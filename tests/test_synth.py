@@ -18,6 +18,7 @@ from tvcaption.data.synth_grammar import (  # noqa: E402
     KINDS,
     POSITIONS,
     SIZES,
+    events_of,
     parse_caption,
 )
 from tvcaption.errors import TvcaptionError  # noqa: E402
@@ -234,7 +235,7 @@ def test_offcentre_rule_names_every_visible_place_and_keeps_the_videos(many, tmp
         says = a.pop("says_position")
         assert b.pop("says_position") in (True, False)
         assert a == b  # same actors, actions, places, distractors, timing: same video
-        assert says == any(e["position"] != "center" for e in [a] + ([a["second"]] if a["second"] else []))
+        assert says == any(e["position"] != "center" for e in events_of(a))
     by_coin = sum(w["slots"]["says_position"] for w in coin["videos"]) / len(coin["videos"])
     assert 0.25 < by_coin < 0.55
 

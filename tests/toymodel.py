@@ -73,6 +73,14 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Toy:
     return build_toy(tmp_path_factory.mktemp("toymodel"))
 
 
+def searchable_word(scene) -> str:
+    """A word search will find in a stored scene: from its caption, else from its tags (a toy
+    model's caption may be all stop words, "we we we", which search rightly ignores)."""
+    from tvcaption.db.search import STOP_WORDS
+
+    return next(w for w in scene.caption.split() + [t for t, _ in scene.tags] if w not in STOP_WORDS and len(w) > 3)
+
+
 def make_clip(out: Path, seconds: float = 1.0, size: str = "96x64", rate: int = 10,
               extra: tuple[str, ...] = (), source: str | None = None) -> Path:
     """A short H.264 clip made with ffmpeg from a lavfi source (testsrc2 by default)."""
