@@ -16,7 +16,10 @@ On one benchmark recording (720x576 25 fps MPEG-2 in MPEG-TS, from bench/broadca
 * the peer: ``scenedetect -i FILE detect-adaptive`` (PySceneDetect's CLI) against tvcaption's
   scene stage (decode + detection, no sampling) on the same file, and whether their cuts agree;
 * peak RSS of ``tvcaption index`` on the 10-minute and a 60-minute recording (the 10-minute one
-  six times over, stream-copied): it must not grow with length.
+  six times over, stream-copied): it must not grow with length;
+* start-up: ``tvcaption --help`` (the installed console script, a fresh process each time,
+  median of 7) and ``python -c pass`` beside it; ``--startup-only`` measures just this and
+  merges it into an existing results file.
 
 Every figure is measured in this one run on this machine; compare ratios, not absolute times,
 across machines. Results go to a JSON file; ``--table`` prints the README table from it.
@@ -85,6 +88,24 @@ def _index(recording: Path, work: Path, single_pass: bool) -> dict:
     return {"wall_s": wall, "peak_rss_mb": rss / 2**20, "scenes": scenes}
 
 
+def _startup(runs: int = 7) -> dict:
+    """Wall seconds of ``tvcaption --help`` (median of ``runs`` fresh processes) and of a bare
+    interpreter, whose start-up is in every figure."""
+    import statistics
+
+    exe = shutil.which("tvcaption", path=str(Path(sys.executable).parent)) or shutil.which("tvcaption")
+
+    def median(cmd: list[str]) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    return {"help_s": median([exe, "--help"]), "python_bare_s": median([sys.executable, "-c", "pass"]), "runs": runs}
+
+
 def _floor(recording: Path) -> dict:
     out: dict = {}
     wall, _, _ = _timed(["ffmpeg", "-v", "error", "-nostdin", "-i", str(recording), "-map", "0:v:0", "-f", "null", "-"])
@@ -130,10 +151,9 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
     import torch
 
     from tvcaption.config import load_config
-    from tvcaption.db.store import ModelInfo, SceneRecord, Store, connect, worker_id
-    from tvcaption.decoding import decode_hypotheses
-    from tvcaption.features import global_descriptor
-    from tvcaption.pipeline import CaptionEngine, content_hash
+    from tvcaption.db.store import ModelInfo, Store, connect, worker_id
+    from tvcaption.engine import Engine
+    from tvcaption.pipeline import content_hash
     from tvcaption.scenes import detect_scenes
     from tvcaption.stream import StreamStats, stream_scenes
     from tvcaption.video import probe
@@ -141,7 +161,7 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
     config = load_config(ROOT / "tvcaption.toml")
     out: dict = {}
     t = time.perf_counter()
-    engine = CaptionEngine(config)
+    engine = Engine(config)
     out["load_model_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -171,30 +191,24 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
     out["backbone_s"] = time.perf_counter() - t
     out["backbone_ms_per_frame"] = 1e3 * out["backbone_s"] / max(1, len(local))
 
-    scenes = [s.scene for s in sampled]
-    t = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(scenes), 16):
-            part = local[i * engine.frames:(i + 16) * engine.frames].float()
-            part = part.reshape(-1, engine.frames, *part.shape[1:])
-            decode_hypotheses(engine.captioner.model, part, global_descriptor(engine.descriptor, part), engine.options)
-    out["lstap_decode_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(local), 256):
-            engine.backbone.classify(local[i:i + 256]).float().softmax(-1)
-    out["tags_s"] = time.perf_counter() - t
-    captions = []  # what index stores (the same work as above, not timed again)
-    for i in range(0, len(scenes), 16):
-        captions += engine.caption_features(scenes[i:i + 16], local[i * engine.frames:(i + 16) * engine.frames])
+    # each analyser alone over the whole recording, on the features above, 16 scenes at a time
+    from tvcaption.analysers import SceneInput
+
+    inputs = [SceneInput(s.scene, s.times, None, x) for s, x in zip(sampled, local.split(engine.frames))]
+    annotated = [s.scene for s in sampled]
+    for analyser in engine.analysers:
+        t = time.perf_counter()
+        found = [a for i in range(0, len(inputs), 16) for a in analyser.analyse(inputs[i:i + 16])]
+        out[f"analyser_{analyser.name}_s"] = time.perf_counter() - t
+        annotated = [scene.with_annotations(a) for scene, a in zip(annotated, found)]
+    out["lstap_decode_s"] = out.get("analyser_caption_s", 0.0)
+    out["tags_s"] = out.get("analyser_tags_s", 0.0)
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(connect(f"sqlite:///{tmp}/stages.db"))
         t = time.perf_counter()
         claim = store.claim(str(recording), digest, worker_id(), info, model=engine.model_name)
-        store.save_result(claim, [SceneRecord(c.start, c.end, c.start_frame, c.end_frame, c.caption, c.score,
-                                              list(zip(c.tags, c.tag_scores))) for c in captions],
-                          model=ModelInfo(**engine.model_info))
+        store.save_result(claim, annotated, model=ModelInfo(**engine.model_info))
         out["database_s"] = time.perf_counter() - t
     out["duration_s"] = info.duration
     return out
@@ -216,6 +230,8 @@ def run(minutes: float, long_minutes: float, work: Path, out: Path) -> dict:
         make_broadcast(rec, minutes)
     result: dict = {"machine": _machine(), "recording": {"file": rec.name, "minutes": minutes,
                     "format": "720x576 25 fps MPEG-2 + MP2 in MPEG-TS (bench/broadcast.py)"}}
+    print("start-up: tvcaption --help ...", flush=True)
+    result["startup"] = _startup()
     print("floor: decoding only ...", flush=True)
     result["floor"] = _floor(rec)
     print("peer: scenedetect CLI ...", flush=True)
@@ -288,6 +304,9 @@ def table(result: dict) -> str:
     total = sum(v for _, v in parts)
     lines += [f"| {a} | {v:.1f} | {100 * v / total:.0f}% |" for a, v in parts]
     lines += [f"| sum (index overlaps decoding with the model: {result['index']['wall_s']:.1f} s) | {total:.1f} | |"]
+    if "startup" in result:
+        lines += ["", f"`tvcaption --help`: {result['startup']['help_s']:.2f} s "
+                      f"(a bare `python -c pass`: {result['startup']['python_bare_s']:.2f} s)"]
     long = result.get("index_long")
     rss = f"peak RSS {s['peak_rss_mb']:.0f} MB for {result['recording']['minutes']:g} min"
     if long:
@@ -305,7 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work", help="where recordings and databases go")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
     ap.add_argument("--table", action="store_true", help="only print the table of an existing --out file")
+    ap.add_argument("--startup-only", action="store_true", help="measure start-up only; merge it into --out")
     args = ap.parse_args(argv)
+    if args.startup_only:
+        result = json.loads(args.out.read_text()) if args.out.exists() else {}
+        result["startup"] = _startup() | {"machine": _machine()}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result["startup"], indent=1))
+        return 0
     if args.table:
         print(table(json.loads(args.out.read_text())))
         return 0

@@ -9,23 +9,23 @@ model. No code outside this module needs to know the layout.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tvcaption import __version__
-from tvcaption.decoding import DecodingOptions
 from tvcaption.errors import CheckpointError
 from tvcaption.model.dims import ModelDims
 from tvcaption.vocab import Vocab
 
 if TYPE_CHECKING:
-    from torch import Tensor
-
+    from tvcaption.config import FeaturesConfig
     from tvcaption.model.captioner import CaptionModel
 
 FORMAT = "tvcaption-checkpoint"
@@ -57,11 +57,12 @@ class Captioner:
     dims: ModelDims
     path: Path | None = field(default=None)  # the JSON it was loaded from
 
-    def caption(self, local: Tensor, glob: Tensor, options: DecodingOptions = DecodingOptions()) -> list[str]:
-        """local (B, T, grid, grid, C), glob (B, G) -> one caption per clip."""
-        from tvcaption.decoding import decode
 
-        return [self.vocab.decode(ids) for ids in decode(self.model, local, glob, options)]
+def features_for(meta: Mapping[str, Any], features: FeaturesConfig) -> FeaturesConfig:
+    """``features`` with the backbone and global descriptor a checkpoint's ``meta`` was trained
+    on: a model only reads the features it learned from, whatever the configuration says."""
+    trained_on = {key: meta[key] for key in ("backbone", "global_descriptor") if meta.get(key)}
+    return dataclasses.replace(features, **trained_on) if trained_on else features
 
 
 def checkpoint_paths(stem_or_path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -96,7 +97,7 @@ def save_checkpoint(stem: str | os.PathLike[str], model: CaptionModel, vocab: Vo
         "tvcaption_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "weights": weights_path.name,
-        "sha256": _sha256(weights_path),
+        "sha256": file_sha256(weights_path),
         "dims": model.dims.to_dict(),
         "meta": meta,
         "vocab": vocab.to_list(),
@@ -162,7 +163,7 @@ def load_checkpoint(stem_or_path: str | os.PathLike[str], device: str = "cpu") -
     weights = manifest.weights_path
     if not weights.is_file():
         raise CheckpointError(f"{weights}: checkpoint weights not found next to {manifest.json_path.name}; copy both files together")
-    if _sha256(weights) != manifest.sha256:
+    if file_sha256(weights) != manifest.sha256:
         raise CheckpointError(
             f"{weights}: sha256 differs from the one recorded in {manifest.json_path.name} (file changed or corrupt); re-copy the checkpoint or re-train"
         )
@@ -184,12 +185,19 @@ def load_checkpoint(stem_or_path: str | os.PathLike[str], device: str = "cpu") -
         raise CheckpointError(
             f"{weights}: weights do not match the model described in {manifest.json_path.name} ({shown}); use the JSON saved with these weights"
         )
+    broken = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise CheckpointError(
+            f"{weights}: weights hold NaN or infinite values ({', '.join(broken[:3])}); the file is damaged, "
+            "re-copy the checkpoint or re-train"
+        )
     model.load_state_dict(tensors, strict=True)
     model.to(torch.device(device)).eval()
     return Captioner(model=model, vocab=manifest.vocab, meta=manifest.meta, dims=manifest.dims, path=manifest.json_path)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

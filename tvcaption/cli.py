@@ -33,8 +33,14 @@ app.add_typer(db_app, name="db")
 out = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="tvcaption.toml to use (default: ./tvcaption.toml).")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL; overrides [database] url.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help=(
+    "tvcaption.toml to use (default: $TVCAPTION_CONFIG, ./tvcaption.toml, then the one in the user's "
+    "config folder)."))]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help=(
+    "Database: a SQLite file path, sqlite:///FILE or postgresql+psycopg://user@host/db; overrides "
+    "[database] url (default: tvcaption.db in the user's data folder)."))]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=(
+    "Checkpoint stem, .json or .safetensors; overrides [model] path (default: the shipped model)."))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -57,54 +63,75 @@ def friendly(fn: Callable) -> Callable:
 
 def _config(path: Path | None, db: str | None = None) -> Config:
     config = load_config(path)
-    return with_overrides(config, "database", url=db)
+    return with_overrides(config, "database", url=_db_flag(db))
+
+
+MAX_RESULTS = 10_000  # search prints at most this many; a larger --limit is clamped to it
+
+
+def _at_least(flag: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        raise TvcaptionError(f"{flag} {value}: must be {low} or more")
+
+
+def _db_flag(db: str | None) -> str | None:
+    """--db as given on the command line: a plain path or a relative sqlite:/// URL means a
+    SQLite file relative to the working folder (not to the config file)."""
+    if db is None:
+        return None
+    if not db.strip():
+        raise TvcaptionError("--db is empty; give a SQLite file path or a postgresql+psycopg:// URL")
+    if "://" not in db:
+        return f"sqlite:///{Path(db).expanduser().absolute()}"
+    prefix = "sqlite:///"
+    if db.startswith(prefix) and db != "sqlite:///:memory:" and not db[len(prefix):].startswith("/"):
+        return f"{prefix}{Path(db[len(prefix):]).expanduser().absolute()}"
+    return db
+
+
+def _open_existing(cfg: Config, migrate: bool = True):
+    """The database for reading: never created here; a missing one is one line saying how to index."""
+    from tvcaption.db.store import connect
+
+    return connect(cfg.database_url, create=False, migrate=migrate)
+
+
+def _with_model(cfg: Config, model: Path | None) -> Config:
+    return with_overrides(cfg, "model", path=str(model.expanduser().absolute()) if model else None)
 
 
 def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def timecode(seconds: float) -> str:
-    ms = int(round(seconds * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
-
 @app.command()
 @friendly
 def caption(
     video: Annotated[Path, typer.Argument(help="A recording (MPEG-TS, MP4, MKV, MXF, AVI, ...).")],
-    model: Annotated[Optional[Path], typer.Option(help="Checkpoint stem; overrides [model] path.")] = None,
+    model: ModelOpt = None,
     beam_size: Annotated[Optional[int], typer.Option(help="Beam width (1 = greedy).")] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Split one recording into scenes and caption each scene."""
+    """Split one recording into scenes and caption each scene (nothing is stored)."""
+    from tvcaption import views
+    from tvcaption.engine import Engine
     from tvcaption.pipeline import caption_recording
+    from tvcaption.video import probe
 
-    cfg = _config(config)
-    cfg = with_overrides(cfg, "model", path=str(model) if model else None)
+    _at_least("--beam-size", beam_size, 1)
+    cfg = _with_model(_config(config), model)
     cfg = with_overrides(cfg, "decoding", beam_size=beam_size)
-    result = caption_recording(video, cfg, progress=not as_json)
+    info = probe(video)
+    with views.status(err, "loading the model"):
+        engine = Engine(cfg)
     if as_json:
+        result = caption_recording(video, cfg, engine)
         _print_json(result.to_json())
         return
-    from rich.table import Table
-
-    # the path goes on a line of its own: as a table title it would be wrapped at the table's width
-    out.print(escape(f"{video} ({timecode(result.duration)})"), soft_wrap=True)
-    table = Table()
-    table.add_column("#", justify="right")
-    table.add_column("start")
-    table.add_column("end")
-    table.add_column("caption")
-    table.add_column("tags", style="dim")
-    for i, scene in enumerate(result.scenes, 1):
-        table.add_row(str(i), timecode(scene.start), timecode(scene.end), escape(scene.caption),
-                      escape(", ".join(scene.tags[:3])))
-    out.print(table)
+    with views.caption_progress(err, info.duration) as on_progress:
+        result = caption_recording(video, cfg, engine, on_progress=on_progress)
+    views.print_captions(result, out)
 
 
 @app.command()
@@ -112,15 +139,24 @@ def caption(
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Recordings or folders to index.")],
     reindex: Annotated[bool, typer.Option(help="Index again even when already done with the same model.")] = False,
+    model: ModelOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Index recordings: scenes, captions and tags into the database (skips what is already done)."""
-    from tvcaption.pipeline import index_paths, print_summary
+    """Index recordings: scenes, captions and tags into the database (skips what is already done).
 
-    cfg = _config(config, db)
-    report = index_paths(paths, cfg, reindex=reindex, console=err)
-    print_summary(report, out)
+    The database is created on first use (default: tvcaption.db in the user's data folder, the
+    same from every working folder; `tvcaption db current` shows where)."""
+    from tvcaption import views
+    from tvcaption.engine import Engine
+    from tvcaption.pipeline import index_paths
+
+    cfg = _with_model(_config(config, db), model)
+    with views.status(err, "loading the model"):
+        engine = Engine(cfg)
+    with views.IndexView(err) as view:
+        report = index_paths(paths, cfg, reindex=reindex, engine=engine, on_event=view)
+    views.print_summary(report, out, cfg.index.extensions)
     if report.failed:
         raise typer.Exit(1)
 
@@ -129,31 +165,26 @@ def index(
 @friendly
 def search(
     query: Annotated[str, typer.Argument(help="Words to find in captions and tags (plain text, not SQL).")],
-    limit: Annotated[int, typer.Option(help="At most this many results.")] = 20,
-    recording: Annotated[Optional[str], typer.Option(help="Only this recording (its path).")] = None,
+    limit: Annotated[int, typer.Option(help=f"At most this many results (1 to {MAX_RESULTS:,}).")] = 20,
+    recording: Annotated[Optional[str], typer.Option(help="Only this recording (any path to it).")] = None,
     as_json: JsonOpt = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Find the moments whose captions or tags match QUERY, best first."""
     from tvcaption.db.search import search as run_search
-    from tvcaption.db.store import connect
 
+    _at_least("--limit", limit, 1)
     cfg = _config(config, db)
-    hits = run_search(connect(cfg.database_url), query, limit=limit, recording=recording)
+    hits = run_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS), recording=recording)
     if as_json:
-        _print_json([{"recording": h.recording, "start": h.start, "end": h.end, "caption": h.caption,
-                      "tags": list(h.tags), "score": h.score} for h in hits])
+        _print_json([{"recording": h.recording, "start": round(h.start, 3), "end": round(h.end, 3),
+                      "caption": h.caption, "tags": list(h.tags), "score": h.score,
+                      "annotations": [a.to_json() for a in h.annotations]} for h in hits])
         return
-    from rich.table import Table
+    from tvcaption import views
 
-    table = Table(title=escape(f"{len(hits)} result(s) for {query!r}"))
-    for col in ("recording", "time", "caption", "tags", "score"):
-        table.add_column(col)
-    for h in hits:
-        table.add_row(escape(h.recording), f"{timecode(h.start)}-{timecode(h.end)}", escape(h.caption),
-                      escape(", ".join(h.tags[:3])), f"{h.score:.3f}")
-    out.print(table)
+    views.print_hits(hits, query, out)
 
 
 class ExportFormat(str, Enum):
@@ -165,24 +196,25 @@ class ExportFormat(str, Enum):
 @app.command()
 @friendly
 def export(
-    recording: Annotated[Optional[str], typer.Argument(help="Recording path as indexed.")] = None,
+    recording: Annotated[Optional[str], typer.Argument(help="A recording as indexed (any path to it).")] = None,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="srt, vtt (WebVTT descriptions) or json.")] = ExportFormat.srt,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files.")] = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files (created if missing).")] = Path("."),
     all_: Annotated[bool, typer.Option("--all", help="Export every indexed recording.")] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write a recording's scene captions as SRT, WebVTT or JSON."""
-    from tvcaption.db.store import connect
     from tvcaption.export import export_all, export_recording
 
+    if all_ and recording is not None:
+        raise TvcaptionError(f"export: {recording} and --all both given; name one RECORDING or pass --all alone")
     if not all_ and recording is None:
         raise TvcaptionError("export: name a RECORDING or pass --all")
     cfg = _config(config, db)
-    engine = connect(cfg.database_url)
+    engine = _open_existing(cfg)
     written = export_all(engine, fmt.value, out_dir) if all_ else [export_recording(engine, recording, fmt.value, out_dir)]
     for path in written:
-        out.print(escape(str(path)))
+        out.print(escape(str(path)), highlight=False, soft_wrap=True)
 
 
 class PositionRule(str, Enum):
@@ -218,11 +250,17 @@ def synth(
              "rule the ablation in the README was run with).")] = PositionRule.offcentre,
 ) -> None:
     """Generate SynthTV, a procedural video-captioning benchmark with ground-truth slots."""
+    import time
+
+    from tvcaption import views_train
     from tvcaption.data import generate_synthtv
 
-    path = generate_synthtv(out_dir, train=train, val=val, test=test, seed=seed, background=background.value,
-                            size=size, broadcasts=broadcasts, broadcast_seconds=broadcast_seconds, workers=workers,
-                            progress=True, write_videos=videos, position_rule=position_rule.value)
+    started = time.perf_counter()
+    with views_train.count_progress(err, "SynthTV", transient=False) as on_progress:
+        path = generate_synthtv(out_dir, train=train, val=val, test=test, seed=seed, background=background.value,
+                                size=size, broadcasts=broadcasts, broadcast_seconds=broadcast_seconds, workers=workers,
+                                write_videos=videos, position_rule=position_rule.value, on_progress=on_progress)
+    views_train.synth_summary(err, path, train + val + test, broadcasts, time.perf_counter() - started)
     out.print(escape(f"SynthTV written to {path}"))
 
 
@@ -242,17 +280,22 @@ def train_cmd(
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="rmsprop (the paper's) or adam.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    hidden: Annotated[int, typer.Option(help="LSTM size (paper: 1024).")] = 1024,
-    attention: Annotated[int, typer.Option(help="Attention space size (paper: 256).")] = 256,
-    embedding: Annotated[int, typer.Option(help="Word embedding size (paper: 300).")] = 300,
-    pooling: Annotated[Pooling, typer.Option(help="att / avg (L-STAP) or mean (LRCN baseline).")] = Pooling.att,
-    matching: Annotated[bool, typer.Option(help="Add the ranking (matching) loss, eqs 27-28.")] = True,
-    frames: Annotated[int, typer.Option(help="Frames sampled per clip (paper: 30).")] = 30,
-    input_rank: Annotated[int, typer.Option(help="Low-rank input projection size; 0 = full rank (paper).")] = 0,
-    position_bias: Annotated[bool, typer.Option(help="Learned per-grid-position input bias, so L-STAP knows where "
-                                                     "things move (not in the paper).")] = False,
-    temporal_delta: Annotated[bool, typer.Option(help="Feed each feature beside its change from the clip's mean, "
-                                                      "so motion stands out (not in the paper).")] = False,
+    hidden: Annotated[Optional[int], typer.Option(help="LSTM size (default: the paper's).")] = None,
+    attention: Annotated[Optional[int], typer.Option(help="Attention space size (default: the paper's).")] = None,
+    embedding: Annotated[Optional[int], typer.Option(help="Word embedding size (default: the paper's).")] = None,
+    pooling: Annotated[Optional[Pooling], typer.Option(help="att / avg (L-STAP) or mean (LRCN baseline) "
+                                                            "(default: the paper's).")] = None,
+    matching: Annotated[Optional[bool], typer.Option("--matching/--no-matching", help=(
+        "Add the ranking (matching) loss, eqs 27-28 (default: the paper's)."))] = None,
+    frames: Annotated[Optional[int], typer.Option(help="Frames sampled per clip (default: the paper's).")] = None,
+    input_rank: Annotated[Optional[int], typer.Option(help="Low-rank input projection size; 0 = full rank "
+                                                           "(default: the paper's).")] = None,
+    position_bias: Annotated[Optional[bool], typer.Option("--position-bias/--no-position-bias", help=(
+        "Learned per-grid-position input bias, so L-STAP knows where things move (not in the paper, "
+        "so not by default)."))] = None,
+    temporal_delta: Annotated[Optional[bool], typer.Option("--temporal-delta/--no-temporal-delta", help=(
+        "Feed each feature beside its change from the clip's mean, so motion stands out (not in the paper, "
+        "so not by default)."))] = None,
     val_clips: Annotated[int, typer.Option(help="Validate on at most this many clips per epoch (0 = all).")] = 0,
     select: Annotated[str, typer.Option(help="Validation key that picks the best checkpoint: CIDEr, slots, loss, ...")] = "CIDEr",
     resume: Annotated[bool, typer.Option(help="Continue from OUT.state.json after its last epoch.")] = False,
@@ -260,19 +303,27 @@ def train_cmd(
                                            "(AVX512-BF16 or AMX; about 2.3x faster there); fp32 elsewhere.")] = True,
     config: ConfigOpt = None,
 ) -> None:
-    """Train an L-STAP captioning model (features are cached once per clip and reused)."""
+    """Train an L-STAP captioning model (features are cached once per clip and reused).
+
+    Model sizes not given are the paper's (tvcaption.model.ModelDims)."""
+    from tvcaption import views_train
     from tvcaption.model.dims import ModelDims
     from tvcaption.train import train
 
     cfg = _config(config)
     cfg = with_overrides(cfg, "train", epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
-    dims = ModelDims(hidden=hidden, attention=attention, embedding=embedding, pooling=pooling.value,
-                     matching=matching, frames=frames, input_rank=input_rank,
-                     position_bias=position_bias, temporal_delta=temporal_delta, dropout=cfg.train.dropout,
-                     margin=cfg.train.margin, matching_weight=cfg.train.matching_weight)
-    result = train(data, out_stem, config=cfg.train, features=cfg.features, dims=dims,
-                   cache_dir=cfg.resolve(cfg.features.cache_dir), resume=resume, val_clips=val_clips,
-                   select=select, amp=amp, console=err)
+    given = {"hidden": hidden, "attention": attention, "embedding": embedding, "frames": frames,
+             "input_rank": input_rank, "pooling": pooling.value if pooling else None, "matching": matching,
+             "position_bias": position_bias, "temporal_delta": temporal_delta}
+    try:
+        dims = ModelDims(dropout=cfg.train.dropout, margin=cfg.train.margin, matching_weight=cfg.train.matching_weight,
+                         **{name: value for name, value in given.items() if value is not None})
+    except ValueError as exc:  # e.g. --hidden 0
+        raise TvcaptionError(f"{exc}; pass a valid model size flag or [train] option") from None
+    with views_train.TrainView(err) as view:
+        result = train(data, out_stem, config=cfg.train, features=cfg.features, dims=dims,
+                       cache_dir=cfg.resolve(cfg.features.cache_dir), resume=resume, val_clips=val_clips,
+                       select=select, amp=amp, on_event=view)
     out.print(escape(f"best checkpoint {result.checkpoint} (epoch {result.best_epoch}, {result.select} {result.best_score:.4f})"))
 
 
@@ -290,19 +341,20 @@ def evaluate_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Score a model: BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap); slot accuracy on SynthTV."""
-    from tvcaption.decoding import DecodingOptions
-    from tvcaption.evaluate import evaluate, print_eval
+    from tvcaption import views_train
+    from tvcaption.evaluate import evaluate
 
+    _at_least("--beam-size", beam_size, 1)
     cfg = _config(config)
     cfg = with_overrides(cfg, "decoding", beam_size=beam_size)
-    options = DecodingOptions(cfg.decoding.beam_size, cfg.decoding.max_len, cfg.decoding.length_penalty)
-    result = evaluate(model, data, split, decoding=options, features=cfg.features,
-                      cache_dir=cfg.resolve(cfg.features.cache_dir), max_clips=max_clips, floors=floors,
-                      captions_out=captions_out, progress=not as_json)
+    with views_train.stage_progress(err) as on_progress:
+        result = evaluate(model, data, split, decoding=cfg.decoding, features=cfg.features,
+                          cache_dir=cfg.resolve(cfg.features.cache_dir), max_clips=max_clips, floors=floors,
+                          captions_out=captions_out, on_progress=None if as_json else on_progress)
     if as_json:
         _print_json(result.to_json())
     else:
-        print_eval(result, out)
+        views_train.print_eval(result, out)
 
 
 @db_app.command("upgrade")
@@ -330,11 +382,12 @@ def db_downgrade(revision: str, db: DbOpt = None, config: ConfigOpt = None) -> N
 @db_app.command("current")
 @friendly
 def db_current(db: DbOpt = None, config: ConfigOpt = None) -> None:
-    """Print the database's current migration revision."""
+    """Print which database is in force and its migration revision (never creates one)."""
     from tvcaption.db.migrate import current
 
-    cfg = _config(config, db)
-    out.print(current(cfg.database_url) or "empty (no migrations applied)")
+    engine = _open_existing(_config(config, db), migrate=False)
+    out.print(f"database {engine.url.render_as_string(hide_password=True)}", highlight=False, soft_wrap=True)
+    out.print(f"revision {current(engine) or 'empty (no migrations applied)'}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,6 +1,11 @@
 """Configuration: frozen dataclasses, layered defaults < tvcaption.toml < env < flags.
 
 Every field here appears, documented, at its default in the repository's ``tvcaption.toml``.
+The config file is the first of: ``--config``, ``$TVCAPTION_CONFIG``, ``./tvcaption.toml``, the
+user's config folder (``~/.config/tvcaption/tvcaption.toml`` on Linux). Data lives where users
+expect it, whatever folder a command runs from: the default database is in the user's data
+folder (``~/.local/share/tvcaption/tvcaption.db``) and the default model is the one shipped
+inside the package.
 Environment variables override a field as ``TVCAPTION_<SECTION>__<FIELD>`` (for example
 ``TVCAPTION_DATABASE__URL``). Command-line flags override last, through :func:`with_overrides`.
 This module imports nothing heavy: ``tvcaption --help`` loads it.
@@ -15,14 +20,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tvcaption.errors import TvcaptionError
+from tvcaption.decoding import DecodingOptions
+from tvcaption.errors import ConfigError
 
+DecodingConfig = DecodingOptions  # [decoding] is the decoder's own options: one definition, validated there
+
+APP = "tvcaption"
 CONFIG_ENV = "TVCAPTION_CONFIG"
 CONFIG_NAME = "tvcaption.toml"
-
-
-class ConfigError(TvcaptionError, ValueError):
-    """A user error in the configuration file or environment (one clear line)."""
 
 
 @dataclass(frozen=True)
@@ -47,20 +52,13 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = "models/synthtv-lstap"  # checkpoint stem (.safetensors + .json); relative to the config file
+    path: str = ""  # checkpoint stem (.safetensors + .json), relative to the config file; "" = the shipped model
     frames: int = 0  # frames sampled per scene; 0 = what the checkpoint was trained with
 
 
 @dataclass(frozen=True)
-class DecodingConfig:
-    beam_size: int = 3  # 1 = greedy
-    max_len: int = 30  # words
-    length_penalty: float = 1.0  # beam score = log p / len**length_penalty
-
-
-@dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = "sqlite:///tvcaption.db"  # relative SQLite paths resolve next to the config file
+    url: str = ""  # "" = SQLite in the user's data folder; relative SQLite paths resolve next to the config file
     claim_timeout: float = 600.0  # seconds without renewal before a worker's claim on a recording goes stale
 
     def __post_init__(self) -> None:
@@ -78,6 +76,7 @@ class IndexConfig:
     tags: int = 5  # ImageNet labels stored per scene
     tag_min_score: float = 0.05  # tags below this probability are dropped
     single_pass: bool = True  # decode each recording once for scene detection and frame sampling
+    analysers: tuple[str, ...] = ("caption", "tags")  # scene analysers run on every scene, in order
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,6 @@ class TrainConfig:
     max_words: int = 30
     vocab_size: int = 15000
     seed: int = 0
-    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,8 +111,17 @@ class Config:
         return p if p.is_absolute() else (self.root / p)
 
     @property
+    def model_path(self) -> Path:
+        """The checkpoint stem in force: ``[model] path``, or the model shipped in the package."""
+        if self.model.path:
+            return self.resolve(self.model.path)
+        from tvcaption.resources import shipped_model
+
+        return shipped_model()
+
+    @property
     def database_url(self) -> str:
-        url = self.database.url
+        url = self.database.url or default_database_url()
         prefix = "sqlite:///"
         if url.startswith(prefix) and url != "sqlite:///:memory:":
             rest = url[len(prefix):]
@@ -159,22 +166,42 @@ def _section(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**{k: _coerce(cls, k, v, f"{where}.{k}") for k, v in values.items()})
 
 
-def find_config_file(explicit: str | Path | None = None) -> Path | None:
-    """The config file in force: --config, $TVCAPTION_CONFIG, or ./tvcaption.toml if present."""
-    for candidate in (explicit, os.environ.get(CONFIG_ENV)):
+def user_config_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP))
+
+
+def user_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def default_database_url() -> str:
+    """SQLite in the user's data folder: ``index`` and ``search`` meet from any working folder."""
+    return f"sqlite:///{user_data_dir() / 'tvcaption.db'}"
+
+
+def find_config_file(explicit: str | Path | None = None, env: dict[str, str] | None = None) -> Path | None:
+    """The config file in force: --config, $TVCAPTION_CONFIG, ./tvcaption.toml, or the user's one."""
+    env = os.environ if env is None else env
+    for candidate in (explicit, env.get(CONFIG_ENV)):
         if candidate:
-            path = Path(candidate)
+            path = Path(candidate).expanduser()
             if not path.is_file():
                 raise ConfigError(f"{path}: config file not found; pass an existing tvcaption.toml")
             return path
-    local = Path.cwd() / CONFIG_NAME
-    return local if local.is_file() else None
+    for folder in (Path.cwd(), user_config_dir()):
+        if (folder / CONFIG_NAME).is_file():
+            return folder / CONFIG_NAME
+    return None
 
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
     """Defaults, then the TOML file, then TVCAPTION_<SECTION>__<FIELD> environment variables."""
     env = dict(os.environ if env is None else env)
-    file = find_config_file(path)
+    file = find_config_file(path, env)
     raw: dict[str, dict[str, Any]] = {}
     root = Path.cwd()
     if file is not None:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from tvcaption.errors import CheckpointError, ConfigError
 from tvcaption.vocab import Vocab
 
 if TYPE_CHECKING:
@@ -33,9 +34,10 @@ class DecodingOptions:
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.max_len < 1:
-            raise ValueError(f"beam_size and max_len must be >= 1, got {self.beam_size} and {self.max_len}")
+            raise ConfigError(f"[decoding] beam_size = {self.beam_size}, max_len = {self.max_len}: both must be "
+                              "1 or more (beam_size 1 is greedy decoding)")
         if self.length_penalty < 0:
-            raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
+            raise ConfigError(f"[decoding] length_penalty = {self.length_penalty}: must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ def beam_search(model: CaptionModel, encoded: Encoded, options: DecodingOptions)
             finished[b] += [
                 _hypothesis(p, s, False, options) for s, p in zip(scores[b], prefixes[b]) if s > -math.inf
             ]
+        if not finished[b]:  # every score was NaN: the weights cannot describe anything
+            raise CheckpointError("the model gave no finite word scores (its weights are damaged or were "
+                                  "trained to diverge); re-copy the checkpoint or re-train")
         results.append(max(finished[b], key=lambda h: h.score))
     return results
 

@@ -5,6 +5,10 @@ class TvcaptionError(Exception):
     """Base class: the CLI prints ``error: <message>`` and exits non-zero, never a traceback."""
 
 
+class ConfigError(TvcaptionError, ValueError):
+    """A user error in the configuration file, environment or a flag (one clear line)."""
+
+
 class VideoError(TvcaptionError):
     """A recording that cannot be read (missing, not a video, no video stream, corrupt)."""
 
@@ -15,3 +19,7 @@ class CheckpointError(TvcaptionError):
 
 class DatabaseError(TvcaptionError):
     """A database that cannot be opened, migrated or written."""
+
+
+class MissingDatabaseError(DatabaseError):
+    """A command that only reads (search, export, db current) named a database that does not exist."""
