@@ -10,6 +10,11 @@ timestamp (exact for variable frame rate).
 * :func:`detect_scenes_from_frames` / :class:`SceneDetection` - for a decode-once pipeline that
   decodes frames itself (push ``(t, frame)`` pairs, then ``finish()``).
 * :func:`split_long` - scenes longer than a limit split into equal parts.
+
+PySceneDetect's ``min_scene_len`` only keeps two cuts apart: the last scene, from the last cut
+to the end of the recording, can be shorter. A last scene shorter than ``min_scene_len``
+seconds is therefore merged into the scene before it (when there is one), so that no scene is
+shorter than ``min_scene_len`` (:func:`too_short`). :mod:`tvcaption.stream` applies the same rule.
 """
 
 from __future__ import annotations
@@ -17,29 +22,33 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from tvcaption.config import ConfigError, ScenesConfig
+from tvcaption.scene import Scene  # the one scene type; detection makes it with times only
 
 DETECTORS = ("adaptive", "content", "threshold", "hash", "histogram")
 _MIN_WIDTH = 256  # PySceneDetect's automatic downscale target (scene_manager.DEFAULT_MIN_WIDTH)
 _US = Fraction(1, 1_000_000)  # time base of the timecodes handed to detectors
+_LEN_EPS = 1e-6  # seconds: a scene this much shorter than min_scene_len still counts as long enough
 
 
-@dataclass(frozen=True)
-class Scene:
-    start: float  # seconds from the first frame
-    end: float  # exclusive
-    start_frame: int  # index of the scene's first frame (display order)
-    end_frame: int  # exclusive
 
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
+def too_short(length: float, min_len: float | None) -> bool:
+    """Whether a last scene of ``length`` seconds is merged into the one before (``min_scene_len``)."""
+    return bool(min_len) and length < float(min_len) - _LEN_EPS
+
+
+def merge_short_last(scenes: Sequence[Scene], min_len: float | None) -> list[Scene]:
+    """The scenes, with a last one shorter than ``min_len`` seconds merged into the one before it."""
+    out = list(scenes)
+    if len(out) >= 2 and too_short(out[-1].duration, min_len):
+        prev, last = out[-2], out.pop()
+        out[-1] = Scene(start=prev.start, end=last.end, start_frame=prev.start_frame, end_frame=last.end_frame)
+    return out
 
 
 def make_detector(options: ScenesConfig, fps: float):
@@ -138,7 +147,8 @@ class SceneDetection:
         if not self._done and self._last is not None:
             self.cut_seconds.extend(c.seconds for c in self.detector.post_process(self._last))
         self._done = True
-        return _scenes(self.times, self.indices, self.cut_seconds, end, self.fps)
+        scenes = _scenes(self.times, self.indices, self.cut_seconds, end, self.fps)
+        return merge_short_last(scenes, self.options.min_scene_len)
 
 
 def _scenes(times: Sequence[float], indices: Sequence[int], cut_seconds: Iterable[float], end: float | None,
@@ -219,4 +229,4 @@ def split_long(scenes: Sequence[Scene], max_len: float) -> list[Scene]:
 
 
 __all__ = ["Scene", "DETECTORS", "detect_scenes", "detect_scenes_from_frames", "SceneDetection",
-           "split_long", "make_detector", "processing_size"]
+           "split_long", "make_detector", "processing_size", "too_short", "merge_short_last"]
