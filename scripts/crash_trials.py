@@ -18,7 +18,7 @@ state:
   (recording, start) pair appears twice; search returns only recordings that are done and
   complete.
 - after the rerun (exit code 0): every recording is done exactly once with exactly the reference
-  scenes and captions (one caption per scene, tags only on existing scenes), no claims are left,
+  scenes and captions (one caption per scene, annotations only on existing scenes), no claims are left,
   recordings that were done before the kill were skipped (not indexed again), and the rerun did
   not wait for the dead worker's claims (it takes a claim of a dead process of this host at once).
 
@@ -124,11 +124,10 @@ def snapshot(url: str) -> dict:
                 "SELECT count(*) FROM (SELECT recording_id, start FROM scenes GROUP BY recording_id, start "
                 "HAVING count(*) > 1) d")).scalar_one()
             orphans = conn.execute(text(
-                "SELECT (SELECT count(*) FROM tags WHERE scene_id NOT IN (SELECT id FROM scenes)) + "
-                "(SELECT count(*) FROM captions WHERE scene_id NOT IN (SELECT id FROM scenes))")).scalar_one()
+                "SELECT count(*) FROM annotations WHERE scene_id NOT IN (SELECT id FROM scenes)")).scalar_one()
             captions_per_scene = conn.execute(text(
-                "SELECT count(*) FROM scenes s WHERE (SELECT count(*) FROM captions c WHERE c.scene_id = s.id) != 1"
-            )).scalar_one()
+                "SELECT count(*) FROM scenes s WHERE (SELECT count(*) FROM annotations a "
+                "WHERE a.scene_id = s.id AND a.kind = 'caption') != 1")).scalar_one()
         recordings = {r.path: r for r in store.recordings()}
         scenes = {path: [(round(s.start, 4), round(s.end, 4), s.caption) for s in store.scenes_of(path)]
                   for path in recordings}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from needs import need_module
 from tvcaption.cli import app
 
 pytest_plugins = ["pg"]
@@ -66,8 +67,8 @@ def test_caption_json_follows_the_true_cuts(workspace):
 
 def test_index_twice_search_and_export(workspace, db_url, tmp_path):
     """On SQLite and PostgreSQL."""
-    srt = pytest.importorskip("srt")
-    webvtt = pytest.importorskip("webvtt")
+    srt = need_module("srt")
+    webvtt = need_module("webvtt")
     cfg = str(workspace["config"])
     db = ["--db", db_url]
     folder = workspace["data"] / "broadcasts"
@@ -128,6 +129,7 @@ def test_rerun_skips_unchanged_files_without_hashing_them(workspace, tmp_path, m
     import shutil
 
     import tvcaption.pipeline as pipeline
+    from tvcaption.engine import Engine
     from tvcaption.config import load_config
     from tvcaption.db.store import Store, connect
 
@@ -140,7 +142,7 @@ def test_rerun_skips_unchanged_files_without_hashing_them(workspace, tmp_path, m
     real_hash = pipeline.content_hash
     monkeypatch.setattr(pipeline, "content_hash", lambda p: hashed.append(str(p)) or real_hash(p))
 
-    engine = pipeline.CaptionEngine(config)
+    engine = Engine(config)
     assert len(pipeline.index_paths([folder], config, engine=engine).done) == 1 and len(hashed) == 1
     again = pipeline.index_paths([folder], config, engine=engine)
     assert again.skipped and not again.done and len(hashed) == 1  # stat only: same size and mtime
@@ -158,3 +160,57 @@ def test_rerun_skips_unchanged_files_without_hashing_them(workspace, tmp_path, m
     assert changed.done and len(hashed) == 3
     (rec,) = Store(connect(config.database_url)).recordings()
     assert rec.probe["file_size"] == len(data) and rec.status == "done"
+
+
+def test_a_file_growing_while_it_is_indexed_is_stored_as_it_ends(workspace, tmp_path, monkeypatch):
+    """A recording still being written when indexing starts: what is stored (size, hash,
+    duration, scenes) describes the file as it is when saved, not as it was when first probed.
+    A writer appends a second copy of the stream (an MPEG-TS grows that way) during the first
+    captioning; a file still changing after the second one fails with a message."""
+    import shutil
+    import subprocess
+
+    import tvcaption.pipeline as pipeline
+    from tvcaption.engine import Engine
+    from tvcaption.config import load_config
+    from tvcaption.db.store import Store, connect
+    from tvcaption.video import probe
+
+    source = tmp_path / "part.ts"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(workspace["data"] / "broadcasts" / "bcast_000.mp4"),
+                    "-t", "6", "-c:v", "mpeg2video", "-q:v", "5", "-an", "-f", "mpegts", str(source)], check=True)
+    folder = tmp_path / "live"
+    folder.mkdir()
+    clip = folder / "live.ts"
+    shutil.copy(source, clip)
+    config = load_config(workspace["config"], env={"TVCAPTION_DATABASE__URL": f"sqlite:///{tmp_path}/g.db"})
+    engine = Engine(config)
+    real = pipeline.captions_of
+    calls: list[int] = []
+
+    def writer_appends(info, *args, **kwargs):  # the recorder adds to the file while we caption it
+        result = real(info, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            with clip.open("ab") as out:
+                out.write(source.read_bytes())
+        return result
+
+    monkeypatch.setattr(pipeline, "captions_of", writer_appends)
+    report = pipeline.index_paths([folder], config, engine=engine)
+    assert report.done and len(calls) == 2, report
+    (rec,) = Store(connect(config.database_url)).recordings()
+    assert rec.probe["file_size"] == clip.stat().st_size and rec.content_hash == pipeline.content_hash(clip)
+    assert rec.duration == pytest.approx(probe(clip).duration, abs=0.05)
+
+    calls.clear()
+
+    def always_growing(info, *args, **kwargs):
+        result = real(info, *args, **kwargs)
+        with clip.open("ab") as out:
+            out.write(source.read_bytes()[:188 * 100])
+        return result
+
+    monkeypatch.setattr(pipeline, "captions_of", always_growing)
+    still = pipeline.index_paths([folder], config, engine=engine, reindex=True)
+    assert not still.done and "changed while it was being indexed" in still.failed[0][1]

@@ -1,9 +1,16 @@
 """Alembic wrapped in four functions (what ``tvcaption db upgrade`` and ``connect()`` call).
 
 Each takes a database URL or an open :class:`~sqlalchemy.engine.Engine`. An in-memory SQLite
-database only exists inside its engine, so pass the engine there. The Alembic environment is the
-repository's top-level ``migrations/`` folder, found next to the ``tvcaption`` package (the
-package is installed editable; a wheel would need ``migrations/`` shipped as package data).
+database only exists inside its engine, so pass the engine there. Only :func:`upgrade` creates a
+database that does not exist; :func:`current` and :func:`downgrade` given the URL of a missing
+SQLite file raise :class:`~tvcaption.errors.MissingDatabaseError` and leave no file behind. The
+Alembic environment is ``tvcaption.resources.migrations`` (the top-level ``migrations/`` folder,
+shipped in the wheel as package data), or ``migrations/`` next to the package in a checkout.
+
+Engines come from :func:`tvcaption.db.engine.open_engine` (this module imports nothing else of
+the store), and a migration writes through :func:`~tvcaption.db.engine.begin_write`: on SQLite
+that is ``BEGIN IMMEDIATE``, and DDL inside a transaction, only on an engine that
+``open_engine`` (or ``tvcaption.db.store.connect``) made. Pass no other SQLite engine.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from tvcaption.errors import DatabaseError
+from tvcaption.db.engine import begin_write, damage, damaged_error, first_line, open_engine
+from tvcaption.errors import DatabaseError, TvcaptionError
 
 # Any constant will do: PostgreSQL workers starting together take this lock, so only one of
 # them migrates and the others then find the schema at head.
@@ -24,6 +32,12 @@ _PG_MIGRATION_LOCK = 7_468_657_220  # "tvcaption"-ish, within bigint
 
 
 def migrations_dir() -> Path:
+    try:  # the installed package's copy (a wheel), or the checkout's folder (an editable install)
+        from tvcaption.resources import migrations_dir as shipped
+
+        return shipped()
+    except (ImportError, TvcaptionError):
+        pass
     import tvcaption
 
     path = Path(tvcaption.__file__).resolve().parents[1] / "migrations"
@@ -49,14 +63,22 @@ def _label(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
+def _failure(engine: Engine, exc: BaseException, what: str) -> DatabaseError:
+    """One line for a database error: a damaged SQLite file says so, anything else ``what``: its first line."""
+    reason = damage(exc)
+    if reason is not None:
+        return damaged_error(engine, reason)
+    return DatabaseError(f"{_label(engine)}: {what}: {first_line(exc)}")
+
+
 @contextmanager
-def _engine(url_or_engine: str | Engine) -> Iterator[Engine]:
+def _engine(url_or_engine: str | Engine, create: bool = False) -> Iterator[Engine]:
+    """The engine given, or one for the URL (disposed afterwards). It creates a missing SQLite
+    file only with ``create``; without, a missing file is a MissingDatabaseError."""
     if isinstance(url_or_engine, Engine):
         yield url_or_engine
         return
-    from tvcaption.db.store import connect
-
-    engine = connect(url_or_engine, migrate=False)
+    engine = open_engine(url_or_engine, create=create)
     try:
         yield engine
     finally:
@@ -64,15 +86,15 @@ def _engine(url_or_engine: str | Engine) -> Iterator[Engine]:
 
 
 @contextmanager
-def _migrating(url_or_engine: str | Engine) -> Iterator[Connection]:
+def _migrating(url_or_engine: str | Engine, create: bool) -> Iterator[Connection]:
     """A connection in a transaction that holds the database's migration lock."""
     from alembic.util import CommandError
 
-    with _engine(url_or_engine) as engine:
+    with _engine(url_or_engine, create) as engine:
         try:
-            # SQLite: BEGIN IMMEDIATE (store.py) takes the write lock before Alembic reads the
+            # SQLite: BEGIN IMMEDIATE (begin_write) takes the write lock before Alembic reads the
             # current revision, so two processes cannot both run the same migration.
-            with engine.connect().execution_options(tvcaption_write=True) as conn, conn.begin():
+            with begin_write(engine) as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 yield conn
@@ -83,19 +105,14 @@ def _migrating(url_or_engine: str | Engine) -> Iterator[Connection]:
         except SQLAlchemyError as exc:
             if isinstance(exc.__cause__, DatabaseError):
                 raise exc.__cause__ from None
-            raise DatabaseError(f"{_label(engine)}: migration failed: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text_ = str(getattr(exc, "orig", None) or exc).strip()
-    return text_.splitlines()[0] if text_ else type(exc).__name__
+            raise _failure(engine, exc, "migration failed") from exc
 
 
 def upgrade(url: str | Engine, rev: str = "head") -> None:
     """Migrate the database up to ``rev`` (default: the newest revision)."""
     from alembic import command
 
-    with _migrating(url) as conn:
+    with _migrating(url, create=True) as conn:
         command.upgrade(_config(conn), rev)
 
 
@@ -103,12 +120,16 @@ def downgrade(url: str | Engine, rev: str) -> None:
     """Migrate the database down to ``rev`` (``"base"`` drops every table)."""
     from alembic import command
 
-    with _migrating(url) as conn:
+    with _migrating(url, create=False) as conn:
         command.downgrade(_config(conn), rev)
 
 
 def current(url: str | Engine) -> str | None:
-    """The database's revision, or None for a database that was never migrated."""
+    """The database's revision, or None for a database that was never migrated.
+
+    Reads only: given a URL, a missing SQLite file raises MissingDatabaseError instead of being
+    created (as does ``connect(url, create=False)`` for the engine one passes in).
+    """
     from alembic.runtime.migration import MigrationContext
 
     with _engine(url) as engine:
@@ -116,7 +137,7 @@ def current(url: str | Engine) -> str | None:
             with engine.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
         except SQLAlchemyError as exc:
-            raise DatabaseError(f"{_label(engine)}: cannot read the schema revision: {_first_line(exc)}") from exc
+            raise _failure(engine, exc, "cannot read the schema revision") from exc
 
 
 def heads() -> tuple[str, ...]:

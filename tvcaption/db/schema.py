@@ -7,8 +7,10 @@ SQLite and PostgreSQL.
 
 The full-text index (``scene_fts``) is not a model: it is backend-specific (an FTS5 virtual
 table on SQLite, a table with a generated ``tsvector`` column and a GIN index on PostgreSQL),
-created by the migration ``0002_search`` and kept in step with ``captions`` and ``tags`` by
-triggers. :func:`include_object` hides it from autogenerate.
+created by the migration ``0003_annotations`` (before it, ``0002_search`` over the former
+``captions`` and ``tags`` tables) and kept in step with ``annotations`` by triggers: one row per
+scene, column ``text`` (annotations whose field is 'text') and ``labels`` (field 'labels').
+:func:`include_object` hides it from autogenerate.
 """
 
 from __future__ import annotations
@@ -100,33 +102,33 @@ class Scene(Base):
     end_frame: Mapped[int] = mapped_column(Integer)
 
     recording: Mapped[Recording] = relationship(back_populates="scenes")
-    captions: Mapped[list[Caption]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
-    tags: Mapped[list[Tag]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    annotations: Mapped[list[Annotation]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="Annotation.position")
 
 
-class Caption(Base):
-    __tablename__ = "captions"
+class Annotation(Base):
+    """One thing an analyser said about a scene (:class:`tvcaption.scene.Annotation`), in its order.
+
+    ``field`` is where ``text`` goes in the full-text index: 'text' (weight 1), 'labels' (weight
+    0.5) or NULL (stored, not searched). ``position`` orders a scene's annotations as the
+    analysers returned them (a caption, then tags most probable first, ...)."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (CheckConstraint("field IN ('text', 'labels')", name="field"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"), index=True)
+    analyser: Mapped[str] = mapped_column(String(64))  # the analyser's registry name: "caption", "tags", ...
+    kind: Mapped[str] = mapped_column(String(32))  # what readers select by: "caption", "tag", ...
+    position: Mapped[int] = mapped_column(Integer)  # 0-based order within the scene
     text: Mapped[str] = mapped_column(Text)
-    model: Mapped[str] = mapped_column(String(255))
-    score: Mapped[float | None] = mapped_column(Float)  # decoder log-probability per word, or None
-
-
-class Tag(Base):
-    """An ImageNet label of the scene's frames with its probability."""
-
-    __tablename__ = "tags"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"), index=True)
-    label: Mapped[str] = mapped_column(String(255), index=True)
-    score: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # the analyser's confidence, on its own scale
+    field: Mapped[str | None] = mapped_column(String(16))  # search field, or NULL: not searched
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # JSON-able details
 
 
 class Model(Base):
-    """A captioning model that produced captions (checkpoint name, sha256, metadata)."""
+    """A captioning model that indexed recordings (checkpoint name, sha256, metadata)."""
 
     __tablename__ = "models"
 

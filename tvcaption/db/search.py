@@ -1,44 +1,69 @@
-"""Ranked full-text search over scene captions and tags.
+"""Ranked full-text search over what analysers said of each scene.
+
+The index (``scene_fts``, migration 0003) holds one row per scene with two columns: ``text``
+(annotations whose search field is 'text': captions, later on-screen text and speech) and
+``labels`` (field 'labels': tags). Search reads them without knowing which analyser wrote what;
+each hit carries all of its scene's annotations, fetched for the whole page in one more query.
 
 Any user string is searched as words, never as SQL or as the backend's query syntax: the SQL is
 built (:func:`build_search`) apart from running it, the user text only ever travels as a bound
 parameter, and on SQLite each word is quoted as an FTS5 string (:func:`fts5_query`) so that
 ``AND``, ``NEAR``, ``*``, ``^``, ``:``, ``-``, quotes and parentheses are plain text. PostgreSQL
-gets ``plainto_tsquery``, which parses no operators. All words must match (in the caption or
-the tags); words are stemmed on both backends (porter / 'english'), so "man singing" finds "a man
+gets ``plainto_tsquery``, which parses no operators. All words must match (in the text or the
+labels); words are stemmed on both backends (porter / 'english'), so "man singing" finds "a man
 sings", and English stop words are ignored on both. NUL characters are dropped because
 PostgreSQL rejects them in text.
 
+Symbols and emoji are separators on both backends (:func:`words`): SQLite's unicode61 tokenizer
+never indexes them, while PostgreSQL's parser, on a server with the C locale, takes every
+non-ASCII character for a letter, so "🎤 singing" found the singing scenes on SQLite and nothing
+on PostgreSQL. Every non-ASCII character that is not a letter, a digit, a combining accent or
+private use is therefore replaced by a space before either backend sees the query.
+
 Scores are higher-is-better on both backends but not comparable between them: SQLite gives
-``-bm25`` (caption weight 1, tags 0.5), PostgreSQL ``ts_rank`` (caption weight A, tags B;
+``-bm25`` (text weight 1, labels 0.5), PostgreSQL ``ts_rank`` (text weight A, labels B;
 normalised by 1 + log(length): without it every caption holding the word once ties).
 Only recordings whose status is ``done`` are searched.
 """
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, Select, bindparam, column, func, literal_column, select, table
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 
-from tvcaption.db.schema import SEARCH_TABLE, Recording, Scene, Tag
-from tvcaption.errors import DatabaseError
+from tvcaption.db.engine import damage, damaged_error, database_error
+from tvcaption.db.paths import find_stored
+from tvcaption.db.scenes import annotations_of
+from tvcaption.db.schema import SEARCH_TABLE, Recording, Scene
+from tvcaption.errors import DatabaseError, TvcaptionError
+from tvcaption.scene import Annotated, Annotation
 
-CAPTION_WEIGHT, TAGS_WEIGHT = 1.0, 0.5  # SQLite bm25 column weights (PostgreSQL: A and B)
+TEXT_WEIGHT, LABELS_WEIGHT = 1.0, 0.5  # SQLite bm25 column weights (PostgreSQL: A and B)
 MAX_WORDS = 64  # longer queries are cut: nobody types more, and each word costs a lookup
+MAX_LIMIT = 10_000  # more results than anyone reads; larger limits are cut to this
 TS_CONFIG = "english"
+# Unicode categories that are word characters on both backends: letters, digits (N*), combining
+# accents (Mn: folded into the letter by unicode61, part of the word for PostgreSQL), private use
+# (Co) and unassigned code points (Cn; unicode61 keeps them). Anything else outside ASCII
+# (symbols, emoji, punctuation, spacing marks, format characters, lone surrogates) separates words.
+_WORD_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd", "Nl", "No", "Mn", "Co", "Cn"})
 
 
 @dataclass(frozen=True)
-class Hit:
+class Hit(Annotated):
+    """A scene found, with everything analysers said of it (in their order); ``caption`` and
+    ``tags`` read from those annotations (:class:`~tvcaption.scene.Annotated`)."""
+
     recording: str  # the recording's path
     start: float  # seconds from the recording's first frame
     end: float
-    caption: str
-    tags: tuple[str, ...]  # labels, most probable first
-    score: float  # higher is better; compare only within one backend
+    score: float  # higher is better; compare only within one backend (not the caption's score)
+    annotations: tuple[Annotation, ...] = ()
 
 
 # PostgreSQL's 'english' stop words (snowball english.stop). FTS5 has no stop-word list, so the
@@ -54,9 +79,36 @@ same so than too very s t can will just don should now
 """.split())
 
 
+def _is_separator(ch: str) -> bool:
+    if ch < "\x80":
+        return ch < " " or ch == "\x7f"  # control characters; ASCII punctuation is left to the backends
+    return unicodedata.category(ch) not in _WORD_CATEGORIES
+
+
 def words(query: str) -> list[str]:
-    """The query's whitespace-separated words, NULs dropped, at most MAX_WORDS."""
-    return query.replace("\x00", " ").split()[:MAX_WORDS]
+    """The query's words, at most MAX_WORDS: split at whitespace, NULs and control characters, and
+    at symbols, emoji and other non-ASCII characters that neither backend indexes (module docstring)."""
+    out: list[str] = []
+    for word in query.split():
+        if word.isascii() and word.isprintable():
+            out.append(word)
+        else:
+            out.extend("".join(" " if _is_separator(ch) else ch for ch in word).split())
+        if len(out) >= MAX_WORDS:
+            break
+    return out[:MAX_WORDS]
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` as the number of rows to ask for: at least 1 (else a one-line error), at most MAX_LIMIT."""
+    try:
+        value = int(limit)
+    except (TypeError, ValueError, OverflowError):
+        raise TvcaptionError(f"limit {limit!r}: give a whole number of results, at least 1") from None
+    if value < 1:
+        raise TvcaptionError(f"limit {value}: give at least 1 (the number of results to show, "
+                             f"at most {MAX_LIMIT})")
+    return min(value, MAX_LIMIT)
 
 
 def quote_fts5(word: str) -> str:
@@ -69,7 +121,7 @@ def _is_stop_word(word: str) -> bool:
 
 
 def fts5_query(query: str) -> str:
-    """The FTS5 MATCH expression for a user query: every word quoted, all required.
+    """The FTS5 MATCH expression for a user query: every word (of :func:`words`) quoted, all required.
 
     Stop words are dropped; a quoted word the tokenizer finds no token in (``"-"``) is
     ignored by FTS5 itself. An empty result means: nothing to search for.
@@ -77,17 +129,21 @@ def fts5_query(query: str) -> str:
     return " ".join(quote_fts5(w) for w in words(query) if not _is_stop_word(w))
 
 
-_fts = table(SEARCH_TABLE, column("rowid"), column("scene_id"), column("caption"),
-             column("tags"), column("document"))
+_fts = table(SEARCH_TABLE, column("rowid"), column("scene_id"), column("text"),
+             column("labels"), column("document"))
 _recordings = Recording.__table__
 _scenes = Scene.__table__
-_tags = Tag.__table__
 
 
 def build_search(dialect: str, query: str, limit: int = 20, recording: str | None = None) -> Select | None:
-    """The ranked search as a SELECT (user text only in bound parameters), or None for no words."""
+    """The ranked search as a SELECT (user text only in bound parameters), or None for no words.
+
+    ``recording`` is a path exactly as stored (:func:`search` finds it from any spelling);
+    ``limit`` must be at least 1 and is cut to MAX_LIMIT.
+    """
+    limit = check_limit(limit)
     terms = words(query)
-    if not terms or limit <= 0:
+    if not terms:
         return None
     if dialect == "sqlite":
         expression = fts5_query(query)
@@ -95,20 +151,20 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
             return None
         # bm25() is smaller for better matches; MATCH must name the table itself
         fts_table = literal_column(SEARCH_TABLE)
-        score = -func.bm25(fts_table, CAPTION_WEIGHT, TAGS_WEIGHT)
+        score = -func.bm25(fts_table, TEXT_WEIGHT, LABELS_WEIGHT)
         scene_id = _fts.c.rowid
         match = fts_table.op("MATCH")(bindparam("fts_query", expression))
     elif dialect == "postgresql":
         tsquery = func.plainto_tsquery(literal_column(f"'{TS_CONFIG}'::regconfig"),
                                        bindparam("text_query", " ".join(terms)))
-        score = func.ts_rank(_fts.c.document, tsquery, 1)  # 1: divided by 1 + log(length), so short captions win ties
+        score = func.ts_rank(_fts.c.document, tsquery, 1)  # 1: divided by 1 + log(length), so short texts win ties
         scene_id = _fts.c.scene_id
         match = _fts.c.document.op("@@")(tsquery)
     else:
         raise DatabaseError(f"{dialect}: full-text search is only implemented for SQLite and PostgreSQL")
     score = score.label("score")
     stmt = (
-        select(_recordings.c.path, _scenes.c.start, _scenes.c.end, _fts.c.caption, score, _scenes.c.id)
+        select(_recordings.c.path, _scenes.c.start, _scenes.c.end, score, _scenes.c.id)
         .select_from(_fts)
         .join(_scenes, _scenes.c.id == scene_id)
         .join(_recordings, _recordings.c.id == _scenes.c.recording_id)
@@ -121,30 +177,53 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
     return stmt
 
 
-def search(engine: Engine | Any, query: str, limit: int = 20, recording: str | None = None) -> list[Hit]:
-    """Scenes whose caption or tags contain every word of ``query``, best first.
+def search(engine: Engine | Any, query: str, limit: int = 20,
+           recording: str | os.PathLike[str] | None = None) -> list[Hit]:
+    """Scenes whose indexed text or labels contain every word of ``query``, best first.
 
     ``engine`` is an Engine (or anything with an ``.engine``, such as a Store); ``recording``
-    limits the search to one recording path. An empty or all-whitespace query finds nothing.
+    limits the search to one recording, named by any path that resolves to it (relative, with
+    ``..``, through a symlink: see :func:`tvcaption.db.paths.find_stored`); a path that names no
+    indexed recording finds nothing. An empty or all-whitespace query finds nothing. ``limit``
+    below 1 is a :class:`TvcaptionError`; above MAX_LIMIT it is cut to MAX_LIMIT.
     """
     engine = getattr(engine, "engine", engine)
-    stmt = build_search(engine.dialect.name, query, limit, recording)
-    if stmt is None:
+    limit = check_limit(limit)
+    if build_search(engine.dialect.name, query, limit) is None:
         return []
     try:
         with engine.connect() as conn:
+            stored = None
+            if recording is not None:
+                row = find_stored(conn, recording)
+                if row is None:
+                    return []
+                stored = row.path
+            stmt = build_search(engine.dialect.name, query, limit, stored)
             rows = conn.execute(stmt).all()
-            scene_ids = [row.id for row in rows]
-            tags: dict[int, list[str]] = {}
-            if scene_ids:
-                tag_rows = conn.execute(
-                    select(_tags.c.scene_id, _tags.c.label).where(_tags.c.scene_id.in_(scene_ids))
-                    .order_by(_tags.c.scene_id, _tags.c.score.desc(), _tags.c.id))
-                for scene_id, label in tag_rows:
-                    tags.setdefault(scene_id, []).append(label)
-    except (OperationalError, ProgrammingError) as exc:
-        label = engine.url.render_as_string(hide_password=True)
-        first = str(exc.orig or exc).strip().splitlines()[0]
-        raise DatabaseError(f"{label}: search failed ({first}); run tvcaption db upgrade") from exc
-    return [Hit(recording=row.path, start=row.start, end=row.end, caption=row.caption or "",
-                tags=tuple(tags.get(row.id, ())), score=float(row.score)) for row in rows]
+            annotations = annotations_of(conn, [row.id for row in rows])
+    except DBAPIError as exc:
+        error = _search_error(engine, exc)
+        if error is None:
+            raise
+        raise error from exc
+    return [Hit(recording=row.path, start=row.start, end=row.end, score=float(row.score),
+                annotations=annotations.get(row.id, ())) for row in rows]
+
+
+def _search_error(engine: Engine, exc: DBAPIError) -> DatabaseError | None:
+    """One line for a failed search (a damaged file, a schema without the search index, a server
+    gone), or None for errors that are bugs, to be raised as they are."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    reason = damage(exc)
+    if reason is not None:
+        return damaged_error(engine, reason)
+    if not isinstance(exc, (OperationalError, ProgrammingError)):
+        return None
+    if isinstance(exc, OperationalError) and ("locked" in str(exc.orig) or "busy" in str(exc.orig)):
+        return database_error(engine, exc)
+    first = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+    label = engine.url.render_as_string(hide_password=True)
+    schema = "no such table" in first or "does not exist" in first or "no such column" in first
+    return DatabaseError(f"{label}: search failed ({first})" + ("; run tvcaption db upgrade" if schema else ""))

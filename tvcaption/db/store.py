@@ -1,47 +1,61 @@
-"""Opening the database and the reads and writes the indexer and exporter need.
+"""The store: claims on recordings, their results written in one transaction, and reads.
 
-SQLite is opened in WAL mode (readers never block the writer), with foreign keys on and a busy
-timeout. pysqlite's own transaction handling is switched off (it does not BEGIN before DDL, so
-migrations would not be atomic) and replaced by an explicit ``BEGIN``; writes use ``BEGIN
-IMMEDIATE`` so a transaction takes the write lock up front instead of failing half-way when
-another process committed since it first read. A second writer therefore waits up to
-``busy_timeout`` seconds and then gets a :class:`DatabaseError` naming the file, never a
-half-written recording. Parallel workers on several machines should use PostgreSQL, where
+Every write is one transaction (:func:`~tvcaption.db.engine.begin_write`: on SQLite it takes
+the write lock up front). A recording's result, its scenes with every analyser's annotations,
+replaces the old one in a single transaction, so search sees either the old scenes or the new
+ones, never a mix. Parallel workers on several machines should use PostgreSQL, where
 :meth:`Store.claim` uses ``SELECT ... FOR UPDATE SKIP LOCKED``.
+
+:func:`connect` opens a database (:func:`tvcaption.db.engine.open_engine`) and brings its schema
+to the newest revision on first use (:mod:`tvcaption.db.migrate`). Commands that only read open
+with ``connect(url, create=False)``, which never creates a database. Recordings are stored under
+their resolved path; :meth:`Store.find_recording` finds one by any path that leads to it.
+
+The names other modules used to import from here (``worker_id``, ``find_stored``, ``damage``,
+...) are re-exported from :mod:`~tvcaption.db.workers`, :mod:`~tvcaption.db.paths` and
+:mod:`~tvcaption.db.engine`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError
 
-from tvcaption.db.schema import Caption, Model, Recording, Scene, Tag
+from tvcaption.db import migrate as migrations
+from tvcaption.db.engine import (  # noqa: F401 - re-exported for callers of tvcaption.db.store
+    INDEX_HINT,
+    begin_write,
+    damage,
+    damaged_error,
+    database_error,
+    db_label,
+    mapped,
+    open_engine,
+)
+from tvcaption.db.paths import find_stored, path_spellings  # noqa: F401 - re-exported
+from tvcaption.db.scenes import annotations_t, insert_scenes, read_scenes, scenes_t
+from tvcaption.db.schema import Model, Recording
+from tvcaption.db.workers import process_space, worker_id, worker_is_dead  # noqa: F401 - re-exported
 from tvcaption.errors import DatabaseError, TvcaptionError
+from tvcaption.scene import Scene
 
 recordings_t = Recording.__table__
-scenes_t = Scene.__table__
-captions_t = Caption.__table__
-tags_t = Tag.__table__
 models_t = Model.__table__
 
 ERROR_MAX_CHARS = 10_000
 
-
-# --- results and inputs -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -50,31 +64,6 @@ class ModelInfo:
     name: str
     sha256: str | None = None
     meta: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class SceneRecord:
-    """One scene as the indexer hands it over: times in seconds, end exclusive."""
-
-    start: float
-    end: float
-    start_frame: int
-    end_frame: int
-    caption: str
-    score: float | None = None
-    tags: Sequence[tuple[str, float]] = ()
-
-
-@dataclass(frozen=True)
-class StoredScene:
-    index: int
-    start: float
-    end: float
-    start_frame: int
-    end_frame: int
-    caption: str
-    score: float | None
-    tags: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -138,71 +127,48 @@ class Stats:
     recordings: int
     by_status: dict[str, int]
     scenes: int
-    captions: int
-    tags: int
+    annotations: dict[str, int]  # how many of each kind ("caption", "tag", ...)
     models: int
     indexed_seconds: float  # total duration of recordings that are done
     last_indexed_at: datetime | None
 
+    @property
+    def captions(self) -> int:
+        return self.annotations.get("caption", 0)
 
-# --- engine ---------------------------------------------------------------------------------
-
-def _normalize_url(url: str | URL) -> URL:
-    u = make_url(url)
-    # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    return u
+    @property
+    def tags(self) -> int:
+        return self.annotations.get("tag", 0)
 
 
-def _sqlite_file(u: URL) -> Path | None:
-    db = u.database
-    if not db or db == ":memory:" or db.startswith("file:") or u.query.get("mode") == "memory":
-        return None
-    return Path(db)
+def connect(url: str | URL, *, migrate: bool = True, busy_timeout: float = 5.0, create: bool = True) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``), migrated to head.
 
+    :func:`~tvcaption.db.engine.open_engine` opens it (SQLite: WAL, foreign keys,
+    ``busy_timeout`` seconds of waiting for a lock, its folder created). With ``migrate`` (the
+    default) the schema is brought to the newest revision on first use; ``tvcaption db upgrade``
+    does the same explicitly.
 
-def connect(url: str | URL, *, migrate: bool = True, busy_timeout: float = 5.0) -> Engine:
-    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
-
-    SQLite gets WAL, foreign keys and ``busy_timeout`` seconds of waiting for a lock, and its
-    folder is created. With ``migrate`` (the default) the schema is brought to the newest
-    revision on first use; ``tvcaption db upgrade`` does the same explicitly.
+    ``create=False`` is for commands that only read (search, export, db current): they must
+    never leave a new database behind. A SQLite file that does not exist raises
+    :class:`~tvcaption.errors.MissingDatabaseError`; a PostgreSQL server or database that cannot
+    be reached raises :class:`DatabaseError`. With ``migrate`` too, a database that holds no
+    tvcaption schema (an empty file, a new PostgreSQL database) is not migrated but refused in
+    one line; one at an older revision is brought forward as usual.
     """
-    u = _normalize_url(url)
-    label = u.render_as_string(hide_password=True)
-    backend = u.get_backend_name()
-    if backend == "sqlite":
-        file = _sqlite_file(u)
-        if file is not None:
-            try:
-                file.expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseError(f"{file}: cannot create the database folder ({exc.strerror}); "
-                                    "set database.url to a writable path") from None
-        engine = create_engine(u, connect_args={"timeout": busy_timeout})
-        _sqlite_setup(engine, wal=file is not None, busy_timeout=busy_timeout)
-    elif backend == "postgresql":
-        engine = create_engine(u, pool_pre_ping=True)
-    else:
-        raise DatabaseError(f"{label}: unsupported database; use sqlite:///path or postgresql+psycopg://...")
-    engine.info = {"busy_timeout": busy_timeout}  # read by Store for its error messages
+    engine = open_engine(url, busy_timeout=busy_timeout, create=create, schema=migrate)
     if migrate:
-        from tvcaption.db import migrate as migrations
-
         try:
-            _migrate_once(engine, migrations, patience=max(busy_timeout * 4, 10.0))
+            _migrate_once(engine, patience=max(busy_timeout * 4, 10.0))
         except BaseException:
             engine.dispose()
             raise
     return engine
 
 
-def _migrate_once(engine: Engine, migrations, patience: float) -> None:
+def _migrate_once(engine: Engine, patience: float) -> None:
     """Bring the schema to head. Several indexers starting at once on a new SQLite file race to
     create it: one migrates while the others see "database is locked"; they retry until it is done."""
-    import time
-
     deadline = time.monotonic() + patience
     while True:
         try:
@@ -213,24 +179,6 @@ def _migrate_once(engine: Engine, migrations, patience: float) -> None:
             if engine.dialect.name != "sqlite" or "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-def _sqlite_setup(engine: Engine, *, wal: bool, busy_timeout: float) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see module docstring
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("tvcaption_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -252,67 +200,6 @@ def _dialect_insert(conn: Connection, table):
     return dialect_insert(table)
 
 
-def _insert_rows(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
-    """One executemany (a compiled statement reused, no round trip per row).
-
-    On PostgreSQL, RETURNING makes SQLAlchemy send the rows as multi-row INSERTs
-    ("insertmanyvalues", 1000 a statement), so the search index's statement-level triggers run
-    once per batch; a plain executemany would run them once per row.
-    """
-    if not rows:
-        return
-    stmt = insert(table)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.returning(table.c.id)
-    conn.execute(stmt, rows)
-
-
-def process_space() -> str:
-    """A short key naming the set of processes whose pids this process can check.
-
-    Two workers share it when they run under the same kernel boot (``boot_id``) in the same pid
-    namespace, on a host of the same name. Containers with one hostname on one machine (or on
-    two) then get different keys, so one never reads another's pid as its own.
-    """
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        pid_namespace = os.readlink("/proc/self/ns/pid")  # e.g. "pid:[4026531836]"
-    except OSError:  # not Linux: the host name alone
-        boot = pid_namespace = ""
-    return hashlib.sha256("\0".join((socket.gethostname(), boot, pid_namespace)).encode()).hexdigest()[:12]
-
-
-def worker_id() -> str:
-    """This process as a claimant: ``hostname:pid:space`` (what ``index_paths`` records in claimed_by)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{process_space()}"
-
-
-def worker_is_dead(worker: str | None) -> bool:
-    """True when ``worker`` (``hostname:pid:space``) is a process we can check and it no longer exists.
-
-    A claim by such a worker can be taken at once instead of after ``claim_timeout``: the worker
-    was killed (SIGKILL, OOM killer, power cut of a container) and will never save or release it.
-    Only a worker of our own process space (:func:`process_space`: same host, kernel boot and pid
-    namespace) can be checked. Anything else (another host or container, a worker id of another
-    form, a pid that exists or cannot be checked) counts as alive, and its claim goes stale only
-    after ``claim_timeout``. A recycled pid only makes us wait for the timeout; it never takes a
-    live claim.
-    """
-    parts = (worker or "").split(":")
-    if len(parts) != 3:
-        return False
-    host, pid, space = parts
-    if host != socket.gethostname() or space != process_space() or not pid.isdigit() or int(pid) <= 0:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it exists, as another user
-        return False
-    return False
-
-
 def _probe_dict(probe: Any) -> dict[str, Any] | None:
     if probe is None:
         return None
@@ -320,8 +207,6 @@ def _probe_dict(probe: Any) -> dict[str, Any] | None:
         return dataclasses.asdict(probe)
     return dict(probe)
 
-
-# --- the store ------------------------------------------------------------------------------
 
 class Store:
     """Reads and writes for the indexer and exporter; every write is one transaction."""
@@ -342,31 +227,16 @@ class Store:
         self.close()
 
     # transactions ------------------------------------------------------------------------------
-    def _error(self, exc: OperationalError) -> DatabaseError:
-        label = self.engine.url.render_as_string(hide_password=True)
-        message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        if "database is locked" in message or "database is busy" in message:
-            waited = self.engine.info.get("busy_timeout", 0)
-            return DatabaseError(
-                f"{label}: database is locked by another writer (waited {waited:g} s); run one "
-                "indexer per SQLite file, or use PostgreSQL for parallel workers")
-        return DatabaseError(f"{label}: {message}")
-
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect().execution_options(tvcaption_write=True) as conn, conn.begin():
-                yield conn
-        except OperationalError as exc:
-            raise self._error(exc) from exc
+        """One write transaction; database failures as one line (:func:`~tvcaption.db.engine.mapped`)."""
+        with mapped(self.engine), begin_write(self.engine) as conn:
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise self._error(exc) from exc
+        with mapped(self.engine), self.engine.connect() as conn:
+            yield conn
 
     # recordings --------------------------------------------------------------------------------
     @staticmethod
@@ -378,9 +248,37 @@ class Store:
         )
 
     def get_recording(self, path: str) -> RecordingInfo | None:
+        """The recording stored under exactly ``path``; see :meth:`find_recording` for paths as users write them."""
+        if "\x00" in str(path):
+            return None
         with self._read() as conn:
             row = conn.execute(select(recordings_t).where(recordings_t.c.path == str(path))).first()
         return None if row is None else self._info(row)
+
+    def find_recording(self, path: str | os.PathLike[str]) -> RecordingInfo | None:
+        """The recording that ``path`` names, however it is written, or None.
+
+        ``path`` may be relative, hold ``..`` or go through symlinks: see :func:`find_stored`.
+        """
+        with self._read() as conn:
+            row = find_stored(conn, path)
+        return None if row is None else self._info(row)
+
+    def rename_recording(self, old_path: str, new_path: str) -> bool:
+        """Store the recording at ``old_path`` under ``new_path`` (e.g. its resolved path, when an
+        older tvcaption stored another spelling). False when there is no ``old_path`` or another
+        recording is stored as ``new_path`` already; nothing changes then."""
+        if old_path == new_path:
+            return False
+        try:
+            with self._write() as conn:
+                if conn.execute(select(recordings_t.c.id).where(recordings_t.c.path == new_path)).first():
+                    return False
+                moved = conn.execute(update(recordings_t).where(recordings_t.c.path == old_path)
+                                     .values(path=new_path, updated_at=func.now()))
+        except IntegrityError:  # another worker stored new_path in between
+            return False
+        return moved.rowcount == 1
 
     def recordings(self, status: str | None = None, content_hash: str | None = None) -> list[RecordingInfo]:
         """All recordings by path, optionally only those with a status or content hash."""
@@ -485,84 +383,77 @@ class Store:
             stmt = stmt.on_conflict_do_nothing(index_elements=[models_t.c.name])
         conn.execute(stmt)
 
-    def save_result(self, recording: Claim | int, scenes: Sequence[SceneRecord], model: ModelInfo | str) -> int:
-        """Replace the recording's scenes, captions and tags and mark it done, in one transaction.
+    def save_result(self, recording: Claim | int, scenes: Sequence[Scene], model: ModelInfo | str, *,
+                    content_hash: str | None = None, probe: Any = None) -> int:
+        """Replace the recording's scenes and their annotations and mark it done, in one transaction.
 
-        ``recording`` is the Claim (or its ``recording_id``). Search sees either the old scenes or
-        the new ones, never a mix; a failure anywhere leaves the old state. Rows go in as one
-        executemany per table, not one round trip per scene. Returns the number of scenes stored.
+        ``recording`` is the Claim (or its ``recording_id``); ``scenes`` are
+        :class:`tvcaption.scene.Scene` s in the recording's order, each with every annotation its
+        analysers gave, kept in that order. Search sees either the old scenes or the new ones,
+        never a mix; a failure anywhere leaves the old state. Rows go in as one executemany per
+        table, not one round trip per scene. Returns the number of scenes stored.
+
+        ``content_hash`` and ``probe`` (a dict or dataclass, as for :meth:`claim`), when given,
+        replace what the claim recorded: the file as it was when captioning finished, should it
+        have changed (grown) since it was claimed. ``probe`` also sets ``duration``.
         """
         recording_id = recording.recording_id if isinstance(recording, Claim) else int(recording)
         info = model if isinstance(model, ModelInfo) else ModelInfo(model)
+        final: dict[str, Any] = {}
+        if content_hash is not None:
+            final["content_hash"] = content_hash
+        if probe is not None:
+            final["probe"] = _probe_dict(probe)
+            final["duration"] = final["probe"].get("duration")
         with self._write() as conn:
-            mine = recordings_t.c.id == recording_id
-            if isinstance(recording, Claim):  # still ours? a stale claim may have been taken over meanwhile
-                mine = mine & (recordings_t.c.claimed_by == recording.worker) & (recordings_t.c.status == "processing")
-            done = conn.execute(
-                update(recordings_t).where(mine).values(
-                    status="done", model=info.name, indexed_at=_now(), error=None,
-                    claimed_by=None, claimed_at=None))
-            if done.rowcount != 1:
-                if isinstance(recording, Claim) and conn.execute(
-                        select(recordings_t.c.id).where(recordings_t.c.id == recording_id)).first() is not None:
-                    raise ClaimLost(f"{recording.path}: another worker took this recording over "
-                                    f"(our claim went stale after claim_timeout); its result is kept")
-                raise DatabaseError(f"recording {recording_id}: not in the database; claim it before saving")
+            self._mark_done(conn, recording, recording_id, info.name, final)
             self._upsert_model(conn, info)
             conn.execute(delete(scenes_t).where(scenes_t.c.recording_id == recording_id))  # cascades
-            if not scenes:
-                return 0
-            _insert_rows(conn, scenes_t, [
-                dict(recording_id=recording_id, index=i, start=float(s.start), end=float(s.end),
-                     start_frame=int(s.start_frame), end_frame=int(s.end_frame))
-                for i, s in enumerate(scenes)])
-            ids = {index: scene_id for index, scene_id in conn.execute(
-                select(scenes_t.c["index"], scenes_t.c.id).where(scenes_t.c.recording_id == recording_id))}
-            _insert_rows(conn, captions_t, [
-                dict(scene_id=ids[i], text=s.caption, model=info.name, score=s.score)
-                for i, s in enumerate(scenes)])
-            tag_rows = [dict(scene_id=ids[i], label=label, score=float(score))
-                        for i, s in enumerate(scenes) for label, score in s.tags]
-            _insert_rows(conn, tags_t, tag_rows)
+            insert_scenes(conn, recording_id, scenes)
         return len(scenes)
 
+    @staticmethod
+    def _mark_done(conn: Connection, recording: Claim | int, recording_id: int, model: str,
+                   final: dict[str, Any]) -> None:
+        """Mark the recording done, if the claim is still ours (a stale one may have been taken over)."""
+        mine = recordings_t.c.id == recording_id
+        if isinstance(recording, Claim):
+            mine = mine & (recordings_t.c.claimed_by == recording.worker) & (recordings_t.c.status == "processing")
+        done = conn.execute(update(recordings_t).where(mine).values(
+            status="done", model=model, indexed_at=_now(), error=None, claimed_by=None, claimed_at=None, **final))
+        if done.rowcount == 1:
+            return
+        if isinstance(recording, Claim) and conn.execute(
+                select(recordings_t.c.id).where(recordings_t.c.id == recording_id)).first() is not None:
+            raise ClaimLost(f"{recording.path}: another worker took this recording over "
+                            f"(our claim went stale after claim_timeout); its result is kept")
+        raise DatabaseError(f"recording {recording_id}: not in the database; claim it before saving")
+
     # reads for export and status --------------------------------------------------------------
-    def scenes_of(self, recording: str | int) -> list[StoredScene]:
-        """The recording's scenes in order (by path or id); empty when it has none or is unknown."""
-        key = (recordings_t.c.id == recording) if isinstance(recording, int) \
-            else (recordings_t.c.path == str(recording))
-        query = (select(scenes_t.c.id, scenes_t.c["index"].label("position"), scenes_t.c.start, scenes_t.c.end,
-                        scenes_t.c.start_frame, scenes_t.c.end_frame, captions_t.c.text, captions_t.c.score)
-                 .join(recordings_t, recordings_t.c.id == scenes_t.c.recording_id)
-                 .outerjoin(captions_t, captions_t.c.scene_id == scenes_t.c.id)
-                 .where(key).order_by(scenes_t.c["index"], captions_t.c.id))
-        tag_query = (select(tags_t.c.scene_id, tags_t.c.label, tags_t.c.score)
-                     .join(scenes_t, scenes_t.c.id == tags_t.c.scene_id)
-                     .join(recordings_t, recordings_t.c.id == scenes_t.c.recording_id)
-                     .where(key).order_by(tags_t.c.scene_id, tags_t.c.score.desc(), tags_t.c.id))
+    def scenes_of(self, recording: str | int) -> list[Scene]:
+        """The recording's scenes in order (by path as stored, or id), each with its ``index`` and
+        its annotations in the order the analysers gave them; empty when it has none or is unknown."""
         with self._read() as conn:
-            rows = conn.execute(query).all()
-            tags: dict[int, list[tuple[str, float]]] = {}
-            for scene_id, label, score in conn.execute(tag_query):
-                tags.setdefault(scene_id, []).append((label, score))
-        out: dict[int, StoredScene] = {}
-        for row in rows:
-            if row.id not in out:  # first caption of the scene, should there be several
-                out[row.id] = StoredScene(
-                    index=row.position, start=row.start, end=row.end, start_frame=row.start_frame,
-                    end_frame=row.end_frame, caption=row.text or "", score=row.score,
-                    tags=tuple(tags.get(row.id, ())))
-        return list(out.values())
+            if isinstance(recording, int):
+                recording_id = recording
+            else:
+                recording_id = conn.execute(select(recordings_t.c.id)
+                                            .where(recordings_t.c.path == str(recording))).scalar()
+                if recording_id is None:
+                    return []
+            return read_scenes(conn, recording_id)
 
     def stats(self) -> Stats:
         with self._read() as conn:
             by_status = {status: n for status, n in conn.execute(
                 select(recordings_t.c.status, func.count()).group_by(recordings_t.c.status))}
+            by_kind = {kind: n for kind, n in conn.execute(
+                select(annotations_t.c.kind, func.count()).group_by(annotations_t.c.kind))}
             count = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                     for t in (scenes_t, captions_t, tags_t, models_t)}
+                     for t in (scenes_t, models_t)}
             seconds, last = conn.execute(
                 select(func.coalesce(func.sum(recordings_t.c.duration), 0.0), func.max(recordings_t.c.indexed_at))
                 .where(recordings_t.c.status == "done")).one()
         return Stats(recordings=sum(by_status.values()), by_status=by_status, scenes=count["scenes"],
-                     captions=count["captions"], tags=count["tags"], models=count["models"],
+                     annotations=by_kind, models=count["models"],
                      indexed_seconds=float(seconds), last_indexed_at=_utc(last))

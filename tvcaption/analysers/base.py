@@ -1,0 +1,91 @@
+"""The analyser interface: what a scene analyser gets, what it returns, and what it may share.
+
+An analyser is built once per run from an :class:`AnalyserContext` and then called with batches
+of :class:`SceneInput`: the scene (times), and what it declared in ``needs``: the sampled RGB
+frames (``"frames"``) and the backbone's 7x7 local features of those frames (``"features"``).
+It returns, for each scene of the batch, a list of :class:`~tvcaption.scene.Annotation` s. It
+knows nothing of decoding, the database, search or export: the pipeline runs it, the store keeps
+its annotations, search and export read them by kind and field.
+
+    class Shouting(Analyser):
+        name = "shouting"
+        needs = frozenset({"frames"})
+
+        def analyse(self, batch):
+            return [[Annotation(self.name, "label", "bright")] if b.frames.mean() > 200 else []
+                    for b in batch]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+from tvcaption.scene import Annotation, Scene
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor
+
+    from tvcaption.config import Config
+
+NEEDS = frozenset({"frames", "features"})
+
+
+@dataclass(frozen=True)
+class SceneInput:
+    """One scene handed to analysers."""
+
+    scene: Scene
+    times: "np.ndarray"  # (T,) seconds of the sampled frames
+    frames: "np.ndarray | None" = None  # (T, H, W, 3) uint8 RGB, when an analyser needs "frames"
+    features: "Tensor | None" = None  # (T, 7, 7, C) backbone local features, when one needs "features"
+
+
+class AnalyserContext:
+    """What analysers of one run share: the configuration and, loaded once when first asked
+    for, the CNN backbone (its features feed the captioner, its classifier the tags)."""
+
+    def __init__(self, config: "Config"):
+        self.config = config
+        self.features_config = config.features
+        self._backbone = None
+
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            from tvcaption.features import load_backbone
+
+            self._backbone = load_backbone(self.features_config)
+        return self._backbone
+
+    @property
+    def device(self):
+        return next(self.backbone.parameters()).device
+
+
+class Analyser:
+    """Base class; subclasses set ``name`` and ``needs`` and implement :meth:`analyse`.
+
+    ``frames``: how many frames per scene it wants sampled (the most any analyser asks for is
+    sampled; 0: no wish). ``identity``: what, besides its name, makes its output differ (a model
+    checksum); a recording indexed with other analysers or identities is indexed again.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    frames: int = 0
+
+    def __init__(self, context: AnalyserContext):
+        self.context = context
+
+    @property
+    def identity(self) -> str:
+        return self.name
+
+    def model_info(self) -> dict[str, Any] | None:
+        """For the store's models table: {"name", "sha256", "meta"}, or None."""
+        return None
+
+    def analyse(self, batch: Sequence[SceneInput]) -> list[list[Annotation]]:
+        raise NotImplementedError

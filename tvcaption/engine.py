@@ -1,0 +1,130 @@
+"""The analysers of a run, loaded once, fed scenes in batches: frames through the CNN when an
+analyser needs features, then every analyser on a batch of scenes; memory stays flat.
+
+:class:`Engine` is what the pipeline holds across recordings; it knows the analysers only
+through their interface (:mod:`tvcaption.analysers.base`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+from tvcaption.analysers import AnalyserContext, SceneInput, load_analysers
+from tvcaption.config import Config
+from tvcaption.scene import Scene
+
+ProgressFn = Callable[[float, list[Scene]], None]  # (seconds of the recording done, scenes so far)
+DEFAULT_FRAMES = 10  # frames sampled per scene when no analyser asks for a number
+DEFAULT_ANALYSERS = ("caption", "tags")
+
+
+class Engine:
+    """The configured analysers (``[index] analysers``) and the CNN backbone they share."""
+
+    def __init__(self, config: Config):
+        import torch
+
+        if config.features.threads:
+            torch.set_num_threads(config.features.threads)
+        self.config = config
+        self.context = AnalyserContext(config)
+        self.analysers = load_analysers(config.index.analysers, self.context)
+        self.needs = frozenset().union(*(a.needs for a in self.analysers))
+        self.frames = max((a.frames for a in self.analysers), default=0) or config.model.frames or DEFAULT_FRAMES
+        names = tuple(a.name for a in self.analysers)
+        identities = [a.identity for a in self.analysers]
+        # what the store records as "indexed with": the caption model alone for the default
+        # analysers (as before analysers existed), else every analyser's identity
+        self.model_name = identities[0] if names == DEFAULT_ANALYSERS else "+".join(identities)
+        infos = [a.model_info() for a in self.analysers if a.model_info()]
+        base = infos[0] if infos else {"name": self.model_name}
+        self.model_info = {**base, "name": self.model_name}
+
+    @property
+    def backbone(self):
+        return self.context.backbone
+
+    def features(self, frames):
+        """RGB frames (N, H, W, 3) of any size -> local features (N, 7, 7, C), a CNN batch at a time."""
+        from tvcaption.features import extract
+
+        return extract(self.context.backbone, frames, self.config.features.batch_size)
+
+    def analyse(self, inputs: Sequence[SceneInput]) -> list[Scene]:
+        """Every analyser on the batch; the scenes with their annotations, in analyser order."""
+        found: list[list] = [[] for _ in inputs]
+        for analyser in self.analysers:
+            for mine, theirs in zip(found, analyser.analyse(inputs), strict=True):
+                mine.extend(theirs)
+        return [item.scene.with_annotations(annotations) for item, annotations in zip(inputs, found)]
+
+    def analyse_scenes(self, info, scenes: Sequence[Scene], chunk: int = 16) -> list[Scene]:
+        """Two passes: scenes already detected, their frames read by seeking, a chunk at a time."""
+        import numpy as np
+
+        from tvcaption.video import read_frames, sample_times
+
+        results: list[Scene] = []
+        for lo in range(0, len(scenes), chunk):
+            part = scenes[lo:lo + chunk]
+            times = [sample_times(s.start, s.end, self.frames) for s in part]
+            frames = read_frames(info, np.concatenate(times))[0]
+            results += self._run(part, times, np.split(frames, len(part)))
+        return results
+
+    def _run(self, scenes: Sequence[Scene], times: Sequence, frames: Sequence) -> list[Scene]:
+        """Features for the scenes' frames (if needed), then the analysers."""
+        features = [None] * len(scenes)
+        if "features" in self.needs:
+            import numpy as np
+
+            batch = self.config.features.batch_size
+            flat = np.concatenate(frames)
+            import torch
+
+            local = torch.cat([self.features(flat[i:i + batch]) for i in range(0, len(flat), batch)])
+            features = list(local.split([len(f) for f in frames]))
+        keep = "frames" in self.needs
+        return self.analyse([SceneInput(s, t, f if keep else None, x) for s, t, f, x in zip(scenes, times, frames, features)])
+
+    def analyse_stream(self, sampled: Iterable, chunk: int = 16, on_progress: ProgressFn | None = None) -> list[Scene]:
+        """Analyse :class:`~tvcaption.stream.SampledScene` items as they come.
+
+        Frames of consecutive scenes share CNN batches; only the scenes' features (and frames,
+        when an analyser needs them) wait until ``chunk`` scenes are analysed together, so memory
+        does not grow with the recording. ``on_progress(seconds, scenes)`` is called after every
+        CNN batch with the end of the last scene through it and every analysed scene so far.
+        """
+        import numpy as np
+
+        results: list[Scene] = []
+        batch = max(self.frames, self.config.features.batch_size)
+        waiting: list = []  # scenes whose frames are not through the CNN yet
+        ready: list[SceneInput] = []  # scenes ready for the analysers
+        keep, cnn = "frames" in self.needs, "features" in self.needs
+
+        def run_cnn() -> None:
+            if waiting:
+                local = self.features(np.concatenate([w.frames for w in waiting])) if cnn else None
+                parts = local.split([len(w.frames) for w in waiting]) if cnn else [None] * len(waiting)
+                ready.extend(SceneInput(w.scene, w.times, w.frames if keep else None, x) for w, x in zip(waiting, parts))
+                waiting.clear()
+
+        def run_analysers() -> None:
+            if ready:
+                results.extend(self.analyse(ready))
+                ready.clear()
+
+        for item in sampled:
+            waiting.append(item)
+            if len(waiting) * self.frames >= batch:
+                run_cnn()
+                if len(ready) >= chunk:
+                    run_analysers()
+                if on_progress:
+                    on_progress(ready[-1].scene.end if ready else results[-1].end, results)
+        run_cnn()
+        run_analysers()
+        if on_progress and results:
+            on_progress(results[-1].end, results)
+        return results
