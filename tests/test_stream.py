@@ -14,7 +14,8 @@ from tvcaption.config import Config, ScenesConfig, with_overrides
 from tvcaption.pipeline import in_background
 from tvcaption.scenes import detect_scenes, split_long
 from tvcaption.stream import StreamStats, stream_scenes
-from tvcaption.video import _pyav_read, output_size, probe, sample_times
+from tvcaption.video import output_size, probe, sample_times
+from tvcaption.video.pyav import read as _pyav_read
 
 try:
     from tests.media import media  # noqa: F401  (fixture)
@@ -71,10 +72,11 @@ def test_a_small_budget_thins_frames_but_keeps_scenes_and_bounds_memory(scenes_d
 
 
 def test_index_single_and_two_pass_agree(scenes_dir):
-    from tvcaption.pipeline import CaptionEngine, captions_of
+    from tvcaption.engine import Engine
+    from tvcaption.pipeline import captions_of
 
     config = Config()
-    engine = CaptionEngine(config)
+    engine = Engine(config)
     info = probe(scenes_dir / "bikes.mp4")
     once = captions_of(info, config, engine)
     twice = captions_of(info, dataclasses.replace(config, index=dataclasses.replace(config.index, single_pass=False)),
@@ -119,7 +121,8 @@ def test_in_background_passes_items_errors_and_stops_early():
 
 def test_out_of_order_cuts_fall_back_to_two_passes(scenes_dir, monkeypatch, caplog):
     import tvcaption.stream as stream
-    from tvcaption.pipeline import CaptionEngine, captions_of
+    from tvcaption.engine import Engine
+    from tvcaption.pipeline import captions_of
 
     real = stream.stream_scenes
 
@@ -130,10 +133,10 @@ def test_out_of_order_cuts_fall_back_to_two_passes(scenes_dir, monkeypatch, capl
     monkeypatch.setattr(stream, "stream_scenes", mismatched)
     config = with_overrides(Config(), "features", batch_size=1)  # one scene per CNN batch...
     info = probe(scenes_dir / "bikes.mp4")
-    engine = CaptionEngine(config)
-    engine.caption_stream = functools.partial(engine.caption_stream, chunk=1)  # ...and per progress report
+    engine = Engine(config)
+    engine.analyse_stream = functools.partial(engine.analyse_stream, chunk=1)  # ...and per progress report
     reported: list[int] = []
-    captions = captions_of(info, config, engine, lambda done: reported.append(len(done)))
+    captions = captions_of(info, config, engine, lambda seconds, done: reported.append(len(done)))
     assert [c.start for c in captions] == [s.start for s in split_long(detect_scenes(info, config.scenes),
                                                                        config.scenes.max_scene_len)]
     assert "two passes" in caplog.text

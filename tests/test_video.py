@@ -237,7 +237,7 @@ def test_aspect_ratio_matches_ffmpeg_scale(clip, probed):
 
 def test_sorted_times_seek_instead_of_decoding_everything(probed, monkeypatch):
     """Sparse sorted times decode from the keyframe before each, not from the start each time."""
-    import tvcaption.video as video
+    import tvcaption.video.pyav as video
 
     info = probed("bikes-mpeg2.ts")  # a keyframe every 12 frames
     decoded = []

@@ -14,6 +14,11 @@ most ``stride - 1`` frames earlier than the exact one; for scenes that fit the b
 12 s of SD or 2.4 s of 1080p at the default) the frames are exactly those the two-pass
 reader returns.
 
+A scene closed by a cut is held back until the open scene after it has lasted
+``min_scene_len`` (or another cut closes that one too): until then the open scene could still
+be a too-short last scene, which :func:`~tvcaption.scenes.merge_short_last` merges into the
+held one. The held scene keeps its pictures meanwhile (at most ``min_scene_len`` of decoding).
+
 If the detector ever reports cuts out of order, so that a scene already handed on turns out
 not to be one, :class:`StreamMismatch` is raised at the end and the caller redoes the
 recording in two passes (:func:`tvcaption.pipeline.caption_recording` does).
@@ -21,6 +26,7 @@ recording in two passes (:func:`tvcaption.pipeline.caption_recording` does).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +34,9 @@ from typing import Any
 import numpy as np
 
 from tvcaption.config import ScenesConfig
-from tvcaption.scenes import Scene, SceneDetection, make_detector, processing_size, split_long
+from tvcaption.scenes import Scene, SceneDetection, make_detector, processing_size, split_long, too_short
+from tvcaption.video import output_size, sample_times
+from tvcaption.video.pyav import PyavCursor, converter
 
 _EPS = 1e-6
 DEFAULT_BUDGET = 192 << 20  # bytes of decoded pictures kept for the open scene
@@ -107,81 +115,110 @@ def stream_scenes(info: Any, options: ScenesConfig | None, frames_per_scene: int
     ``info`` is a :class:`~tvcaption.video.VideoInfo`. Scenes equal
     ``split_long(detect_scenes(info, options), options.max_scene_len)``.
     """
-    import time
+    one_pass = _OnePass(info, options or ScenesConfig(), frames_per_scene, budget_bytes,
+                        stats if stats is not None else StreamStats())
+    yield from one_pass.run()
 
-    from tvcaption.video import _pyav_converter, _PyavCursor, output_size, sample_times
 
-    options = options or ScenesConfig()
-    stats = stats if stats is not None else StreamStats()
-    make_detector(options, info.fps)  # configuration errors before decoding anything
-    w, h = processing_size(info.width, info.height, options)
-    small = min(w, h) if (w, h) != (info.width, info.height) else None  # as detect_scenes does
-    to_small = _pyav_converter(info, *output_size(info, small), "bgr24", scaler="cv2")  # as detect_scenes
-    to_full = _pyav_converter(info, *output_size(info, None))
-    detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
-    kept: _Kept | None = None
-    emitted: list[Scene] = []
-    seen_cuts = 0
-    start_index, start_t = 0, 0.0
+class _OnePass:
+    """One pass over a recording: the detector, the kept pictures, the scene held back, and the
+    scenes already handed on."""
 
-    def sampled(entries, scene: Scene) -> Iterator[SampledScene]:
+    def __init__(self, info: Any, options: ScenesConfig, frames_per_scene: int, budget_bytes: int,
+                 stats: StreamStats):
+        self.info, self.options, self.stats = info, options, stats
+        self.frames_per_scene, self.budget_bytes = frames_per_scene, budget_bytes
+        make_detector(options, info.fps)  # configuration errors before decoding anything
+        w, h = processing_size(info.width, info.height, options)
+        small = min(w, h) if (w, h) != (info.width, info.height) else None  # as detect_scenes does
+        self.to_small = converter(info, *output_size(info, small), "bgr24", scaler="cv2")  # as detect_scenes
+        self.to_full = converter(info, *output_size(info, None))
+        self.detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
+        self.kept: _Kept | None = None
+        self.emitted: list[Scene] = []
+        self.seen_cuts = 0
+        self.start_index, self.start_t = 0, 0.0  # where the open scene starts
+        self.held: tuple[Scene, list[tuple[float, int, Any]]] | None = None  # closed, may still be merged into
+
+    def run(self) -> Iterator[SampledScene]:
+        with PyavCursor(self.info) as cursor:
+            frames = cursor.frames()
+            while (item := self._next(frames)) is not None:
+                if self._push(*item):
+                    yield from self._close_scenes()
+        yield from self._finish()
+
+    def _next(self, frames: Iterator[tuple[float, Any]]) -> tuple[float, Any] | None:
         t0 = time.perf_counter()
-        for part in split_long([scene], options.max_scene_len):
-            picks = _pick(entries, sample_times(part.start, part.end, frames_per_scene))
+        item = next(frames, None)
+        self.stats.decode_s += time.perf_counter() - t0
+        return item
+
+    def _push(self, t: float, picture: Any) -> bool:
+        """Detection and the buffer take one decoded picture; False for a repeated timestamp."""
+        t0 = time.perf_counter()
+        detection, stats = self.detection, self.stats
+        before = len(detection.times)
+        detection.push(t, self.to_small(picture), bgr=True)
+        stats.detect_s += time.perf_counter() - t0
+        if len(detection.times) == before:
+            return False  # a repeated timestamp: the detector skipped it, so do we
+        stats.frames += 1
+        if self.kept is None:
+            frame_bytes = sum(p.buffer_size for p in picture.planes) or 1
+            self.kept = _Kept(max(4 * self.frames_per_scene, self.budget_bytes // frame_bytes))
+        self.kept.add(t, before, picture)
+        stats.max_kept = max(stats.max_kept, len(self.kept.entries))
+        stats.max_stride = max(stats.max_stride, self.kept.stride)
+        return True
+
+    def _close_scenes(self) -> Iterator[SampledScene]:
+        """Close the open scene at each new cut, and hand on the held scene once it is final."""
+        detection = self.detection
+        if len(detection.cut_seconds) != self.seen_cuts:
+            times = detection.times
+            for c in sorted(set(detection.cut_seconds[self.seen_cuts:])):
+                b = int(np.searchsorted(times, c - _EPS, side="left"))
+                if b <= self.start_index or b >= len(times):
+                    continue  # at the first frame, inside a scene already closed, or not decoded yet
+                if self.held is not None:  # a later cut: the held scene is not the one before the last
+                    yield from self._sampled(self.held[1], self.held[0])
+                self.held = (Scene(start=self.start_t, end=float(times[b]), start_frame=self.start_index,
+                                   end_frame=b), self.kept.cut(b))
+                self.start_index, self.start_t = b, float(times[b])
+            self.seen_cuts = len(detection.cut_seconds)
+        if self.held is not None and not too_short(detection.times[-1] - self.start_t, self.options.min_scene_len):
+            # the open scene already lasts min_scene_len: it cannot be merged into the held one
+            yield from self._sampled(self.held[1], self.held[0])
+            self.held = None
+
+    def _finish(self) -> Iterator[SampledScene]:
+        """The remaining scenes, after checking the ones handed on against the final detection."""
+        final = split_long(self.detection.finish(self.info.duration), self.options.max_scene_len)
+        if final[:len(self.emitted)] != self.emitted:
+            raise StreamMismatch(f"{self.info.path}: scenes found during the pass differ from the final detection")
+        if self.kept is not None:
+            entries = (self.held[1] if self.held is not None else []) + self.kept.cut(len(self.detection.times) + 1)
+            for part in final[len(self.emitted):]:
+                # the remaining parts all come from the held scene and the last one(s) still in the buffer
+                yield from self._sampled(entries, part)
+
+    def _sampled(self, entries: list[tuple[float, int, Any]], scene: Scene) -> Iterator[SampledScene]:
+        """``scene`` split like split_long, each part with the kept frames shown at its sample times."""
+        t0 = time.perf_counter()
+        for part in split_long([scene], self.options.max_scene_len):
+            picks = _pick(entries, sample_times(part.start, part.end, self.frames_per_scene))
             converted: dict[float, np.ndarray] = {}
             for t, picture in picks:
                 if t not in converted:
-                    converted[t] = to_full(picture)
+                    converted[t] = self.to_full(picture)
             out = SampledScene(part, np.stack([converted[t] for t, _ in picks]),
                                np.array([t for t, _ in picks], dtype=np.float64))
-            emitted.append(part)
-            stats.scenes += 1
-            stats.sample_s += time.perf_counter() - t0
+            self.emitted.append(part)
+            self.stats.scenes += 1
+            self.stats.sample_s += time.perf_counter() - t0
             yield out
             t0 = time.perf_counter()
-
-    with _PyavCursor(info) as cursor:
-        it = cursor.frames()
-        while True:
-            t0 = time.perf_counter()
-            item = next(it, None)
-            t1 = time.perf_counter()
-            stats.decode_s += t1 - t0
-            if item is None:
-                break
-            t, picture = item
-            before = len(detection.times)
-            detection.push(t, to_small(picture), bgr=True)
-            stats.detect_s += time.perf_counter() - t1
-            if len(detection.times) == before:
-                continue  # a repeated timestamp: the detector skipped it, so do we
-            index = before
-            stats.frames += 1
-            if kept is None:
-                frame_bytes = sum(p.buffer_size for p in picture.planes) or 1
-                kept = _Kept(max(4 * frames_per_scene, budget_bytes // frame_bytes))
-            kept.add(t, index, picture)
-            stats.max_kept = max(stats.max_kept, len(kept.entries))
-            stats.max_stride = max(stats.max_stride, kept.stride)
-            if len(detection.cut_seconds) == seen_cuts:
-                continue
-            times = detection.times
-            for c in sorted(set(detection.cut_seconds[seen_cuts:])):
-                b = int(np.searchsorted(times, c - _EPS, side="left"))
-                if b <= start_index or b >= len(times):
-                    continue  # at the first frame, inside a scene already closed, or not decoded yet
-                scene = Scene(start=start_t, end=float(times[b]), start_frame=start_index, end_frame=b)
-                yield from sampled(kept.cut(b), scene)
-                start_index, start_t = b, float(times[b])
-            seen_cuts = len(detection.cut_seconds)
-    final = split_long(detection.finish(info.duration), options.max_scene_len)
-    if final[:len(emitted)] != emitted:
-        raise StreamMismatch(f"{info.path}: scenes found during the pass differ from the final detection")
-    if kept is not None:
-        entries = kept.cut(len(detection.times) + 1)
-        for part in final[len(emitted):]:
-            # the remaining parts all come from the last detected scene(s) still in the buffer
-            yield from sampled(entries, part)
 
 
 __all__ = ["SampledScene", "StreamStats", "StreamMismatch", "stream_scenes", "DEFAULT_BUDGET"]
