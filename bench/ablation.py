@@ -29,6 +29,7 @@ is skipped by a rerun (``--force`` retrains). Results: ``OUT/ablation.json`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -97,6 +98,20 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _train_view(quiet: bool):
+    """Training's log lines and bars on stderr (tvcaption.views_train), or None when ``quiet``."""
+    if quiet:
+        yield None
+        return
+    from rich.console import Console
+
+    from tvcaption.views_train import TrainView
+
+    with TrainView(Console(stderr=True)) as view:
+        yield view
+
+
 def run_variant(name: str, seed: int, data: Path, out: Path, args: argparse.Namespace, floors: bool) -> dict[str, Any]:
     """Train one (variant, seed) and evaluate it on the test split; cached in OUT/runs."""
     from tvcaption.config import FeaturesConfig, TrainConfig
@@ -119,13 +134,13 @@ def run_variant(name: str, seed: int, data: Path, out: Path, args: argparse.Name
                      input_rank=args.input_rank, position_bias=variant.get("position_bias", False),
                      temporal_delta=args.temporal_delta)
     t0 = time.perf_counter()
-    result = train(data, runs / f"{name}-s{seed}", config=config, features=features, dims=dims,
-                   val_clips=args.val_clips, max_train_clips=args.train_clips, select=args.select,
-                   progress=not args.quiet)
+    with _train_view(args.quiet) as view:
+        result = train(data, runs / f"{name}-s{seed}", config=config, features=features, dims=dims,
+                       val_clips=args.val_clips, max_train_clips=args.train_clips, select=args.select,
+                       on_event=view)
     t_train = time.perf_counter() - t0
     evaluation = evaluate(result.checkpoint, args.test_data or data, "test", features=features,
-                          decoding=DecodingOptions(beam_size=args.beam, max_len=30), floors=floors,
-                          seed=seed, progress=False)
+                          decoding=DecodingOptions(beam_size=args.beam, max_len=30), floors=floors, seed=seed)
     record = {"variant": name, "seed": seed, "train_seconds": round(t_train, 2),
               "best_epoch": result.best_epoch, "best_val": result.best_score,
               "eval": evaluation.to_json(per_clip=True)}
@@ -313,8 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = args.out / "data"
         if not (data / "videodatainfo.json").is_file():
             n = args.synth
-            generate_synthtv(data, train=n, val=max(4, n // 10), test=max(4, n // 4), seed=0, size=args.synth_size,
-                             progress=not args.quiet)
+            generate_synthtv(data, train=n, val=max(4, n // 10), test=max(4, n // 4), seed=0, size=args.synth_size)
     started = time.perf_counter()
     records = []
     for seed in range(args.seeds):

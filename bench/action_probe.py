@@ -35,7 +35,7 @@ def load(data: Path, cache: Path, clips: int, frames: int) -> tuple[torch.Tensor
     from tvcaption.config import FeaturesConfig
     from tvcaption.data import read_dataset
     from tvcaption.features import load_backbone
-    from tvcaption.train import load_features, split_clips
+    from tvcaption.clips import load_features, split_clips
 
     train = split_clips(read_dataset(data), "train")
     feats = load_features(train, load_backbone(FeaturesConfig(device="cpu")), frames, "mean", cache, in_ram=False)

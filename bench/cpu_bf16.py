@@ -25,7 +25,7 @@ import torch
 def main(argv: list[str] | None = None) -> dict:
     from tvcaption.model import CaptionModel, pad_tokens
     from tvcaption.model.dims import ModelDims
-    from tvcaption.train import cpu_has_native_bf16
+    from tvcaption.train_devices import cpu_has_native_bf16
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=5, help="timed steps per precision (after one warm-up step)")

@@ -56,7 +56,7 @@ def test_round_trip_gives_identical_outputs(saved):
         with torch.no_grad():
             assert torch.equal(loaded.model(local, glob, tokens), want)
         opts = DecodingOptions(beam_size=2, max_len=5)
-        assert loaded.caption(local, glob, opts) == [vocab.decode(ids) for ids in decode(model, local, glob, opts)]
+        assert decode(loaded.model, local, glob, opts) == decode(model, local, glob, opts)
 
 
 def test_json_describes_the_checkpoint(saved):
@@ -175,3 +175,14 @@ def test_renamed_pair_still_loads(saved):
     path.rename(new)
     path.with_suffix(".safetensors").rename(new.with_suffix(".safetensors"))
     assert load_checkpoint(new.with_suffix("")).dims == model.dims
+
+
+def test_the_checkpoints_backbone_and_descriptor_override_the_config():
+    from tvcaption.checkpoint import features_for
+    from tvcaption.config import FeaturesConfig
+
+    config = FeaturesConfig(backbone="resnet152", global_descriptor="meanmax", device="cpu", batch_size=7)
+    trained = features_for({"backbone": "efficientnet_lite0", "global_descriptor": "mean"}, config)
+    assert (trained.backbone, trained.global_descriptor) == ("efficientnet_lite0", "mean")
+    assert (trained.device, trained.batch_size) == ("cpu", 7)  # how to run stays the config's
+    assert features_for({"frames": 4}, config) == config  # a meta that names no backbone changes nothing

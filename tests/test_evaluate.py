@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvcaption.metrics import METRIC_KEYS, java_available, metric_in_range, score_captions
+from needs import need_module
+from tvcaption.metrics import METRIC_KEYS, metric_in_range, score_captions
 
-needs_java = pytest.mark.skipif(not java_available(), reason="pycocoevalcap's tokenizer and METEOR need java on PATH")
+needs_java = pytest.mark.usefixtures("needs_java")  # pycocoevalcap's tokenizer and METEOR run on java
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -80,29 +81,32 @@ def test_random_captions_are_seeded_training_captions():
 # -- evaluate() on a toy model ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    pytest.importorskip("torch")
+    need_module("torch")
     from tvcaption.config import FeaturesConfig, TrainConfig
     from tvcaption.data import generate_synthtv
     from tvcaption.model import ModelDims
     from tvcaption.train import train
 
     root = tmp_path_factory.mktemp("toy")
-    data = generate_synthtv(root / "synthtv", train=8, val=4, test=4, size=64, seed=1, progress=False)
+    data = generate_synthtv(root / "synthtv", train=8, val=4, test=4, size=64, seed=1)
     features = FeaturesConfig(device="cpu", threads=1, cache_dir=str(root / "features"))
     result = train(data, root / "model", config=TrainConfig(epochs=2, batch_size=4, lr=1e-2), features=features,
-                   dims=ModelDims(hidden=16, attention=8, embedding=8, frames=4), progress=False)
+                   dims=ModelDims(hidden=16, attention=8, embedding=8, frames=4))
     return data, features, result.checkpoint
 
 
 @needs_java
 def test_evaluate_reports_every_metric_slots_and_floors(toy, tmp_path):
     from tvcaption.decoding import DecodingOptions
-    from tvcaption.evaluate import EvalResult, evaluate, print_eval
+    from tvcaption.evaluate import EvalResult, evaluate
+    from tvcaption.views_train import print_eval
 
     data, features, checkpoint = toy
     captions_out = tmp_path / "captions.json"
+    stages = []
     result = evaluate(checkpoint, data, "test", features=features, captions_out=captions_out,
-                      decoding=DecodingOptions(beam_size=2, max_len=12), progress=False)
+                      decoding=DecodingOptions(beam_size=2, max_len=12),
+                      on_progress=lambda *call: stages.append(call))
     assert isinstance(result, EvalResult) and result.clips == 4 and result.split == "test"
     assert list(result.metrics) == list(METRIC_KEYS)
     assert all(metric_in_range(k, v) for k, v in result.metrics.items()), result.metrics
@@ -137,6 +141,8 @@ def test_evaluate_reports_every_metric_slots_and_floors(toy, tmp_path):
     print_eval(result, Console(file=buf, width=140))
     text = buf.getvalue()
     assert "CIDEr" in text and "constant" in text and "hard" in text
+    assert stages[0] == ("features", 0, 4) and ("features", 4, 4) in stages  # the test clips were not cached yet
+    assert stages[-1] == ("captions", 4, 4)
 
 
 @needs_java
@@ -146,10 +152,30 @@ def test_evaluate_limits_clips_writes_tsv_and_skips_floors(toy, tmp_path):
 
     data, features, checkpoint = toy
     result = evaluate(checkpoint, data, "val", features=features, max_clips=2, floors=False,
-                      decoding=DecodingOptions(beam_size=1), captions_out=tmp_path / "c.tsv", progress=False)
+                      decoding=DecodingOptions(beam_size=1), captions_out=tmp_path / "c.tsv")
     assert result.clips == 2 and result.floors == {}
     lines = (tmp_path / "c.tsv").read_text().splitlines()
     assert len(lines) == 2 and all(len(line.split("\t")) == 2 for line in lines)
+
+
+@needs_java
+def test_evaluate_command_prints_the_tables_or_json(toy, tmp_path):
+    from typer.testing import CliRunner
+
+    from tvcaption.cli import app
+
+    data, features, checkpoint = toy
+    config = tmp_path / "tvcaption.toml"
+    config.write_text(f'[features]\ndevice = "cpu"\nthreads = 1\ncache_dir = "{features.cache_dir}"\n')
+    args = ["evaluate", "--model", str(checkpoint), "--data", str(data), "--split", "val", "--max-clips", "2",
+            "--no-floors", "--beam-size", "1", "--config", str(config)]
+    runner = CliRunner()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "CIDEr" in result.output and "slot accuracy" in result.output
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["clips"] == 2
 
 
 @needs_java
@@ -159,7 +185,7 @@ def test_evaluate_on_real_msvd_clips_takes_floors_from_the_training_data(toy, sh
 
     _, features, checkpoint = toy
     result = evaluate(checkpoint, shared_data / "captioned" / "msvd", "test", features=features, max_clips=2,
-                      decoding=DecodingOptions(beam_size=1), progress=False)
+                      decoding=DecodingOptions(beam_size=1))
     assert result.clips == 2 and result.slots is None  # real clips: no ground-truth slots
     assert all(metric_in_range(k, v) for k, v in result.metrics.items())
     assert set(result.floors) == {"constant", "random"}  # the MSVD folder has no train split: SynthTV's
@@ -171,7 +197,7 @@ def test_evaluate_unknown_split_is_a_clear_error(toy):
 
     data, features, checkpoint = toy
     with pytest.raises(TvcaptionError, match="no clips in the 'holdout' split"):
-        evaluate(checkpoint, data, "holdout", features=features, progress=False)
+        evaluate(checkpoint, data, "holdout", features=features)
 
 
 # -- the ablation benchmark -----------------------------------------------------------------------
@@ -225,8 +251,7 @@ def test_caption_only_corpus_is_a_clear_error(toy, shared_data):
 
     _, features, checkpoint = toy
     with pytest.raises(TvcaptionError, match="no video file"):
-        evaluate(checkpoint, shared_data / "captions" / "msvd" / "MSVD_val.tsv", "val", features=features,
-                 progress=False)
+        evaluate(checkpoint, shared_data / "captions" / "msvd" / "MSVD_val.tsv", "val", features=features)
 
 
 def test_ablation_single_actor_slots_read_from_captions(toy):
@@ -253,7 +278,7 @@ def test_ablation_single_actor_slots_read_from_captions(toy):
 
 def test_position_named_tells_omission_from_misplacement(toy):
     from tvcaption.data import parse_caption, read_dataset
-    from tvcaption.evaluate import score_slots
+    from tvcaption.slots import score_slots
 
     data, _, _ = toy
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
+from needs import need
 from tvcaption.features import Backbone, CacheKey, FeatureCache, build_cache, extract, remove_stale
 
 FRAMES = 3
@@ -78,21 +78,24 @@ def test_build_resumes_after_interruption(tmp_path) -> None:
     backbone = tiny_backbone()
     first = Reader(fail_at=PATHS[3])
     with pytest.raises(KeyboardInterrupt):
-        build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, batch_size=FRAMES, read=first)
+        build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, batch_size=FRAMES, read=first)
     cache = FeatureCache.open(tmp_path, CLIPS, CacheKey.for_backbone(backbone, FRAMES), PATHS)
     assert list(cache.missing()) == [3, 4, 5]  # clips 0-2 were flushed on the way out
 
     second = Reader()
-    cache = build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, batch_size=2 * FRAMES, read=second)
+    calls: list[tuple[int, int]] = []
+    cache = build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, batch_size=2 * FRAMES, read=second,
+                        on_progress=lambda done, total: calls.append((done, total)))
     assert sorted(second.calls) == PATHS[3:]  # only the missing clips were decoded again (in threads)
+    assert calls == [(0, 3), (2, 3), (3, 3)]  # two clips per forward pass
     assert cache.complete
     expected = extract(backbone, np.concatenate([fake_frames(p, FRAMES) for p in PATHS]), 8)
     expected = expected.reshape(len(CLIPS), FRAMES, 7, 7, 8).numpy().astype(np.float16)
     np.testing.assert_allclose(cache.read(range(len(CLIPS))).astype(np.float32), expected.astype(np.float32), atol=2e-3)
 
-    third = Reader()  # everything cached: no decoding at all
-    build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, progress=False, read=third)
-    assert third.calls == []
+    third = Reader()  # everything cached: no decoding at all, nothing to report
+    build_cache(CLIPS, PATHS, backbone, FRAMES, tmp_path, read=third, on_progress=lambda *a: calls.append(a))
+    assert third.calls == [] and calls[-1] == (3, 3)
 
 
 def test_same_clip_ids_from_other_videos_get_their_own_cache(tmp_path) -> None:
@@ -107,17 +110,17 @@ def test_same_clip_ids_from_other_videos_get_their_own_cache(tmp_path) -> None:
     a = [str(videos_a / f"{c}.mp4") for c in CLIPS]
     b = [str(videos_b / f"{c}.mp4") for c in CLIPS]
     backbone = tiny_backbone()
-    cache_a = build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", progress=False, read=Reader())
+    cache_a = build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", read=Reader())
     reader = Reader()
-    cache_b = build_cache(CLIPS, b, backbone, FRAMES, tmp_path / "cache", progress=False, read=reader)
+    cache_b = build_cache(CLIPS, b, backbone, FRAMES, tmp_path / "cache", read=reader)
     assert cache_b.path != cache_a.path and sorted(reader.calls) == sorted(b)  # b's videos were read
     assert not np.array_equal(cache_a.read([0]), cache_b.read([0]))
     again = Reader()
-    assert build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", progress=False, read=again).path == cache_a.path
+    assert build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", read=again).path == cache_a.path
     assert again.calls == []
     st = os.stat(a[0])
     os.utime(a[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a video replaced (or touched)
-    assert build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", progress=False, read=Reader()).path != cache_a.path
+    assert build_cache(CLIPS, a, backbone, FRAMES, tmp_path / "cache", read=Reader()).path != cache_a.path
 
 
 def test_key_changes_invalidate(tmp_path) -> None:
@@ -160,14 +163,12 @@ def test_cache_pickles_for_dataloader_workers(tmp_path) -> None:
     assert float(clone.read(0)[0, 0, 0, 0, 0]) == 2.5
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tvcaption.video") is None, reason="tvcaption.video not written yet")
 def test_build_from_real_msvd_clips(shared_data, tmp_path) -> None:
     videos = sorted((shared_data / "captioned" / "msvd").glob("*.avi"))[:2]
-    if len(videos) < 2:
-        pytest.skip("MSVD clips not found")
+    need(len(videos) == 2, f"two MSVD clips (*.avi) not found in {shared_data / 'captioned' / 'msvd'}")
     backbone = tiny_backbone()
     ids = [v.stem for v in videos]
-    cache = build_cache(ids, [str(v) for v in videos], backbone, 2, tmp_path, progress=False)
+    cache = build_cache(ids, [str(v) for v in videos], backbone, 2, tmp_path)
     assert cache.complete and cache.shape == (2, 2, 7, 7, 8)
     feats = cache.read([0, 1]).astype(np.float32)
     assert np.isfinite(feats).all() and not np.allclose(feats[0], feats[1])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from needs import need_module
 from tvcaption.config import ConfigError, FeaturesConfig
 from tvcaption.errors import TvcaptionError
 from tvcaption.features import (
@@ -21,7 +22,7 @@ from tvcaption.features import (
 from tvcaption.features import descriptor
 from tvcaption.features.backbones import zip_state_dict
 
-skdata = pytest.importorskip("skimage.data")
+skdata = need_module("skimage.data", "the photos these tests classify")
 
 
 @pytest.fixture(scope="module")

@@ -32,10 +32,9 @@ def test_shipped_model_names_actor_and_action_on_unseen_clips(tmp_path):
     from tvcaption.decoding import DecodingOptions
     from tvcaption.evaluate import evaluate
 
-    data = generate_synthtv(tmp_path / "synth", train=0, val=0, test=24, seed=4242, progress=False)
+    data = generate_synthtv(tmp_path / "synth", train=0, val=0, test=24, seed=4242)
     result = evaluate(MODEL, data, "test", decoding=DecodingOptions(beam_size=3), floors=False,
-                      features=FeaturesConfig(device="cpu", threads=1), cache_dir=tmp_path / "features",
-                      progress=False)
+                      features=FeaturesConfig(device="cpu", threads=1), cache_dir=tmp_path / "features")
     single = result.slots["single"]
     print(json.dumps(result.slots, indent=1))
     # Chance is 1/10 for the kind, 1/6 for the colour, 1/11 for the action and at most 1/5 for the

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("skimage", reason="SynthTV's actors come from scikit-image's sample images")
-av = pytest.importorskip("av")
+from needs import need_module
+
+need_module("skimage", "SynthTV's actors come from scikit-image's sample images")
+av = need_module("av")
 
 from tvcaption.data import generate_synthtv, heldout_pairs, is_hard, read_dataset, slot_accuracy  # noqa: E402
 from tvcaption.data.synth_grammar import (  # noqa: E402
@@ -31,7 +33,7 @@ SPLITS = {"train": 12, "validate": 4, "test": 6}
 def synth(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthtv")
     return generate_synthtv(out, train=12, val=4, test=6, seed=0, background="mixed", size=SIZE, fps=FPS,
-                            broadcasts=2, broadcast_seconds=20, progress=False)
+                            broadcasts=2, broadcast_seconds=20)
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +45,7 @@ def info(synth) -> dict:
 def many(tmp_path_factory) -> dict:
     """Annotations only (no videos) of a bigger set: split-level statistics."""
     out = tmp_path_factory.mktemp("synthtv_ann")
-    generate_synthtv(out, train=300, val=40, test=160, seed=1, progress=False, write_videos=False)
+    generate_synthtv(out, train=300, val=40, test=160, seed=1, write_videos=False)
     return json.loads((out / "videodatainfo.json").read_text())
 
 
@@ -206,8 +208,10 @@ def test_broadcasts(synth):
 
 
 def test_deterministic(tmp_path):
-    kw = dict(train=3, val=1, test=2, seed=5, broadcasts=1, broadcast_seconds=6, progress=False)
-    a = generate_synthtv(tmp_path / "a", **kw)
+    kw = dict(train=3, val=1, test=2, seed=5, broadcasts=1, broadcast_seconds=6)
+    calls: list[tuple[int, int]] = []
+    a = generate_synthtv(tmp_path / "a", **kw, on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 7) for i in range(8)]  # 6 clips and a broadcast, each reported when written
     b = generate_synthtv(tmp_path / "b", workers=2, **kw)  # worker count does not change the output
     c = generate_synthtv(tmp_path / "c", **{**kw, "seed": 6})
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "generation.json")
@@ -221,7 +225,7 @@ def test_offcentre_rule_names_every_visible_place_and_keeps_the_videos(many, tmp
     """The default position rule (offcentre) names a place exactly when an event happens away
     from the centre, which the video shows; the old rule (random) names it in about 40% of clips by
     a coin. The coin is drawn under both rules, so the clips themselves are the same."""
-    generate_synthtv(tmp_path, train=300, val=40, test=160, seed=1, progress=False, write_videos=False,
+    generate_synthtv(tmp_path, train=300, val=40, test=160, seed=1, write_videos=False,
                      position_rule="random")
     coin = json.loads((tmp_path / "videodatainfo.json").read_text())
     assert many["info"]["position_rule"] == "offcentre" and coin["info"]["position_rule"] == "random"
@@ -253,8 +257,20 @@ def test_read_dataset_round_trip(synth, info):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(TvcaptionError, match="background"):
-        generate_synthtv(tmp_path, train=1, val=0, test=0, background="stars", progress=False)
+        generate_synthtv(tmp_path, train=1, val=0, test=0, background="stars")
     with pytest.raises(TvcaptionError, match="size"):
-        generate_synthtv(tmp_path, train=1, val=0, test=0, size=127, progress=False)
+        generate_synthtv(tmp_path, train=1, val=0, test=0, size=127)
     with pytest.raises(TvcaptionError, match="position rule 'sometimes'.*random, offcentre"):
-        generate_synthtv(tmp_path, train=1, val=0, test=0, position_rule="sometimes", progress=False)
+        generate_synthtv(tmp_path, train=1, val=0, test=0, position_rule="sometimes")
+
+
+def test_synth_command_writes_the_annotations(tmp_path):
+    from typer.testing import CliRunner
+
+    from tvcaption.cli import app
+
+    out = tmp_path / "synth"
+    result = CliRunner().invoke(app, ["synth", str(out), "--train", "2", "--val", "1", "--test", "1", "--no-videos"])
+    assert result.exit_code == 0, result.output
+    assert "SynthTV written to" in result.output and "SynthTV: 4 clips, 0 broadcasts" in result.output
+    assert len(json.loads((out / "videodatainfo.json").read_text())["videos"]) == 4

@@ -11,18 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from needs import need_module
+
+torch = need_module("torch")
 
 from tvcaption.config import FeaturesConfig, TrainConfig  # noqa: E402
 from tvcaption.errors import CheckpointError, TvcaptionError  # noqa: E402
 from tvcaption.model import ModelDims  # noqa: E402
 from tvcaption.train import (  # noqa: E402
-    _flatten_optimizer,
-    _unflatten_optimizer,
     caption_choice,
+    flatten_optimizer,
     get_lr,
     stem_paths,
     train,
+    unflatten_optimizer,
 )
 
 TOY_DIMS = ModelDims(hidden=16, attention=8, embedding=8, frames=4)
@@ -32,7 +34,7 @@ TOY_DIMS = ModelDims(hidden=16, attention=8, embedding=8, frames=4)
 def synthtv(tmp_path_factory) -> Path:
     from tvcaption.data import generate_synthtv
 
-    return generate_synthtv(tmp_path_factory.mktemp("synthtv"), train=8, val=4, test=4, size=64, seed=0, progress=False)
+    return generate_synthtv(tmp_path_factory.mktemp("synthtv"), train=8, val=4, test=4, size=64, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +75,10 @@ def test_optimizer_state_round_trips_without_pickle():
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-10)
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
-    tensors, doc = _flatten_optimizer(opt)
+    tensors, doc = flatten_optimizer(opt)
     json.dumps(doc)  # everything that is not a tensor is JSON
     fresh = torch.optim.RMSprop(model.parameters(), lr=5.0)
-    fresh.load_state_dict(_unflatten_optimizer(tensors, doc))
+    fresh.load_state_dict(unflatten_optimizer(tensors, doc))
     assert fresh.param_groups[0]["lr"] == 1e-3 and fresh.param_groups[0]["alpha"] == 0.9
     for p in model.parameters():
         assert torch.equal(fresh.state[p]["square_avg"], opt.state[p]["square_avg"])
@@ -84,14 +86,60 @@ def test_optimizer_state_round_trips_without_pickle():
 
 # -- end to end ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def trained(synthtv, features, tmp_path_factory):
+def events() -> dict[str, list]:
+    """What each run of ``trained`` reported through ``on_event``, by run name."""
+    return {"full": [], "part": [], "resumed": []}
+
+
+@pytest.fixture(scope="module")
+def trained(synthtv, features, events, tmp_path_factory):
     """Three epochs straight (the reference run), plus two epochs then a resume to three."""
     out = tmp_path_factory.mktemp("runs")
-    full = train(synthtv, out / "full", config=toy_config(), features=features, dims=TOY_DIMS, progress=False)
-    part = train(synthtv, out / "part", config=toy_config(epochs=2), features=features, dims=TOY_DIMS, progress=False)
+    full = train(synthtv, out / "full", config=toy_config(), features=features, dims=TOY_DIMS,
+                 on_event=events["full"].append)
+    part = train(synthtv, out / "part", config=toy_config(epochs=2), features=features, dims=TOY_DIMS,
+                 on_event=events["part"].append)
     resumed = train(synthtv, out / "part", config=toy_config(epochs=3), features=features, dims=TOY_DIMS,
-                    resume=True, progress=False)
+                    resume=True, on_event=events["resumed"].append)
     return full, part, resumed
+
+
+def test_training_reports_what_it_does_through_events(trained, events):
+    full, _, resumed = trained
+    kinds = [e.kind for e in events["full"]]
+    assert kinds[0] == "features" and kinds.index("data") < kinds.index("model") < kinds.index("batch")
+    extracted = [e for e in events["full"] if e.kind == "features"]
+    assert {e.split for e in extracted} == {"train", "val"}
+    assert (extracted[0].done, extracted[0].total) == (0, 8) and (extracted[-1].done, extracted[-1].total) == (4, 4)
+    batches = [e for e in events["full"] if e.kind == "batch" and e.epoch == 1]
+    assert [e.done for e in batches] == list(range(1, batches[0].total + 1))
+    assert batches[0].loss is not None and np.isfinite(batches[0].loss)
+    epochs = [e for e in events["full"] if e.kind == "epoch"]
+    assert [e.row for e in epochs] == list(full.history) and {e.select for e in epochs} == {"CIDEr"}
+    data = next(e for e in events["full"] if e.kind == "data").info
+    assert data["train_clips"] == 8 and data["val_clips"] == 4 and data["backbone"] == "efficientnet_lite0"
+    later = [e.kind for e in events["resumed"]]  # the cache is complete: nothing extracted
+    assert "features" not in later and later.index("resumed") < later.index("model")
+    assert next(e for e in events["resumed"] if e.kind == "resumed").info["epoch"] == 2
+    assert [e.epoch for e in events["resumed"] if e.kind == "epoch"] == [3]
+
+
+def test_the_train_view_draws_the_events_as_log_lines(trained, events):
+    import io
+
+    from rich.console import Console
+
+    from tvcaption.views_train import TrainView
+
+    buf = io.StringIO()
+    with TrainView(Console(file=buf, width=300)) as view:
+        for event in events["full"]:
+            view(event)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("data ") and "8 train clips, 4 val clips, vocabulary" in lines[0]
+    assert lines[1].startswith("model att+matching: ") and "hidden 16, rmsprop lr 0.01, batch 4" in lines[1]
+    assert [line.split(" |")[0] for line in lines[2:]] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "B4 " in lines[2] and "slots " in lines[2] and "clips/s" in lines[2]
 
 
 def test_train_writes_loadable_checkpoints(trained, synthtv):
@@ -111,8 +159,10 @@ def test_train_writes_loadable_checkpoints(trained, synthtv):
     assert meta["metrics"]["CIDEr"] == pytest.approx(full.best_score)
     assert captioner.dims.hidden == 16 and captioner.dims.feature_dim == 1280
     assert captioner.dims.dropout == 0.5 and captioner.dims.matching_weight == 0.4  # TrainConfig's recipe
+    from tvcaption.decoding import DecodingOptions, decode
+
     local = torch.zeros(2, 4, 7, 7, 1280)
-    assert len(captioner.caption(local, torch.zeros(2, 1280))) == 2
+    assert len(decode(captioner.model, local, torch.zeros(2, 1280), DecodingOptions())) == 2
 
 
 def test_train_loss_decreases(trained):
@@ -144,15 +194,17 @@ def test_resume_continues_exactly_where_it_stopped(trained):
 
 def test_resume_with_nothing_left_to_do(trained, synthtv, features):
     _, _, resumed = trained
+    seen = []
     again = train(synthtv, resumed.checkpoint, config=toy_config(epochs=3), features=features, dims=TOY_DIMS,
-                  resume=True, progress=False)
+                  resume=True, on_event=seen.append)
     assert again.epochs == 3 and len(again.history) == 3
+    assert seen[-1].kind == "nothing" and seen[-1].info["epoch"] == 3
+    assert not [e for e in seen if e.kind in ("batch", "epoch")]
 
 
 def test_resume_without_state_is_a_clear_error(synthtv, features, tmp_path):
     with pytest.raises(CheckpointError, match="--resume"):
-        train(synthtv, tmp_path / "none", config=toy_config(), features=features, dims=TOY_DIMS, resume=True,
-              progress=False)
+        train(synthtv, tmp_path / "none", config=toy_config(), features=features, dims=TOY_DIMS, resume=True)
 
 
 def test_tampered_state_is_refused(trained, synthtv, features, tmp_path):
@@ -167,31 +219,29 @@ def test_tampered_state_is_refused(trained, synthtv, features, tmp_path):
         fh.seek(-8, os.SEEK_END)
         fh.write(bytes(b ^ 0xFF for b in tail))
     with pytest.raises(CheckpointError, match="does not match"):
-        train(synthtv, tmp_path / "x", config=toy_config(), features=features, dims=TOY_DIMS, resume=True,
-              progress=False)
+        train(synthtv, tmp_path / "x", config=toy_config(), features=features, dims=TOY_DIMS, resume=True)
 
 
 def test_bad_options_are_config_errors(synthtv, features, tmp_path):
     from tvcaption.config import ConfigError
 
     with pytest.raises(ConfigError, match="select"):
-        train(synthtv, tmp_path / "m", features=features, select="BLEU", progress=False)
+        train(synthtv, tmp_path / "m", features=features, select="BLEU")
     with pytest.raises(ConfigError, match="optimizer"):
-        train(synthtv, tmp_path / "m", config=toy_config(optimizer="sgd"), features=features, dims=TOY_DIMS,
-              progress=False)
+        train(synthtv, tmp_path / "m", config=toy_config(optimizer="sgd"), features=features, dims=TOY_DIMS)
 
 
 def test_dataset_without_val_split_is_refused(tmp_path, features):
     data = tmp_path / "captions.json"
     data.write_text(json.dumps({"captions": {"a.avi": ["a cat"], "b.avi": ["a dog"]}}))
     with pytest.raises(TvcaptionError, match="train split"):
-        train(data, tmp_path / "m", features=features, progress=False)
+        train(data, tmp_path / "m", features=features)
 
 
 def test_select_by_validation_loss(synthtv, features, tmp_path):
     result = train(synthtv, tmp_path / "m", config=toy_config(epochs=2), features=features,
                    dims=ModelDims(hidden=8, attention=4, embedding=4, frames=4, pooling="mean", matching=False),
-                   select="loss", val_clips=2, progress=False)
+                   select="loss", val_clips=2)
     losses = [h["val"]["loss"] for h in result.history]
     assert result.best_score == pytest.approx(min(losses), rel=1e-5)
     assert result.history[0]["val"].keys() >= {"loss", "CIDEr"}
@@ -199,7 +249,7 @@ def test_select_by_validation_loss(synthtv, features, tmp_path):
 
 
 def test_memory_mapped_features_train_like_features_in_ram(synthtv, features, tmp_path):
-    kw = dict(config=toy_config(epochs=1), features=features, dims=TOY_DIMS, val_clips=1, progress=False)
+    kw = dict(config=toy_config(epochs=1), features=features, dims=TOY_DIMS, val_clips=1)
     mapped = train(synthtv, tmp_path / "mapped", in_ram=False, **kw)
     in_ram = train(synthtv, tmp_path / "ram", in_ram=True, **kw)
     assert mapped.history[0]["train_loss"] == in_ram.history[0]["train_loss"]
@@ -208,7 +258,7 @@ def test_memory_mapped_features_train_like_features_in_ram(synthtv, features, tm
 def test_a_train_subset_reuses_the_whole_splits_feature_cache(synthtv, features, tmp_path):
     from pathlib import Path as P
 
-    kw = dict(config=toy_config(epochs=1), features=features, dims=TOY_DIMS, val_clips=1, progress=False)
+    kw = dict(config=toy_config(epochs=1), features=features, dims=TOY_DIMS, val_clips=1)
     train(synthtv, tmp_path / "all", **kw)  # the whole split's cache exists from here on
     folders = set(P(features.cache_dir).iterdir())
     for in_ram in (True, False):
@@ -227,7 +277,7 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str, cache: st
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     result = train(data, out, config=toy_config(epochs=2), features=FeaturesConfig(device="cpu", cache_dir=cache),
-                   dims=TOY_DIMS, progress=False)
+                   dims=TOY_DIMS)
     Path(f"{out}.rank{rank}").write_text(json.dumps({"rank": rank, "epochs": result.epochs,
                                                      "validated": len(result.history)}))
 
@@ -248,3 +298,57 @@ def test_distributed_two_processes_on_gloo(synthtv, features, tmp_path):
     assert load_checkpoint(f"{out}.json").meta["data"]["train_clips"] == 8
     state = json.loads(Path(f"{out}.state.json").read_text())
     assert state["epoch"] == 2 and state["step"] == 4  # 8 clips / 2 ranks / 2 per rank = 2 steps per epoch
+
+
+# -- the command line and the layout ------------------------------------------------------------------
+def test_train_command_takes_model_sizes_from_model_dims(tmp_path, monkeypatch):
+    """Sizes not given on the command line are ModelDims' defaults (written once, there)."""
+    from typer.testing import CliRunner
+
+    import tvcaption.train
+    from tvcaption.cli import app
+    from tvcaption.train import TrainResult
+
+    calls = []
+
+    def fake_train(data, out, **kw):
+        calls.append(kw)
+        return TrainResult(checkpoint=Path(f"{out}.json"), last=Path(f"{out}.last.json"), state=Path("s"),
+                           best_epoch=1, best_score=0.5, select="CIDEr", epochs=1)
+
+    monkeypatch.setattr(tvcaption.train, "train", fake_train)
+    config = tmp_path / "tvcaption.toml"
+    config.write_text("")
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["dims"] == ModelDims() and calls[-1]["on_event"] is not None
+    result = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--config", str(config),
+                                 "--hidden", "16", "--pooling", "mean", "--no-matching", "--temporal-delta"])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["dims"] == ModelDims(hidden=16, pooling="mean", matching=False, temporal_delta=True)
+
+
+def test_training_and_evaluation_import_no_circle_and_stay_small():
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("check_layout", repo / "scripts" / "check_layout.py")
+    layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layout)
+    ours = ("train", "evaluate", "clips", "slots", "views_train", "checkpoint", "features/cache", "features.cache")
+    findings = [f for f in layout.check(repo / "tvcaption") if any(f"tvcaption.{m}" in f or f"tvcaption/{m}." in f
+                                                                   for m in ours)]
+    assert findings == []
+
+
+def test_the_library_draws_nothing():
+    """Progress bars and tables are the CLI's: the training side of the library imports no UI."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tvcaption.train, tvcaption.evaluate, tvcaption.features.cache, tvcaption.data.synth\n"
+            "assert 'rich' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    package = Path(__file__).resolve().parents[1] / "tvcaption"  # torch.hub imports tqdm itself; we do not
+    assert not [p.name for p in package.rglob("*.py") if "tqdm" in p.read_text(encoding="utf-8")]

@@ -16,6 +16,9 @@ Two floors put the numbers in context, scored exactly like the model:
 
 Training captions come from the evaluated dataset's ``train`` split, or, when it has none (a
 test-only folder), from the dataset the checkpoint was trained on (its ``meta.data.path``).
+
+Nothing here prints: progress goes to ``on_progress`` and the CLI draws an :class:`EvalResult`
+with :func:`tvcaption.views_train.print_eval`.
 """
 
 from __future__ import annotations
@@ -26,70 +29,28 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tvcaption.clips import split_clips
 from tvcaption.config import FeaturesConfig
 from tvcaption.errors import TvcaptionError
+from tvcaption.slots import SLOT_NAMES, score_slots, slot_subsets
+
+__all__ = [  # SLOT_NAMES, score_slots and slot_subsets live in tvcaption.slots, shared with training
+    "SLOT_NAMES", "EvalResult", "Scored", "constant_caption", "evaluate", "json_safe", "random_captions",
+    "score_set", "score_slots", "slot_subsets", "write_captions",
+]
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from tvcaption.data import Clip
     from tvcaption.decoding import DecodingOptions
 
-SLOT_NAMES = ("kind", "colour", "size", "action", "position", "order")
-
-
-# ---------------------------------------------------------------------------------------------
-# Slots
-# ---------------------------------------------------------------------------------------------
-def slot_subsets(clips: Sequence[Clip]) -> dict[str, tuple[str, ...]]:
-    """Named subsets of the clips with slots: all, hard, single (one actor, one event), novel."""
-    slotted = [c for c in clips if c.slots]
-    subsets = {
-        "all": tuple(c.id for c in slotted),
-        "hard": tuple(c.id for c in slotted if c.hard or c.slots.get("hard")),
-        "single": tuple(c.id for c in slotted if not c.slots.get("second")),
-    }
-    novel = tuple(c.id for c in slotted if c.slots.get("novel_pair"))
-    if novel:
-        subsets["novel"] = novel
-    return subsets
-
-
-def score_slots(captions: dict[str, str], clips: Sequence[Clip],
-                subsets: dict[str, tuple[str, ...]]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Slot accuracy per subset and the per-clip accuracy.
-
-    Per subset: ``clips``; ``overall`` (mean over clips of the share of applicable slots right);
-    ``exact`` (share of clips with every applicable slot right); one accuracy per slot over the
-    clips where it applies (NaN when it applies to none); ``position_named``: of the clips where
-    the position applies, the share whose caption names any position at all (right or wrong),
-    which tells a model that omits positions from one that misplaces them.
-    """
-    from tvcaption.data import parse_caption, slot_accuracy
-
-    judged = {c.id: slot_accuracy(captions[c.id], c.slots) for c in clips if c.slots}
-    named = {cid: any(e.get("position") for e in parse_caption(captions[cid]))
-             for cid, j in judged.items() if j.get("position") is not None}
-    per_clip = {cid: float(np.mean([v for v in j.values() if v is not None])) for cid, j in judged.items()}
-    out: dict[str, dict[str, float]] = {}
-    for name, ids in subsets.items():
-        row: dict[str, float] = {"clips": len(ids)}
-        row["overall"] = float(np.mean([per_clip[i] for i in ids])) if ids else float("nan")
-        row["exact"] = float(np.mean([all(v for v in judged[i].values() if v is not None) for i in ids])) if ids else float("nan")
-        for slot in SLOT_NAMES:
-            values = [judged[i][slot] for i in ids if judged[i].get(slot) is not None]
-            row[slot] = float(np.mean(values)) if values else float("nan")
-        applies = [named[i] for i in ids if i in named]
-        row["position_named"] = float(np.mean(applies)) if applies else float("nan")
-        out[name] = row
-    return out, per_clip
+StageProgressFn = Callable[[str, int, int], None]  # (stage: "features" | "captions", clips done, clips in all)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,58 +143,6 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def print_eval(result: EvalResult, console: Console | None = None) -> None:
-    """Rich tables: metrics (model and floors side by side), then slot accuracy per subset."""
-    from rich import box
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from tvcaption.metrics import METRIC_KEYS
-
-    console = console or Console()
-    names = ["model", *result.floors]
-    table = Table(title=escape(f"{Path(result.model).name} on {result.split} ({result.clips} clips)"))
-    table.add_column("metric")
-    for name in names:
-        table.add_column(name, justify="right", style="bold" if name == "model" else "dim")
-    rows = [(k, [result.metrics.get(k)] + [f.metrics.get(k) for f in result.floors.values()]) for k in METRIC_KEYS]
-    if result.slots:
-        for subset in result.slots:
-            values = [result.slots[subset]["overall"]] + [(f.slots or {}).get(subset, {}).get("overall")
-                                                          for f in result.floors.values()]
-            rows.append((f"slots ({subset}, {result.slots[subset]['clips']:.0f})", values))
-    for key, values in rows:
-        table.add_row(key, *[_fmt(v) for v in values])
-    console.print(table)
-    if result.slots:
-        # percentages and no vertical rules: 12 columns fit an 80-column terminal
-        detail = Table(title="slot accuracy of the model, % (pos named: names a position at all)",
-                       box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-        detail.add_column("subset")
-        detail.add_column("clips", justify="right")
-        columns = ("overall", "exact", *SLOT_NAMES, "position_named")
-        for col in columns:
-            detail.add_column({"overall": "slots", "position": "pos", "position_named": "pos named"}.get(col, col),
-                              justify="right")
-        for subset, row in result.slots.items():
-            detail.add_row(subset, f"{row['clips']:.0f}", *[_percent(row[c]) for c in columns])
-        console.print(detail)
-    if "constant" in result.floors:
-        caption = next(iter(result.floors["constant"].captions.values()), "")
-        console.print(f"constant floor caption: [italic]{escape(caption)}[/]", highlight=False)
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.3f}"
-
-
 # ---------------------------------------------------------------------------------------------
 # Scoring a set of captions
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +178,6 @@ def write_captions(path: str | os.PathLike[str], result: EvalResult, clips: Sequ
 
 def _training_captions(clips: Sequence[Clip], meta: dict[str, Any], data: Path) -> list[tuple[str, ...]]:
     from tvcaption.data import read_dataset
-    from tvcaption.train import split_clips
 
     train = split_clips(clips, "train")
     if not train:
@@ -298,7 +206,7 @@ def evaluate(
     captions_out: str | os.PathLike[str] | None = None,
     seed: int = 0,
     batch_size: int = 32,
-    progress: bool = True,
+    on_progress: StageProgressFn | None = None,
 ) -> EvalResult:
     """Score the checkpoint at ``model_path`` on the ``split`` clips of the dataset at ``data_path``.
 
@@ -307,51 +215,19 @@ def evaluate(
     the backbone, global descriptor and frame count always come from the checkpoint.
     ``max_clips``: score only the first N clips of the split (0 = all). ``floors``: also score
     the constant and random-caption floors. ``captions_out``: write the generated captions there.
+    ``on_progress(stage, done, total)``: clips through the stage so far, ``features`` (extracted
+    into the cache: only clips not cached yet) then ``captions`` (decoded).
     """
-    import torch
-
-    from tvcaption.checkpoint import load_checkpoint
-    from tvcaption.data import read_dataset
     from tvcaption.decoding import DecodingOptions
-    from tvcaption.features import load_backbone
-    from tvcaption.train import generate, load_features, split_clips
 
     started = time.perf_counter()
     data = Path(data_path)
-    if features.threads > 0:
-        torch.set_num_threads(features.threads)
     decoding = decoding or DecodingOptions()
-    all_clips = read_dataset(data)
-    clips = split_clips(all_clips, split)
-    if not clips:
-        found = sorted({c.split for c in all_clips})
-        raise TvcaptionError(f"{data}: no clips in the {split!r} split (splits here: {', '.join(found) or 'none'}); "
-                             "pass --split with one of them")
-    if max_clips > 0:
-        clips = clips[:max_clips]
-
-    captioner = load_checkpoint(model_path)
-    meta = captioner.meta
-    features = dataclasses.replace(features, backbone=meta.get("backbone", features.backbone))
-    backbone = load_backbone(features)
-    device = backbone.device
-    cache = Path(cache_dir if cache_dir is not None else features.cache_dir)
-    feats = load_features(clips, backbone, int(meta["frames"]), meta["global_descriptor"], cache,
-                          batch_size=features.batch_size, progress=progress)
-    del backbone
-    model = captioner.model.to(device)
-    captions = generate(model, captioner.vocab, feats, batch_size, device, decoding)
-
+    all_clips, clips = _clips_to_score(data, split, max_clips)
+    captioner, captions = _caption_clips(model_path, clips, features, cache_dir, batch_size, decoding, on_progress)
     subsets = slot_subsets(clips)
     scored = score_set("model", captions, clips, subsets)
-    floor_results: dict[str, Scored] = {}
-    if floors:
-        train_caps = _training_captions(all_clips, meta, data)
-        if train_caps:
-            ids = [c.id for c in clips]
-            constant = constant_caption(train_caps)
-            floor_results["constant"] = score_set("constant", {i: constant for i in ids}, clips, subsets)
-            floor_results["random"] = score_set("random", random_captions(ids, train_caps, seed), clips, subsets)
+    floor_results = _score_floors(all_clips, clips, captioner.meta, data, subsets, seed) if floors else {}
     result = EvalResult(
         model=str(captioner.path or model_path), data=str(data), split=split, clips=len(clips),
         decoding=dataclasses.asdict(decoding), metrics=scored.metrics, slots=scored.slots,
@@ -360,3 +236,56 @@ def evaluate(
     if captions_out is not None:
         write_captions(captions_out, result, clips)
     return result
+
+
+def _clips_to_score(data: Path, split: str, max_clips: int) -> tuple[list[Clip], list[Clip]]:
+    """All the dataset's clips, and the (first ``max_clips``) clips of ``split``."""
+    from tvcaption.data import read_dataset
+
+    all_clips = read_dataset(data)
+    clips = split_clips(all_clips, split)
+    if not clips:
+        found = sorted({c.split for c in all_clips})
+        raise TvcaptionError(f"{data}: no clips in the {split!r} split (splits here: {', '.join(found) or 'none'}); "
+                             "pass --split with one of them")
+    return all_clips, clips[:max_clips] if max_clips > 0 else clips
+
+
+def _caption_clips(model_path: str | os.PathLike[str], clips: list[Clip], features: FeaturesConfig,
+                   cache_dir: str | os.PathLike[str] | None, batch_size: int, decoding: DecodingOptions,
+                   on_progress: StageProgressFn | None) -> tuple[Any, dict[str, str]]:
+    """The loaded checkpoint and its caption of every clip (features from the checkpoint's backbone)."""
+    import torch
+
+    from tvcaption.checkpoint import features_for, load_checkpoint
+    from tvcaption.clips import generate, load_features
+    from tvcaption.features import load_backbone
+
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: on_progress(name, done, total)) if on_progress else None
+
+    if features.threads > 0:
+        torch.set_num_threads(features.threads)
+    captioner = load_checkpoint(model_path)
+    meta = captioner.meta
+    features = features_for(meta, features)
+    backbone = load_backbone(features)
+    device = backbone.device
+    cache = Path(cache_dir if cache_dir is not None else features.cache_dir)
+    feats = load_features(clips, backbone, int(meta["frames"]), features.global_descriptor, cache,
+                          batch_size=features.batch_size, on_progress=stage("features"))
+    del backbone
+    model = captioner.model.to(device)
+    return captioner, generate(model, captioner.vocab, feats, batch_size, device, decoding, stage("captions"))
+
+
+def _score_floors(all_clips: Sequence[Clip], clips: Sequence[Clip], meta: dict[str, Any], data: Path,
+                  subsets: dict[str, tuple[str, ...]], seed: int) -> dict[str, Scored]:
+    """The constant and random-caption floors (none when no training captions are found)."""
+    train_caps = _training_captions(all_clips, meta, data)
+    if not train_caps:
+        return {}
+    ids = [c.id for c in clips]
+    constant = constant_caption(train_caps)
+    return {"constant": score_set("constant", {i: constant for i in ids}, clips, subsets),
+            "random": score_set("random", random_captions(ids, train_caps, seed), clips, subsets)}

@@ -23,6 +23,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -128,31 +129,64 @@ def sample_clip(rng: np.random.Generator, *, size: int, fps: int, duration: floa
     the rule of SynthTV before 2026-11-24, kept to reproduce the ablation). The coin is drawn
     either way, so the rule changes the captions and never the video.
     """
-    from tvcaption.data.synth_render import BACKGROUNDS, SIZE_FRACTION
+    from tvcaption.data.synth_render import BACKGROUNDS
 
+    # The draws from rng happen in a fixed order (the seed reproduces the clip): the number of
+    # events, the duration, the novel-pair coin, the events, the position coin, their timing,
+    # the distractors, the background, its seed, the captions' seed.
     two = rng.random() < two_event_rate
     if duration is None:
         duration = rng.uniform(3.0, 4.0) if two else rng.uniform(2.0, 4.0)
     frames = max(2, int(round(duration * fps)))
     duration = frames / fps
-    kinds, colours = list(KINDS), list(COLOUR_WORDS)
-    allowed = [(k, c) for k in kinds for c in colours if (k, c) not in forbidden]
+    allowed = [(k, c) for k in KINDS for c in COLOUR_WORDS if (k, c) not in forbidden]
     use_novel = bool(novel) and rng.random() < novel_rate
-
-    events = []
-    for e in range(2 if two else 1):
-        action = _pick(list(ACTIONS), rng)
-        size_name = "small" if action == "grow" else "big" if action == "shrink" else _pick(list(SIZES), rng)
-        kind, colour = _pair(rng, novel) if (use_novel and e == 0) else _pair(rng, allowed)
-        choices = [p for p in positions_for(action) if not events or p != events[0]["position"]]
-        events.append({"kind": kind, "colour": colour, "size": size_name, "action": action,
-                       "position": _pick(choices, rng)})
+    events = _draw_events(rng, 2 if two else 1, allowed, novel if use_novel else None)
     says_position = bool(rng.random() < position_rate)
     if position_rule == "offcentre":
         says_position = any(ev["position"] != "center" for ev in events)
+    _draw_timing(rng, events, duration)
+    distractors = _draw_distractors(rng, events, forbidden, size, fps, duration)
+    bg = background if background != "mixed" else _pick(list(BACKGROUNDS), rng)
+    slots = {
+        **{k: events[0][k] for k in ("kind", "colour", "size", "action", "position")},
+        "says_position": says_position,
+        "second": ({k: events[1][k] for k in ("kind", "colour", "size", "action", "position")}
+                   if two else None),
+        "events": events,
+        "distractors": distractors,
+        "background": bg,
+        "background_seed": int(rng.integers(2**31)),
+        "novel_pair": any((ev["kind"], ev["colour"]) in set(novel or ()) for ev in events),
+        "duration": round(duration, 6),
+        "frames": frames,
+        "fps": fps,
+        "frame_size": size,
+    }
+    slots["hard"] = is_hard(slots)
+    caption_rng = np.random.default_rng(int(rng.integers(2**63)))
+    public_events = [{k: ev[k] for k in ("kind", "colour", "size", "action", "position")} for ev in events]
+    captions = paraphrases(public_events, says_position, n_captions, caption_rng)
+    return {"slots": slots, "captions": captions}
 
-    # timing: one window per event
-    windows = [(0.08, 0.92)] if not two else [(0.05, 0.47), (0.53, 0.95)]
+
+def _draw_events(rng, count: int, allowed: list[tuple[str, str]],
+                 novel: list[tuple[str, str]] | None) -> list[dict]:
+    """``count`` events (actor, action, position); the first from the ``novel`` pairs when given."""
+    events: list[dict] = []
+    for e in range(count):
+        action = _pick(list(ACTIONS), rng)
+        size_name = "small" if action == "grow" else "big" if action == "shrink" else _pick(list(SIZES), rng)
+        kind, colour = _pair(rng, novel) if (novel and e == 0) else _pair(rng, allowed)
+        choices = [p for p in positions_for(action) if not events or p != events[0]["position"]]
+        events.append({"kind": kind, "colour": colour, "size": size_name, "action": action,
+                       "position": _pick(choices, rng)})
+    return events
+
+
+def _draw_timing(rng, events: list[dict], duration: float) -> None:
+    """Each event's start and end (one window per event), place and motion seed, in place."""
+    windows = [(0.08, 0.92)] if len(events) == 1 else [(0.05, 0.47), (0.53, 0.95)]
     for ev, (a, b) in zip(events, windows):
         a, b = a * duration, b * duration
         if ev["action"] in ("appear", "disappear"):
@@ -167,7 +201,13 @@ def sample_clip(rng: np.random.Generator, *, size: int, fps: int, duration: floa
         ev["x"], ev["y"] = round(x, 4), round(y, 4)
         ev["motion_seed"] = int(rng.integers(2**31))
 
-    # distractors: never act; often share the actor's colour or kind
+
+def _draw_distractors(rng, events: list[dict], forbidden: frozenset, size: int, fps: int,
+                      duration: float) -> list[dict]:
+    """Objects that never act, away from the actors' paths; often sharing an actor's colour or kind."""
+    from tvcaption.data.synth_render import SIZE_FRACTION
+
+    kinds, colours = list(KINDS), list(COLOUR_WORDS)
     n_distractors = int(rng.integers(0, 7))
     occupancy = _actor_occupancy(events, size, fps, duration)
     distractors: list[dict] = []
@@ -194,28 +234,7 @@ def sample_clip(rng: np.random.Generator, *, size: int, fps: int, duration: floa
                                 "vy": round(speed * math.sin(ang), 5)})
             occupancy[box] += 0.6
             break
-
-    bg = background if background != "mixed" else _pick(list(BACKGROUNDS), rng)
-    slots = {
-        **{k: events[0][k] for k in ("kind", "colour", "size", "action", "position")},
-        "says_position": says_position,
-        "second": ({k: events[1][k] for k in ("kind", "colour", "size", "action", "position")}
-                   if two else None),
-        "events": events,
-        "distractors": distractors,
-        "background": bg,
-        "background_seed": int(rng.integers(2**31)),
-        "novel_pair": any((ev["kind"], ev["colour"]) in set(novel or ()) for ev in events),
-        "duration": round(duration, 6),
-        "frames": frames,
-        "fps": fps,
-        "frame_size": size,
-    }
-    slots["hard"] = is_hard(slots)
-    caption_rng = np.random.default_rng(int(rng.integers(2**63)))
-    public_events = [{k: ev[k] for k in ("kind", "colour", "size", "action", "position")} for ev in events]
-    captions = paraphrases(public_events, says_position, n_captions, caption_rng)
-    return {"slots": slots, "captions": captions}
+    return distractors
 
 
 def _grid_box(x: float, y: float, half: float, grid: int):
@@ -343,10 +362,10 @@ def _broadcast_task(args: tuple) -> dict:
 
 def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: int = 1000, seed: int = 0,
                      background: str = "plain", size: int = 128, fps: int = 25, broadcasts: int = 0,
-                     workers: int = 1, progress: bool = True, *, captions_per_clip: int = 15,
+                     workers: int = 1, *, captions_per_clip: int = 15,
                      broadcast_seconds: float = 180.0, two_event_rate: float = 1 / 3,
                      position_rate: float = 0.4, position_rule: str = "offcentre", novel_rate: float = 0.3,
-                     write_videos: bool = True) -> Path:
+                     write_videos: bool = True, on_progress: Callable[[int, int], None] | None = None) -> Path:
     """Generate SynthTV into ``out``; returns ``out``. Deterministic for given arguments (any ``workers``).
 
     ``background``: plain | gradient | textured | panning | mixed (random per clip).
@@ -354,6 +373,7 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
     ``novel_rate``: share of test clips whose actor has a colour-kind pair never seen in train/val.
     ``position_rule``: random | offcentre, which clips' captions name a position (see sample_clip).
     ``write_videos=False`` writes the annotations only (same content as with videos).
+    ``on_progress(done, total)``: clips and broadcasts written so far, of all (0 first).
     """
     out = Path(out)
     if background not in BACKGROUND_CHOICES:
@@ -387,7 +407,7 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
     started = time.perf_counter()
     clip_tasks = [(i, str(out), cfg) for i in range(total)]
     bcast_tasks = [(b, str(out), cfg) for b in range(broadcasts)]
-    results = _run(clip_tasks, bcast_tasks, workers, progress)
+    results = _run(clip_tasks, bcast_tasks, workers, on_progress)
     clip_results = sorted((r for r in results if "video_id" in r), key=lambda r: r["index"])
 
     videos, sentences = [], []
@@ -419,11 +439,6 @@ def generate_synthtv(out: Path | str, train: int = 10000, val: int = 500, test: 
              "size": size, "workers": workers, "videos": write_videos, "seconds": round(elapsed, 3),
              "clips_per_second": round(total / elapsed, 2) if total and not broadcasts else None}
     (out / "generation.json").write_text(json.dumps(stats, indent=1))
-    if progress:
-        from rich.console import Console
-
-        Console(stderr=True).print(
-            f"SynthTV: {total} clips, {broadcasts} broadcasts in {elapsed:.1f} s -> {out}", highlight=False)
     return out
 
 
@@ -441,27 +456,25 @@ def _remove_stale(out: Path, total: int, broadcasts: int) -> None:
                 p.unlink()
 
 
-def _run(clip_tasks: list, bcast_tasks: list, workers: int, progress: bool) -> list[dict]:
+def _run(clip_tasks: list, bcast_tasks: list, workers: int,
+         on_progress: Callable[[int, int], None] | None) -> list[dict]:
     tasks = [(_broadcast_task, t) for t in bcast_tasks] + [(_clip_task, t) for t in clip_tasks]
-    bar = _progress(progress)
+    report = on_progress or (lambda done, total: None)
     results: list[dict] = []
-    with bar:
-        job = bar.add_task("SynthTV", total=len(tasks)) if bar else None
-        if workers <= 1 or len(tasks) <= 1:
-            for fn, t in tasks:
-                results.append(fn(t))
-                if bar:
-                    bar.advance(job)
-        else:
-            import multiprocessing as mp
+    report(0, len(tasks))
+    if workers <= 1 or len(tasks) <= 1:
+        for fn, t in tasks:
+            results.append(fn(t))
+            report(len(results), len(tasks))
+    else:
+        import multiprocessing as mp
 
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers) as pool:
-                chunk = max(1, min(16, len(tasks) // (workers * 8)))
-                for r in pool.imap_unordered(_call, tasks, chunksize=chunk):
-                    results.append(r)
-                    if bar:
-                        bar.advance(job)
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers) as pool:
+            chunk = max(1, min(16, len(tasks) // (workers * 8)))
+            for r in pool.imap_unordered(_call, tasks, chunksize=chunk):
+                results.append(r)
+                report(len(results), len(tasks))
     return results
 
 
@@ -469,23 +482,3 @@ def _call(item):
     fn, t = item
     return fn(t)
 
-
-class _NoBar:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-    def __bool__(self):
-        return False
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)

@@ -285,19 +285,21 @@ def build_cache(
     backbone: Backbone,
     frames: int,
     cache_dir: str | Path,
-    progress: bool = True,
     *,
     batch_size: int = 32,
     read: ReadFn | None = None,
     prefetch: int = 2,
     flush_every: float = 30.0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> FeatureCache:
     """Extract and store the features of every clip not cached yet; returns the open cache.
 
     Clips are decoded ``prefetch`` ahead in threads (``read(path, frames)``; default: uniform
     sampling over the clip with tvcaption.video) and run through the backbone several clips per
-    forward pass (about ``batch_size`` frames). Progress is flushed every ``flush_every`` seconds
+    forward pass (about ``batch_size`` frames). Work done is flushed every ``flush_every`` seconds
     and on any exit, including Ctrl-C, so a rerun resumes where this one stopped.
+    ``on_progress(done, total)``: clips extracted by this call so far, of the ``total`` it has
+    to extract (called with 0 first; not at all when every clip is cached already).
     """
     from tvcaption.features.backbones import extract
 
@@ -322,7 +324,9 @@ def build_cache(
             out.append(images)
         return out
 
-    bar = _progress(len(todo), progress)
+    report = on_progress or (lambda done, total: None)
+    report(0, len(todo))
+    done = 0
     last = time.monotonic()
     stream = _prefetched(load, groups, prefetch)
     try:
@@ -334,30 +338,13 @@ def build_cache(
                 per_clip = [extract(backbone, c, batch_size).cpu() for c in clips]
             for i, f in zip(group, per_clip):
                 cache.write(i, f)
-            bar.update(len(group))
+            done += len(group)
+            report(done, len(todo))
             if time.monotonic() - last >= flush_every:
                 cache.flush()
                 last = time.monotonic()
     finally:
         stream.close()  # stop the reader threads now, not when the traceback is freed
         cache.flush()
-        bar.close()
     return cache
 
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, unit="clip", desc="features", dynamic_ncols=True)
