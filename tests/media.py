@@ -8,7 +8,6 @@ Also an independent reference reader (plain PyAV decoding) for comparisons.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterable
 from fractions import Fraction
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from needs import need_ffmpeg  # tests/ is on sys.path: conftest.py imports it from there
 
 TS_OFFSET = 36000  # seconds: DVB captures start hours from timestamp zero
 
@@ -64,10 +65,7 @@ class Media:
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory, scenes_dir: Path) -> Media:
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg not on PATH; needed to make the MPEG-TS/MXF test copies")
-    if not scenes_dir.is_dir():
-        pytest.skip(f"shared clips not found at {scenes_dir}")
+    need_ffmpeg("needed to make the MPEG-TS/MXF test copies")  # scenes_dir: the shared clips, checked there
     return Media(tmp_path_factory.getbasetemp() / "tvcaption-media", scenes_dir)
 
 

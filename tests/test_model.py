@@ -170,6 +170,83 @@ def test_decoder_starts_from_encoder_state_and_attention_sums_to_one_over_frames
     torch.testing.assert_close(model(local, glob, tokens), logits)
 
 
+def hand_decoder(dec, encoded, inputs):
+    """Eqs 13-25 written out step by step, frame by frame, from the raw weights (no nn.LSTMCell, no
+    nn.Linear): teacher forcing on ``inputs`` = y(0..L-1) (B, L). Returns the output layer's
+    logits W_d h^d(l) + b_d, the word distributions y~(l) of eq 25 and the attention beta(l).
+
+    The paper's eqs 20-24 (the LSTM cell) are lost in its text; docs/DESIGN.md says: a standard
+    LSTM cell on x^d(l) and h^d(l-1), gates i, f, g, o (PyTorch's row order in the weights).
+    Eq 17 as printed sums over k = 1..L; the softmax runs over the frames t = 1..T (DESIGN.md).
+    """
+    H, V = dec.dims.hidden, dec.dims.vocab_size
+    W_emb = dec.embed.weight  # (V, E), eq 18
+    W_be, b_b, W_bh, w_b = dec.att_e.weight, dec.att_e.bias, dec.att_h.weight, dec.att_w.weight[0]  # eq 16
+    W_x, W_hh, b = dec.cell.weight_ih, dec.cell.weight_hh, dec.cell.bias_ih + dec.cell.bias_hh  # eqs 20-24
+    W_d, b_d = dec.out.weight, dec.out.bias  # eq 25
+    h_enc = encoded.states  # h(1..T), (B, T, H)
+    frames = h_enc.shape[1]
+    c, h = encoded.c, encoded.h  # eqs 13-14: c^d(0) = c(T), h^d(0) = h(T)
+    logits, probs, betas = [], [], []
+    for l in range(inputs.shape[1]):
+        scores = torch.stack([torch.tanh(h_enc[:, t] @ W_be.T + h @ W_bh.T + b_b) @ w_b
+                              for t in range(frames)], 1)  # eq 16, (B, T)
+        beta = torch.exp(scores) / torch.exp(scores).sum(1, keepdim=True)  # eq 17
+        phi = sum(beta[:, t:t + 1] * h_enc[:, t] for t in range(frames))  # eq 15, (B, H)
+        y_prev = torch.nn.functional.one_hot(inputs[:, l], V).to(W_emb.dtype)  # y(l-1) as a one-hot vector
+        w = y_prev @ W_emb  # eq 18
+        x = torch.cat([w, phi], 1)  # eq 19
+        z = x @ W_x.T + h @ W_hh.T + b
+        i, f, g, o = (z[:, k * H:(k + 1) * H] for k in range(4))
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)  # eqs 20-24: the gates,
+        c = f * c + i * g  # the memory cell c^d(l)
+        h = o * torch.tanh(c)  # and the hidden state h^d(l)
+        logit = h @ W_d.T + b_d  # eq 25 (dropout before W_d is off in eval mode)
+        logits.append(logit)
+        probs.append(torch.exp(logit) / torch.exp(logit).sum(1, keepdim=True))  # eq 25: y~(l)
+        betas.append(beta)
+    return torch.stack(logits, 1), torch.stack(probs, 1), torch.stack(betas, 1)
+
+
+def test_decoder_matches_equations_computed_by_hand():
+    """Eqs 13-25 by hand against both of the decoder's paths (teacher forcing and step by step)."""
+    from tvcaption.model.lstap import Encoded
+
+    model = CaptionModel(tiny()).eval()
+    g = torch.Generator().manual_seed(3)
+    H = model.dims.hidden
+    encoded = Encoded(states=torch.randn(B, T, H, generator=g), h=torch.randn(B, H, generator=g),
+                      c=torch.randn(B, H, generator=g), alpha=torch.full((B, T, GRID * GRID), 1 / GRID**2))
+    inputs = torch.tensor([[1, 4, 5, 6, 0], [1, 7, 10, 3, 9]])  # y(0..4): <bos> first; a <pad> (0) too
+    with torch.no_grad():
+        for p in model.decoder.parameters():  # default init leaves some biases tiny; make every term count
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+        model.decoder.embed.weight[0] = 0  # <pad> embeds to zeros, as nn.Embedding(padding_idx=0) keeps it
+        want_logits, want_probs, want_betas = hand_decoder(model.decoder, encoded, inputs)
+        logits, betas = model.decoder(encoded, inputs)
+        state, memory = model.start(encoded)
+        stepped = []
+        for l in range(inputs.shape[1]):
+            out = model.step(inputs[:, l], state, memory)
+            state = out.state
+            stepped.append((out.logits, out.beta))
+    torch.testing.assert_close(logits, want_logits)
+    torch.testing.assert_close(betas, want_betas)
+    torch.testing.assert_close(torch.softmax(logits, -1), want_probs)
+    torch.testing.assert_close(torch.stack([s for s, _ in stepped], 1), want_logits)
+    torch.testing.assert_close(torch.stack([b for _, b in stepped], 1), want_betas)
+    # the attention really moves with the decoder state: it differs from step to step
+    assert not torch.allclose(want_betas[:, 0], want_betas[:, 1], atol=1e-4)
+
+    # in training mode dropout acts only before W_d (eq 25): the recurrence and its attention are the same
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        train_logits, train_betas = model.decoder(encoded, inputs)
+    torch.testing.assert_close(train_betas, want_betas)
+    assert not torch.allclose(train_logits, want_logits)  # dropout 0.5 did act on the output layer's input
+
+
 # --- losses, eqs 26-28 ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("pooling", ["att", "avg", "mean"])

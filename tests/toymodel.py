@@ -78,7 +78,7 @@ def searchable_word(scene) -> str:
     model's caption may be all stop words, "we we we", which search rightly ignores)."""
     from tvcaption.db.search import STOP_WORDS
 
-    return next(w for w in scene.caption.split() + [t for t, _ in scene.tags] if w not in STOP_WORDS and len(w) > 3)
+    return next(w for w in scene.caption.split() + list(scene.tags) if w not in STOP_WORDS and len(w) > 3)
 
 
 def make_clip(out: Path, seconds: float = 1.0, size: str = "96x64", rate: int = 10,
