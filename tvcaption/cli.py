@@ -41,7 +41,7 @@ DbOpt = Annotated[Optional[str], typer.Option("--db", help=(
     "[database] url (default: tvcaption.db in the user's data folder)."))]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=(
     "Checkpoint stem, .json or .safetensors; overrides [model] path (default: the shipped model)."))]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of text for people.")]
 
 
 def friendly(fn: Callable) -> Callable:
@@ -143,7 +143,8 @@ def index(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Index recordings: scenes, captions and tags into the database (skips what is already done).
+    """Index recordings: scenes and what each analyser says of them (caption, tags, ...) into the
+    database; skips what is already done.
 
     The database is created on first use (default: tvcaption.db in the user's data folder, the
     same from every working folder; `tvcaption db current` shows where)."""
@@ -164,14 +165,15 @@ def index(
 @app.command()
 @friendly
 def search(
-    query: Annotated[str, typer.Argument(help="Words to find in captions and tags (plain text, not SQL).")],
+    query: Annotated[str, typer.Argument(help="Words to find in what the analysers said: captions, tags, ... "
+                                              "(plain text, not SQL).")],
     limit: Annotated[int, typer.Option(help=f"At most this many results (1 to {MAX_RESULTS:,}).")] = 20,
     recording: Annotated[Optional[str], typer.Option(help="Only this recording (any path to it).")] = None,
     as_json: JsonOpt = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Find the moments whose captions or tags match QUERY, best first."""
+    """Find the moments whose captions, tags or other annotations match QUERY, best first."""
     from tvcaption.db.search import search as run_search
 
     _at_least("--limit", limit, 1)
