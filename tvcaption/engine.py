@@ -50,6 +50,15 @@ class Engine:
 
         return extract(self.context.backbone, frames, self.config.features.batch_size)
 
+    def companions(self, path) -> list:
+        """Every file beside the recording that an analyser reads (sorted, each once)."""
+        return sorted({str(f): f for a in self.analysers for f in a.companions(path)}.values(), key=str)
+
+    def start_recording(self, info) -> None:
+        """Tell every analyser that the scenes of this probed recording come next."""
+        for analyser in self.analysers:
+            analyser.start_recording(info)
+
     def analyse(self, inputs: Sequence[SceneInput]) -> list[Scene]:
         """Every analyser on the batch; the scenes with their annotations, in analyser order."""
         found: list[list] = [[] for _ in inputs]

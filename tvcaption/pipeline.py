@@ -62,6 +62,7 @@ def captions_of(info, config: Config, engine: Engine, on_progress: ProgressFn | 
     ``on_progress(seconds, captions)``: seconds of the recording through the CNN, and every
     caption so far (after a fall-back to two passes the list starts again, so a count taken
     from it never counts a scene twice)."""
+    engine.start_recording(info)
     if config.index.single_pass:
         from tvcaption.stream import StreamMismatch, stream_scenes
 

@@ -3,6 +3,7 @@
 An analyser is built once per run from an :class:`AnalyserContext` and then called with batches
 of :class:`SceneInput`: the scene (times), and what it declared in ``needs``: the sampled RGB
 frames (``"frames"``) and the backbone's 7x7 local features of those frames (``"features"``).
+Before a recording's first scene it hears :meth:`Analyser.start_recording`.
 It returns, for each scene of the batch, a list of :class:`~tvcaption.scene.Annotation` s. It
 knows nothing of decoding, the database, search or export: the pipeline runs it, the store keeps
 its annotations, search and export read them by kind and field.
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import Tensor
 
+    from pathlib import Path
+
     from tvcaption.config import Config
+    from tvcaption.video import VideoInfo
 
 NEEDS = frozenset({"frames", "features"})
 
@@ -82,6 +86,16 @@ class Analyser:
     @property
     def identity(self) -> str:
         return self.name
+
+    def companions(self, path: "Path") -> list["Path"]:
+        """Files beside the recording at ``path`` that this analyser reads (subtitle sidecars):
+        ``index`` checks them, with the recording, for changes. Default: none."""
+        return []
+
+    def start_recording(self, info: "VideoInfo") -> None:
+        """Called once before a recording's scenes reach :meth:`analyse` (``info.path`` names
+        it), for what an analyser reads of the whole recording (its subtitle tracks). Default:
+        nothing."""
 
     def model_info(self) -> dict[str, Any] | None:
         """For the store's models table: {"name", "sha256", "meta"}, or None."""
