@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from tvcaption.db import schema
 from tvcaption.scene import Annotation, Scene
+from tvcaption.search_terms import index_terms
 
 recordings_t = schema.Recording.__table__
 scenes_t = schema.Scene.__table__
@@ -40,7 +41,8 @@ def insert_rows(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
 def annotation_row(scene_id: int, position: int, a: Annotation) -> dict[str, Any]:
     return dict(scene_id=scene_id, analyser=a.analyser, kind=a.kind, position=position, text=a.text,
                 score=None if a.score is None else float(a.score), field=a.field,
-                data=None if a.data is None else dict(a.data))
+                data=None if a.data is None else dict(a.data),
+                terms=None if a.field is None else index_terms(a.text))
 
 
 def insert_scenes(conn: Connection, recording_id: int, scenes: Sequence[Scene]) -> None:

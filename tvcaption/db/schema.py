@@ -111,7 +111,8 @@ class Annotation(Base):
 
     ``field`` is where ``text`` goes in the full-text index: 'text' (weight 1), 'labels' (weight
     0.5) or NULL (stored, not searched). ``position`` orders a scene's annotations as the
-    analysers returned them (a caption, then tags most probable first, ...)."""
+    analysers returned them (a caption, then tags most probable first, ...). ``terms`` (migration
+    0004) is indexed with ``text``: what the backends' tokenizers cannot find in it by themselves."""
 
     __tablename__ = "annotations"
     __table_args__ = (CheckConstraint("field IN ('text', 'labels')", name="field"),)
@@ -125,6 +126,8 @@ class Annotation(Base):
     score: Mapped[float | None] = mapped_column(Float)  # the analyser's confidence, on its own scale
     field: Mapped[str | None] = mapped_column(String(16))  # search field, or NULL: not searched
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # JSON-able details
+    # extra index terms made when stored (tvcaption.search_terms): CJK characters and pairs, simplified
+    terms: Mapped[str | None] = mapped_column(Text)
 
 
 class Model(Base):

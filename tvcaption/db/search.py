@@ -14,6 +14,11 @@ labels); words are stemmed on both backends (porter / 'english'), so "man singin
 sings", and English stop words are ignored on both. NUL characters are dropped because
 PostgreSQL rejects them in text.
 
+Chinese, Japanese and Korean text is found by any two or more of its characters in order, typed
+in traditional or simplified form: the index holds the pairs of its characters, simplified
+(:mod:`tvcaption.search_terms`, migration 0004), and such a run in the query becomes the phrase
+of its pairs.
+
 Symbols and emoji are separators on both backends (:func:`words`): SQLite's unicode61 tokenizer
 never indexes them, while PostgreSQL's parser, on a server with the C locale, takes every
 non-ASCII character for a letter, so "🎤 singing" found the singing scenes on SQLite and nothing
@@ -42,6 +47,7 @@ from tvcaption.db.scenes import annotations_of
 from tvcaption.db.schema import SEARCH_TABLE, Recording, Scene
 from tvcaption.errors import DatabaseError, TvcaptionError
 from tvcaption.scene import Annotated, Annotation
+from tvcaption.search_terms import query_terms
 
 TEXT_WEIGHT, LABELS_WEIGHT = 1.0, 0.5  # SQLite bm25 column weights (PostgreSQL: A and B)
 MAX_WORDS = 64  # longer queries are cut: nobody types more, and each word costs a lookup
@@ -120,13 +126,40 @@ def _is_stop_word(word: str) -> bool:
     return "".join(ch for ch in word.lower() if ch.isalnum()) in STOP_WORDS
 
 
+def split_query(query: str) -> tuple[list[str], list[str]]:
+    """The query as (plain words, CJK phrases): words of :func:`words`, where a run of Chinese,
+    Japanese or Korean characters becomes the phrase of its character pairs, simplified
+    (:mod:`tvcaption.search_terms`: the index holds those pairs for such text)."""
+    plain: list[str] = []
+    phrases: list[str] = []
+    for word in words(query):
+        more, found = query_terms(word)
+        plain += more
+        phrases += found
+    return plain, phrases
+
+
 def fts5_query(query: str) -> str:
-    """The FTS5 MATCH expression for a user query: every word (of :func:`words`) quoted, all required.
+    """The FTS5 MATCH expression for a user query: every word (of :func:`words`) quoted, all
+    required; a CJK run as the quoted phrase of its pairs.
 
     Stop words are dropped; a quoted word the tokenizer finds no token in (``"-"``) is
     ignored by FTS5 itself. An empty result means: nothing to search for.
     """
-    return " ".join(quote_fts5(w) for w in words(query) if not _is_stop_word(w))
+    plain, phrases = split_query(query)
+    return " ".join([quote_fts5(w) for w in plain if not _is_stop_word(w)] + [quote_fts5(p) for p in phrases])
+
+
+def _pg_tsquery(query: str):
+    """plainto_tsquery of the plain words AND phraseto_tsquery of each CJK phrase (bound parameters)."""
+    config = literal_column(f"'{TS_CONFIG}'::regconfig")
+    plain, phrases = split_query(query)
+    parts = [func.plainto_tsquery(config, bindparam("text_query", " ".join(plain)))] if plain else []
+    parts += [func.phraseto_tsquery(config, bindparam(f"phrase_{i}", p)) for i, p in enumerate(phrases)]
+    tsquery = parts[0]
+    for part in parts[1:]:
+        tsquery = tsquery.op("&&")(part)
+    return tsquery
 
 
 _fts = table(SEARCH_TABLE, column("rowid"), column("scene_id"), column("text"),
@@ -155,8 +188,7 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
         scene_id = _fts.c.rowid
         match = fts_table.op("MATCH")(bindparam("fts_query", expression))
     elif dialect == "postgresql":
-        tsquery = func.plainto_tsquery(literal_column(f"'{TS_CONFIG}'::regconfig"),
-                                       bindparam("text_query", " ".join(terms)))
+        tsquery = _pg_tsquery(query)
         score = func.ts_rank(_fts.c.document, tsquery, 1)  # 1: divided by 1 + log(length), so short texts win ties
         scene_id = _fts.c.scene_id
         match = _fts.c.document.op("@@")(tsquery)
