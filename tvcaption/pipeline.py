@@ -87,16 +87,27 @@ def content_hash(path: str | Path, chunk: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
-def file_stamp(path: Path) -> dict[str, int] | None:
-    """Size and modification time of a regular file (None for anything else: probe() judges it)."""
+def file_stamp(path: Path, companions: Sequence[Path] = ()) -> dict | None:
+    """Size and modification time of a regular file (None for anything else: probe() judges it),
+    and, under ``companions``, those of the files beside it that analysers read (subtitles), if any."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return {"file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns} if stat.S_ISREG(st.st_mode) else None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    stamp: dict = {"file_size": st.st_size, "file_mtime_ns": st.st_mtime_ns}
+    beside = {p.name: [s["file_size"], s["file_mtime_ns"]] for p in companions if (s := file_stamp(p))}
+    return {**stamp, "companions": beside} if beside else stamp
 
 
-def unchanged(known, stamp: dict[str, int], model: str) -> bool:
+def _companions_changed(known, stamp: dict | None) -> bool:
+    """True when the files beside a stored recording are not those it was indexed with (added, edited, removed)."""
+    return bool(known is not None and known.probe and stamp
+                and (known.probe.get("companions") or {}) != (stamp.get("companions") or {}))
+
+
+def unchanged(known, stamp: dict, model: str) -> bool:
     """True when ``known`` (a stored recording) was indexed by ``model`` from a file with this size and mtime.
 
     Re-running ``index`` over a large archive then stats files instead of hashing them; a file
@@ -104,7 +115,7 @@ def unchanged(known, stamp: dict[str, int], model: str) -> bool:
     """
     if known is None or known.status != "done" or known.model != model or not known.probe:
         return False
-    return all(known.probe.get(k) == v for k, v in stamp.items())
+    return all(known.probe.get(k) == v for k, v in stamp.items()) and not _companions_changed(known, stamp)
 
 
 def walk(paths: Iterable[str | Path], extensions: Sequence[str], recursive: bool = True) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -224,7 +235,7 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
         known = store.find_recording(f)  # also finds the spelling an older tvcaption stored
         if known is not None and known.path != key and store.rename_recording(known.path, key):
             known = store.find_recording(key)
-        stamp = file_stamp(f)
+        stamp = file_stamp(f, engine.companions(f))
         if not reindex and stamp and unchanged(known, stamp, engine.model_name):
             report.skipped.append(key)  # same size and mtime as when it was indexed: no need to hash it
             emit(IndexEvent("skipped", key, "already indexed", size=stamp["file_size"]))
@@ -232,7 +243,8 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
         info = probe(f)  # first: refuses FIFOs, devices and broken links before anything reads them
         digest = content_hash(f)
         probe_data = {**dataclasses.asdict(info), **(stamp or {})}
-        claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name, reindex=reindex)
+        claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name,
+                             reindex=reindex or _companions_changed(known, stamp))
         if claim is None:
             report.skipped.append(key)
             emit(IndexEvent("skipped", key, "already indexed or being indexed", size=_file_size(f)))
@@ -286,7 +298,7 @@ def _caption_and_save(f: Path, key: str, info, stamp, claim, store, engine: Engi
                 emit(IndexEvent("progress", key, done=seconds, duration=info.duration, scenes=len(done), size=size))
 
             scenes = captions_of(info, config, engine, shown)
-            after = file_stamp(f)
+            after = file_stamp(f, engine.companions(f))
             if after == stamp:
                 break
             if attempt == GROWING_RETRIES:

@@ -13,6 +13,7 @@ from tvcaption.errors import ConfigError
 REGISTRY: dict[str, str] = {
     "caption": "tvcaption.analysers.caption:CaptionAnalyser",
     "tags": "tvcaption.analysers.tags:TagsAnalyser",
+    "speech": "tvcaption.analysers.speech:SpeechAnalyser",
 }
 
 __all__ = ["Analyser", "AnalyserContext", "SceneInput", "REGISTRY", "analyser_class", "load_analysers"]
