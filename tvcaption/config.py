@@ -32,11 +32,17 @@ CONFIG_NAME = "tvcaption.toml"
 
 @dataclass(frozen=True)
 class ScenesConfig:
-    detector: str = "adaptive"  # adaptive | content | threshold | hash | histogram
+    detector: str = "adaptive"  # adaptive | content | threshold | hash | histogram | transnetv2 | auto
     threshold: float | None = None  # None: the detector's own default
     min_scene_len: float = 0.6  # seconds; shorter cuts are merged
     max_scene_len: float = 20.0  # seconds; longer scenes are split evenly so a caption stays watchable
     downscale: int = 0  # 0: PySceneDetect's automatic downscale for the frame size
+
+    def __post_init__(self) -> None:
+        known = ("adaptive", "content", "threshold", "hash", "histogram", "transnetv2", "auto")  # scenes.DETECTORS
+        if str(self.detector).strip().lower() not in known:
+            raise ConfigError(f"[scenes] detector = {self.detector!r}: unknown detector; use one of "
+                              f"{', '.join(known)}")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
-"""Scene detection with PySceneDetect (the only module that imports ``scenedetect``).
+"""Scene detection with PySceneDetect (the only module that imports ``scenedetect``), or TransNetV2.
 
 Frames come from :mod:`tvcaption.video` (one decoding pass, upright, display-shaped, times in
 seconds from the first frame, so an MPEG-TS whose first timestamp is 36001.4 s still gives
 scenes from 0), and are fed to a PySceneDetect detector the way its ``SceneManager`` does:
 BGR, downscaled to about 256 pixels wide, with a ``FrameTimecode`` built from each frame's own
-timestamp (exact for variable frame rate).
+timestamp (exact for variable frame rate). ``detector = "transnetv2"`` gets 48x27 RGB frames
+instead and the learned shot detector of :mod:`tvcaption.shots` (dissolves, fades and wipes too;
+its cuts come up to :data:`~tvcaption.shots.DELAY` frames late, which a streaming caller allows
+for through :attr:`SceneDetection.delay`). ``"auto"`` is :func:`resolve_detector`'s choice.
 
 * :func:`detect_scenes` - a recording (path or :class:`~tvcaption.video.VideoInfo`) to scenes.
 * :func:`detect_scenes_from_frames` / :class:`SceneDetection` - for a decode-once pipeline that
@@ -30,7 +33,8 @@ import numpy as np
 from tvcaption.config import ConfigError, ScenesConfig
 from tvcaption.scene import Scene  # the one scene type; detection makes it with times only
 
-DETECTORS = ("adaptive", "content", "threshold", "hash", "histogram")
+DETECTORS = ("adaptive", "content", "threshold", "hash", "histogram", "transnetv2", "auto")
+PYSCENEDETECT_DELAY = 12  # frames: how late a PySceneDetect detector may report a cut (adaptive's window + 1)
 _MIN_WIDTH = 256  # PySceneDetect's automatic downscale target (scene_manager.DEFAULT_MIN_WIDTH)
 _US = Fraction(1, 1_000_000)  # time base of the timecodes handed to detectors
 _LEN_EPS = 1e-6  # seconds: a scene this much shorter than min_scene_len still counts as long enough
@@ -51,8 +55,38 @@ def merge_short_last(scenes: Sequence[Scene], min_len: float | None) -> list[Sce
     return out
 
 
+def resolve_detector(options: ScenesConfig) -> str:
+    """The detector in force: ``options.detector``, with ``"auto"`` made a choice for this machine.
+
+    ``auto`` is ``adaptive`` on CPU, where TransNetV2 costs several times the whole scene stage
+    (``bench/results/shot_detectors.md``), and ``transnetv2`` when CUDA is present.
+    """
+    name = (options.detector or "adaptive").strip().lower()
+    if name not in DETECTORS:
+        raise ConfigError(f"scenes.detector: unknown detector {options.detector!r}; "
+                          f"use one of {', '.join(DETECTORS)}")
+    if name == "auto":
+        try:
+            import torch
+        except ImportError:
+            return "adaptive"
+        return "transnetv2" if torch.cuda.is_available() else "adaptive"
+    return name
+
+
 def make_detector(options: ScenesConfig, fps: float):
-    """The configured PySceneDetect detector; ``min_scene_len`` seconds become frames at ``fps``."""
+    """The configured detector; ``min_scene_len`` seconds become frames at ``fps`` (PySceneDetect's),
+    or a :class:`_TransNet` for ``transnetv2``."""
+    name = resolve_detector(options)
+    if options.min_scene_len < 0:
+        raise ConfigError(f"scenes.min_scene_len: {options.min_scene_len} is negative; use seconds >= 0")
+    if options.threshold is not None and options.threshold < 0:
+        raise ConfigError(f"scenes.threshold: {options.threshold} is negative; use a positive number or none")
+    if name == "transnetv2":
+        if options.threshold is not None and not 0 < options.threshold < 1:
+            raise ConfigError(f"scenes.threshold: {options.threshold} is not a probability; TransNetV2 takes "
+                              "0 < threshold < 1 (0.5 by default)")
+        return _TransNet(options)
     from scenedetect.detectors import (
         AdaptiveDetector,
         ContentDetector,
@@ -61,22 +95,61 @@ def make_detector(options: ScenesConfig, fps: float):
         ThresholdDetector,
     )
 
-    name = (options.detector or "adaptive").strip().lower()
     classes = {"adaptive": (AdaptiveDetector, "adaptive_threshold"), "content": (ContentDetector, "threshold"),
                "threshold": (ThresholdDetector, "threshold"), "hash": (HashDetector, "threshold"),
                "histogram": (HistogramDetector, "threshold")}
-    if name not in classes:
-        raise ConfigError(f"scenes.detector: unknown detector {options.detector!r}; "
-                          f"use one of {', '.join(DETECTORS)}")
-    if options.min_scene_len < 0:
-        raise ConfigError(f"scenes.min_scene_len: {options.min_scene_len} is negative; use seconds >= 0")
-    if options.threshold is not None and options.threshold < 0:
-        raise ConfigError(f"scenes.threshold: {options.threshold} is negative; use a positive number or none")
     cls, threshold_arg = classes[name]
     kwargs: dict[str, Any] = {"min_scene_len": max(0, int(round(options.min_scene_len * fps)))}
     if options.threshold is not None:
         kwargs[threshold_arg] = float(options.threshold)
     return cls(**kwargs)
+
+
+class _TransNet:
+    """TransNetV2 behind the detector interface: 48x27 RGB frames in, cut frame indices out, with
+    cuts closer than ``min_scene_len`` seconds to the previous one (or to the start) dropped."""
+
+    def __init__(self, options: ScenesConfig):
+        from tvcaption.shots import THRESHOLD, ShotCuts, ShotPredictor
+
+        self.predictor = ShotPredictor()
+        self.cuts = ShotCuts(THRESHOLD if options.threshold is None else float(options.threshold))
+        self.min_len = float(options.min_scene_len or 0.0)
+        self.last = 0.0  # time of the last cut kept (the start counts as one)
+
+    def process(self, times: Sequence[float], frame: np.ndarray) -> list[float]:
+        return self._keep(times, self.cuts.add(self.predictor.push(frame)))
+
+    def finish(self, times: Sequence[float]) -> list[float]:
+        return self._keep(times, self.cuts.add(self.predictor.finish()) + self.cuts.finish())
+
+    def _keep(self, times: Sequence[float], cuts: list[int]) -> list[float]:
+        kept = []
+        for i in cuts:
+            if i >= len(times):
+                continue  # after the last frame: no new shot
+            t = float(times[i])
+            if not too_short(t - self.last, self.min_len):
+                kept.append(t)
+                self.last = t
+        return kept
+
+
+def small_converter(info: Any, options: ScenesConfig):
+    """(convert, bgr): the decoded picture -> the frame the detector reads, for a decode-once caller.
+
+    PySceneDetect's detectors: BGR at the processing size, shrunk with ``cv2.resize`` as its
+    SceneManager does. TransNetV2: RGB 48x27, scaled by FFmpeg in one step from the picture.
+    """
+    from tvcaption.shots import HEIGHT, WIDTH
+    from tvcaption.video import output_size
+    from tvcaption.video.pyav import converter
+
+    if resolve_detector(options) == "transnetv2":
+        return converter(info, WIDTH, HEIGHT, "rgb24"), False
+    w, h = processing_size(info.width, info.height, options)
+    small = min(w, h) if (w, h) != (info.width, info.height) else None
+    return converter(info, *output_size(info, small), "bgr24", scaler="cv2"), True
 
 
 def processing_size(width: int, height: int, options: ScenesConfig) -> tuple[int, int]:
@@ -95,9 +168,10 @@ class SceneDetection:
     """Streaming scene detection: ``push(t, frame)`` for every frame in order, then ``finish()``.
 
     ``t`` is seconds from the first frame, ``frame`` RGB uint8 (H, W, 3) of any size (it is
-    resized to the processing size, computed from ``source_size`` or the first frame). Scene
-    frame numbers count the frames pushed, unless ``push`` is given each frame's own ``index``
-    (for a caller that pushes only every n-th frame; detection wants every frame though).
+    resized to the processing size, computed from ``source_size`` or the first frame; 48x27 for
+    TransNetV2). Scene frame numbers count the frames pushed, unless ``push`` is given each
+    frame's own ``index`` (for a caller that pushes only every n-th frame; detection wants every
+    frame though). ``delay``: how many frames after the frame it falls on a cut may be reported.
     """
 
     def __init__(self, fps: float, options: ScenesConfig | None = None,
@@ -110,7 +184,15 @@ class SceneDetection:
         self.fps = float(fps)
         self.rate = Fraction(self.fps).limit_denominator(100_000)
         self.detector = make_detector(self.options, self.fps)
-        self.size = processing_size(*source_size, self.options) if source_size else None
+        self.transnet = isinstance(self.detector, _TransNet)
+        if self.transnet:
+            from tvcaption.shots import DELAY, HEIGHT, WIDTH
+
+            self.size: tuple[int, int] | None = (WIDTH, HEIGHT)
+            self.delay = DELAY
+        else:
+            self.size = processing_size(*source_size, self.options) if source_size else None
+            self.delay = PYSCENEDETECT_DELAY
         self.times: list[float] = []
         self.indices: list[int] = []
         self.cut_seconds: list[float] = []
@@ -131,8 +213,15 @@ class SceneDetection:
         if self.size is None:
             self.size = processing_size(w, h, self.options)
         if (w, h) != self.size:
-            interp = cv2.INTER_LINEAR  # what SceneManager uses
+            interp = cv2.INTER_AREA if self.transnet else cv2.INTER_LINEAR  # INTER_LINEAR: what SceneManager uses
             frame = cv2.resize(frame, self.size, interpolation=interp)
+        if self.transnet:
+            if bgr:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            self.times.append(t)
+            self.indices.append(len(self.indices) if index is None else int(index))
+            self.cut_seconds.extend(self.detector.process(self.times, np.ascontiguousarray(frame)))
+            return
         if not bgr:
             frame = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)
         timecode = FrameTimecode(Timecode(pts=round(t / _US), time_base=_US), fps=self.rate)
@@ -144,7 +233,9 @@ class SceneDetection:
 
     def finish(self, end: float | None = None) -> list[Scene]:
         """Scenes covering [0, end); ``end`` defaults to the end of the last frame pushed."""
-        if not self._done and self._last is not None:
+        if not self._done and self.transnet and self.times:
+            self.cut_seconds.extend(self.detector.finish(self.times))
+        elif not self._done and self._last is not None:
             self.cut_seconds.extend(c.seconds for c in self.detector.post_process(self._last))
         self._done = True
         scenes = _scenes(self.times, self.indices, self.cut_seconds, end, self.fps)
@@ -188,20 +279,25 @@ def detect_scenes_from_frames(frames: Iterable[tuple[float, np.ndarray]], fps: f
 
 def detect_scenes(path_or_info: str | os.PathLike | Any, options: ScenesConfig | None = None) -> list[Scene]:
     """Scenes of a recording, in seconds from its first frame, covering [0, duration)."""
-    from tvcaption.video import VideoInfo, iter_frames, probe
+    from tvcaption.video import VideoInfo, probe
 
     options = options or ScenesConfig()
     info = path_or_info if isinstance(path_or_info, VideoInfo) else probe(path_or_info)
     make_detector(options, info.fps)  # configuration errors before decoding anything
-    w, h = processing_size(info.width, info.height, options)
-    size = min(w, h) if (w, h) != (info.width, info.height) else None
+    convert, bgr = small_converter(info, options)  # what the single pass (stream.py) feeds the detector too
     from tvcaption.background import in_background
+    from tvcaption.video.pyav import PyavCursor
+
+    def small_frames():
+        with PyavCursor(info) as cursor:
+            for t, picture in cursor.frames():
+                yield t, convert(picture)
 
     # decoding and resizing in a worker thread, detection here (both release the GIL for most of it)
-    frames = in_background(iter_frames(info, size=size, bgr=True, scaler="cv2"), depth=16)  # SceneManager's resize
+    frames = in_background(small_frames(), depth=16)
     try:
         scenes = detect_scenes_from_frames(frames, info.fps, options, end=info.duration,
-                                           source_size=(info.width, info.height), bgr=True)
+                                           source_size=(info.width, info.height), bgr=bgr)
     finally:
         frames.close()
     return scenes
@@ -229,4 +325,5 @@ def split_long(scenes: Sequence[Scene], max_len: float) -> list[Scene]:
 
 
 __all__ = ["Scene", "DETECTORS", "detect_scenes", "detect_scenes_from_frames", "SceneDetection",
-           "split_long", "make_detector", "processing_size", "too_short", "merge_short_last"]
+           "split_long", "make_detector", "resolve_detector", "small_converter", "processing_size", "too_short",
+           "merge_short_last", "PYSCENEDETECT_DELAY"]

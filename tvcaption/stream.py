@@ -14,6 +14,11 @@ most ``stride - 1`` frames earlier than the exact one; for scenes that fit the b
 12 s of SD or 2.4 s of 1080p at the default) the frames are exactly those the two-pass
 reader returns.
 
+A cut is reported a few frames after the frame it falls on (PySceneDetect's adaptive detector
+looks 12 frames ahead; TransNetV2 up to 75, as it predicts 50 frames at a time with 25 of
+look-ahead): the newest ``delay + 4`` frames are never thinned (as far as half the budget allows),
+so the next scene still has its first frames.
+
 A scene closed by a cut is held back until the open scene after it has lasted
 ``min_scene_len`` (or another cut closes that one too): until then the open scene could still
 be a too-short last scene, which :func:`~tvcaption.scenes.merge_short_last` merges into the
@@ -34,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from tvcaption.config import ScenesConfig
-from tvcaption.scenes import Scene, SceneDetection, make_detector, processing_size, split_long, too_short
+from tvcaption.scenes import Scene, SceneDetection, make_detector, small_converter, split_long, too_short
 from tvcaption.video import output_size, sample_times
 from tvcaption.video.pyav import PyavCursor, converter
 
@@ -129,9 +134,9 @@ class _OnePass:
         self.info, self.options, self.stats = info, options, stats
         self.frames_per_scene, self.budget_bytes = frames_per_scene, budget_bytes
         make_detector(options, info.fps)  # configuration errors before decoding anything
-        w, h = processing_size(info.width, info.height, options)
-        small = min(w, h) if (w, h) != (info.width, info.height) else None  # as detect_scenes does
-        self.to_small = converter(info, *output_size(info, small), "bgr24", scaler="cv2")  # as detect_scenes
+        # the detector's frame, made from the decoded picture exactly as detect_scenes makes it: BGR at
+        # PySceneDetect's processing size, or 48x27 RGB for TransNetV2
+        self.to_small, self.small_bgr = small_converter(info, options)
         self.to_full = converter(info, *output_size(info, None))
         self.detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
         self.kept: _Kept | None = None
@@ -159,14 +164,16 @@ class _OnePass:
         t0 = time.perf_counter()
         detection, stats = self.detection, self.stats
         before = len(detection.times)
-        detection.push(t, self.to_small(picture), bgr=True)
+        detection.push(t, self.to_small(picture), bgr=self.small_bgr)
         stats.detect_s += time.perf_counter() - t0
         if len(detection.times) == before:
             return False  # a repeated timestamp: the detector skipped it, so do we
         stats.frames += 1
         if self.kept is None:
             frame_bytes = sum(p.buffer_size for p in picture.planes) or 1
-            self.kept = _Kept(max(4 * self.frames_per_scene, self.budget_bytes // frame_bytes))
+            capacity = max(4 * self.frames_per_scene, self.budget_bytes // frame_bytes)
+            # every frame the detector may still put a cut on stays unthinned, as far as the budget allows
+            self.kept = _Kept(capacity, recent=max(16, min(detection.delay + 4, capacity // 2)))
         self.kept.add(t, before, picture)
         stats.max_kept = max(stats.max_kept, len(self.kept.entries))
         stats.max_stride = max(stats.max_stride, self.kept.stride)
