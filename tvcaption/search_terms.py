@@ -49,10 +49,10 @@ def pairs(run: str) -> list[str]:
     return [run[i:i + 2] for i in range(len(run) - 1)]
 
 
-def index_terms(text: str) -> str | None:
+def index_terms(text: str | None) -> str | None:
     """Extra index terms for ``text``: for each CJK run, its characters, then its pairs; None
     when the text has no CJK character (nothing to add)."""
-    found = runs(text)
+    found = runs(text) if text else []
     if not found:
         return None
     return " ".join(" ".join([*run, *pairs(run)]) for run in found)
