@@ -65,15 +65,17 @@ def test_an_analyser_from_outside_is_indexed_searched_and_exported(toy, tmp_path
 
 
 def test_caption_and_tags_are_analysers(toy, tmp_path):
-    from tvcaption.config import load_config
+    from tvcaption.config import load_config, with_overrides
     from tvcaption.engine import Engine
     from toymodel import make_clip
     from tvcaption.pipeline import caption_recording
 
     config = load_config(toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}"))
     engine = Engine(config)
-    assert [a.name for a in engine.analysers] == ["caption", "tags"]
-    assert engine.model_name == toy.model.name  # the stored identity of the default analysers
+    assert [a.name for a in engine.analysers] == ["caption", "tags", "text", "speech"]  # the default
+    assert engine.model_name.startswith(f"{toy.model.name}+tags+text:rapidocr-") and engine.model_name.endswith("+speech")
+    engine = Engine(with_overrides(config, "index", analysers=("caption", "tags")))
+    assert engine.model_name == toy.model.name  # caption and tags: the caption model's name, as before analysers
     result = caption_recording(make_clip(tmp_path / "c.mp4"), config, engine)
     (scene,) = result.scenes
     assert [a.analyser for a in scene.annotations][:1] == ["caption"] and scene.caption

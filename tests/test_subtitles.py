@@ -340,3 +340,26 @@ def test_speech_with_caption_and_tags_through_the_cli(toy, bikes, tmp_path):
     assert {"caption", "speech"} <= {a["analyser"] for a in rows[0]["annotations"]}
     assert said[0]["data"]["cues"][0] == {"start": 0.2, "end": 1.0, "text": "Bonjour & salut",
                                           "source": "bikes.en.vtt", "language": "en"}
+
+
+def test_the_cli_shows_a_bad_sidecar_as_one_warning_line(bikes, tmp_path):
+    """What the library logs reaches the user as one ``warning:`` line on stderr, not a
+    traceback and not silence; the recording is indexed anyway."""
+    from typer.testing import CliRunner
+
+    from tvcaption.cli import app
+
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(bikes, media / "bikes.mp4")
+    side = media / "bikes.srt"
+    side.write_bytes("1\n00:00:01,000 --> 00:00:02,000\nCafé crème\n".encode("cp1252"))
+    config = tmp_path / "tvcaption.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "a.db"}"\n[index]\nanalysers = ["speech"]\n')
+    done = CliRunner().invoke(app, ["index", str(media), "--config", str(config)])
+    assert done.exit_code == 0, done.output
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(side) in warnings[0] and "Windows-1252" in warnings[0], done.stderr
+    hits = CliRunner().invoke(app, ["search", "crème", "--json", "--config", str(config)])
+    found = json.loads(hits.output)
+    assert hits.exit_code == 0 and found and all(h["start"] < 2.0 and h["end"] > 1.0 for h in found), hits.output

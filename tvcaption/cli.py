@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from enum import Enum
 from pathlib import Path
@@ -44,11 +45,28 @@ ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help=(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of text for people.")]
 
 
+class _WarningLines(logging.Handler):
+    """The library's warnings (a bad subtitle file, a fallback) as ``warning: ...`` lines on
+    stderr, printed through the console so they land above a live progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("tvcaption")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        logger.addHandler(_WarningLines(logging.WARNING))
+        logger.propagate = False
+
+
 def friendly(fn: Callable) -> Callable:
-    """User errors end in one line on stderr and exit 1, never a traceback."""
+    """User errors end in one line on stderr and exit 1, never a traceback; library warnings
+    are one line each."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _show_warnings()
         try:
             return fn(*args, **kwargs)
         except TvcaptionError as exc:
@@ -202,10 +220,13 @@ def export(
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="srt, vtt (WebVTT descriptions) or json.")] = ExportFormat.srt,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files (created if missing).")] = Path("."),
     all_: Annotated[bool, typer.Option("--all", help="Export every indexed recording.")] = False,
+    with_text: Annotated[bool, typer.Option("--with-text", help=(
+        "SRT/WebVTT cues also say the text on screen (\"On screen: ...\"), when the text analyser ran. "
+        "JSON always has it."))] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Write a recording's scene captions as SRT, WebVTT or JSON."""
+    """Write a recording's scene captions as SRT, WebVTT or JSON (with every analyser's annotations)."""
     from tvcaption.export import export_all, export_recording
 
     if all_ and recording is not None:
@@ -214,7 +235,8 @@ def export(
         raise TvcaptionError("export: name a RECORDING or pass --all")
     cfg = _config(config, db)
     engine = _open_existing(cfg)
-    written = export_all(engine, fmt.value, out_dir) if all_ else [export_recording(engine, recording, fmt.value, out_dir)]
+    written = (export_all(engine, fmt.value, out_dir, with_text) if all_
+               else [export_recording(engine, recording, fmt.value, out_dir, with_text)])
     for path in written:
         out.print(escape(str(path)), highlight=False, soft_wrap=True)
 

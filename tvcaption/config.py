@@ -82,7 +82,19 @@ class IndexConfig:
     tags: int = 5  # ImageNet labels stored per scene
     tag_min_score: float = 0.05  # tags below this probability are dropped
     single_pass: bool = True  # decode each recording once for scene detection and frame sampling
-    analysers: tuple[str, ...] = ("caption", "tags")  # scene analysers run on every scene, in order
+    analysers: tuple[str, ...] = ("caption", "tags", "text", "speech")  # scene analysers run on every scene, in order
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """On-screen text (the ``text`` analyser, RapidOCR)."""
+
+    frames: int = 3  # frames per scene it may read; a frame whose picture barely changed is skipped
+    interval: float = 4.0  # seconds: one frame offered per this much of a scene (at least one, at most `frames`)
+    min_score: float = 0.6  # recognition confidence below which a text is dropped as noise
+    min_chars: int = 2  # texts shorter than this (after trimming) are dropped
+    det_side: int = 544  # text is found on frames scaled down to this longer side (smaller: faster, misses small text), read at full size
+    threads: int = 0  # onnxruntime threads; 0 = all cores
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class Config:
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     root: Path = Path(".")  # directory relative paths resolve against (the config file's folder)
 

@@ -15,7 +15,7 @@ from tvcaption.scene import Scene
 
 ProgressFn = Callable[[float, list[Scene]], None]  # (seconds of the recording done, scenes so far)
 DEFAULT_FRAMES = 10  # frames sampled per scene when no analyser asks for a number
-DEFAULT_ANALYSERS = ("caption", "tags")
+CAPTION_AND_TAGS = ("caption", "tags")  # stored as the caption model's name alone, as before analysers existed
 
 
 class Engine:
@@ -31,11 +31,13 @@ class Engine:
         self.analysers = load_analysers(config.index.analysers, self.context)
         self.needs = frozenset().union(*(a.needs for a in self.analysers))
         self.frames = max((a.frames for a in self.analysers), default=0) or config.model.frames or DEFAULT_FRAMES
+        wanted = [a.keep_frames for a in self.analysers if "frames" in a.needs]
+        self.keep = 0 if not wanted else self.frames if None in wanted else min(self.frames, max(wanted))
         names = tuple(a.name for a in self.analysers)
         identities = [a.identity for a in self.analysers]
-        # what the store records as "indexed with": the caption model alone for the default
-        # analysers (as before analysers existed), else every analyser's identity
-        self.model_name = identities[0] if names == DEFAULT_ANALYSERS else "+".join(identities)
+        # what the store records as "indexed with": every analyser's identity (the caption model
+        # alone for caption and tags, as before analysers existed); another set indexes again
+        self.model_name = identities[0] if names == CAPTION_AND_TAGS else "+".join(identities)
         infos = [a.model_info() for a in self.analysers if a.model_info()]
         base = infos[0] if infos else {"name": self.model_name}
         self.model_info = {**base, "name": self.model_name}
@@ -93,8 +95,17 @@ class Engine:
 
             local = torch.cat([self.features(flat[i:i + batch]) for i in range(0, len(flat), batch)])
             features = list(local.split([len(f) for f in frames]))
-        keep = "frames" in self.needs
-        return self.analyse([SceneInput(s, t, f if keep else None, x) for s, t, f, x in zip(scenes, times, frames, features)])
+        return self.analyse([self._input(s, t, f, x) for s, t, f, x in zip(scenes, times, frames, features)])
+
+    def _input(self, scene: Scene, times, frames, features) -> SceneInput:
+        """What the analysers get of a scene: the full-size frames only as many as they read."""
+        if not self.keep:
+            return SceneInput(scene, times, None, None, features)
+        import numpy as np
+
+        pick = np.unique(np.linspace(0, len(frames) - 1, self.keep + 2)[1:-1].round().astype(int)) \
+            if self.keep < len(frames) else np.arange(len(frames))
+        return SceneInput(scene, times, frames[pick], np.asarray(times)[pick], features)
 
     def analyse_stream(self, sampled: Iterable, chunk: int = 16, on_progress: ProgressFn | None = None) -> list[Scene]:
         """Analyse :class:`~tvcaption.stream.SampledScene` items as they come.
@@ -110,13 +121,13 @@ class Engine:
         batch = max(self.frames, self.config.features.batch_size)
         waiting: list = []  # scenes whose frames are not through the CNN yet
         ready: list[SceneInput] = []  # scenes ready for the analysers
-        keep, cnn = "frames" in self.needs, "features" in self.needs
+        cnn = "features" in self.needs
 
         def run_cnn() -> None:
             if waiting:
                 local = self.features(np.concatenate([w.frames for w in waiting])) if cnn else None
                 parts = local.split([len(w.frames) for w in waiting]) if cnn else [None] * len(waiting)
-                ready.extend(SceneInput(w.scene, w.times, w.frames if keep else None, x) for w, x in zip(waiting, parts))
+                ready.extend(self._input(w.scene, w.times, w.frames, x) for w, x in zip(waiting, parts))
                 waiting.clear()
 
         def run_analysers() -> None:

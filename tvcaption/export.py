@@ -444,17 +444,29 @@ def _store(store_or_engine: Any):
     return store_or_engine if isinstance(store_or_engine, Store) else Store(store_or_engine)
 
 
-def _export(store, recording, writer: SubtitleWriter, out: Path) -> Path:
-    cues = [Cue(s.start, s.end, s.caption, s.tags, s.annotations) for s in store.scenes_of(recording.id)]
+def cue_text(scene: Any, with_text: bool = False) -> str:
+    """What a cue says of a scene: its caption; with ``with_text``, then the text on screen
+    (the ``text`` analyser's readings, top to bottom) as "On screen: A; B"."""
+    if not with_text:
+        return scene.caption
+    seen = [a.text for a in scene.of_kind("text")]
+    shown = f"On screen: {'; '.join(seen)}" if seen else ""
+    return " ".join(part for part in (scene.caption, shown) if part)
+
+
+def _export(store, recording, writer: SubtitleWriter, out: Path, with_text: bool = False) -> Path:
+    cues = [Cue(s.start, s.end, cue_text(s, with_text), s.tags, s.annotations) for s in store.scenes_of(recording.id)]
     return writer.write(cues, out, duration=recording.duration)
 
 
-def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str, out_dir: str | Path) -> Path:
+def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str, out_dir: str | Path,
+                     with_text: bool = False) -> Path:
     """Write ``out_dir/<name>.<fmt>`` from the stored scenes; returns its path.
 
     ``store_or_engine``: a Store, an Engine or a database URL. The recording must be indexed.
     The name is the one :func:`export_all` gives the recording (the stem, unless another
     indexed recording has the same one), so exporting one by one never overwrites another.
+    ``with_text``: cues also say the text on screen (:func:`cue_text`).
     """
     writer = get_writer(fmt)
     folder = _out_folder(out_dir)
@@ -469,10 +481,10 @@ def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str,
         raise TvcaptionError(f"{path}: not indexed (status {recording.status}{why}); run tvcaption index on it")
     others = [r.path for r in store.recordings(status="done")]
     names = output_names({*others, recording.path}, writer.extension)
-    return _export(store, recording, writer, folder / names[recording.path])
+    return _export(store, recording, writer, folder / names[recording.path], with_text)
 
 
-def export_all(store_or_engine: Any, fmt: str, out_dir: str | Path) -> list[Path]:
+def export_all(store_or_engine: Any, fmt: str, out_dir: str | Path, with_text: bool = False) -> list[Path]:
     """Export every indexed recording into ``out_dir``; returns the files written.
 
     Files are named after the recordings, distinct names by the rules in the module docstring,
@@ -483,4 +495,4 @@ def export_all(store_or_engine: Any, fmt: str, out_dir: str | Path) -> list[Path
     store = _store(store_or_engine)
     done = store.recordings(status="done")
     names = output_names([r.path for r in done], writer.extension)
-    return [_export(store, recording, writer, folder / names[recording.path]) for recording in done]
+    return [_export(store, recording, writer, folder / names[recording.path], with_text) for recording in done]

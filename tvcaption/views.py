@@ -172,12 +172,15 @@ def print_hits(hits, query: str, console: Console, where: str = "") -> None:
                       highlight=False, soft_wrap=True)
         console.print(f"     {escape(h.caption)}", highlight=False)
         for kind, texts in other_annotations(h):
-            console.print(f"     {escape(kind)}: {escape(' | '.join(texts))}", highlight=False)
+            console.print(f"     {escape(KIND_LABELS.get(kind, kind))}: {escape(' | '.join(texts))}", highlight=False)
         if h.tags:
             console.print(f"     [dim]tags: {escape(', '.join(h.tags))}[/]", highlight=False)
         score = f"  score {h.score:.3f}"
         console.print(f"     [dim]in {escape(shorten(folder or '.', console.width - 8 - len(score)))}{score}[/]",
                       highlight=False, soft_wrap=True)
+
+
+KIND_LABELS = {"text": "on screen", "speech": "said"}  # how a kind of annotation is named where a person reads it
 
 
 def other_annotations(item) -> list[tuple[str, list[str]]]:

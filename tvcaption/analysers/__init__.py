@@ -13,6 +13,7 @@ from tvcaption.errors import ConfigError
 REGISTRY: dict[str, str] = {
     "caption": "tvcaption.analysers.caption:CaptionAnalyser",
     "tags": "tvcaption.analysers.tags:TagsAnalyser",
+    "text": "tvcaption.analysers.text:TextAnalyser",
     "speech": "tvcaption.analysers.speech:SpeechAnalyser",
 }
 

@@ -42,7 +42,8 @@ class SceneInput:
 
     scene: Scene
     times: "np.ndarray"  # (T,) seconds of the sampled frames
-    frames: "np.ndarray | None" = None  # (T, H, W, 3) uint8 RGB, when an analyser needs "frames"
+    frames: "np.ndarray | None" = None  # (K, H, W, 3) uint8 RGB, full size, when an analyser needs "frames"
+    frame_times: "np.ndarray | None" = None  # (K,) seconds of those frames (K <= T: see Analyser.keep_frames)
     features: "Tensor | None" = None  # (T, 7, 7, C) backbone local features, when one needs "features"
 
 
@@ -72,13 +73,16 @@ class Analyser:
     """Base class; subclasses set ``name`` and ``needs`` and implement :meth:`analyse`.
 
     ``frames``: how many frames per scene it wants sampled (the most any analyser asks for is
-    sampled; 0: no wish). ``identity``: what, besides its name, makes its output differ (a model
+    sampled; 0: no wish). ``keep_frames``: with ``"frames"`` in ``needs``, how many of them it
+    reads at full size (the engine keeps that many per scene until the analysers run, spread
+    evenly, not all: full-size frames are big). ``identity``: what, besides its name, makes its output differ (a model
     checksum); a recording indexed with other analysers or identities is indexed again.
     """
 
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
     frames: int = 0
+    keep_frames: int | None = None  # with "frames": how many of the sampled frames it reads (evenly spread); None: all
 
     def __init__(self, context: AnalyserContext):
         self.context = context
