@@ -187,16 +187,20 @@ def search(
                                               "(plain text, not SQL).")],
     limit: Annotated[int, typer.Option(help=f"At most this many results (1 to {MAX_RESULTS:,}).")] = 20,
     recording: Annotated[Optional[str], typer.Option(help="Only this recording (any path to it).")] = None,
+    mode: Annotated[str, typer.Option(help=(
+        "text: the words; meaning: nearest by meaning (\"motorcycle\" finds \"moped\"; needs the meaning "
+        "analyser); hybrid: both fused, scenes with the words first."))] = "hybrid",
     as_json: JsonOpt = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Find the moments whose captions, tags or other annotations match QUERY, best first."""
-    from tvcaption.db.search import search as run_search
+    from tvcaption.db.hybrid import check_mode, search as run_search
 
     _at_least("--limit", limit, 1)
+    check_mode(mode)
     cfg = _config(config, db)
-    hits = run_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS), recording=recording)
+    hits = run_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS), recording=recording, mode=mode)
     if as_json:
         _print_json([{"recording": h.recording, "start": round(h.start, 3), "end": round(h.end, 3),
                       "caption": h.caption, "tags": list(h.tags), "score": h.score,

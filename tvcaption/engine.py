@@ -62,10 +62,15 @@ class Engine:
             analyser.start_recording(info)
 
     def analyse(self, inputs: Sequence[SceneInput]) -> list[Scene]:
-        """Every analyser on the batch; the scenes with their annotations, in analyser order."""
+        """Every analyser on the batch; the scenes with their annotations, in analyser order.
+        Each analyser's scenes hold what the analysers before it said (``scene.annotations``)."""
+        from dataclasses import replace
+
         found: list[list] = [[] for _ in inputs]
         for analyser in self.analysers:
-            for mine, theirs in zip(found, analyser.analyse(inputs), strict=True):
+            seen = [replace(item, scene=item.scene.with_annotations(mine)) if mine else item
+                    for item, mine in zip(inputs, found)]
+            for mine, theirs in zip(found, analyser.analyse(seen), strict=True):
                 mine.extend(theirs)
         return [item.scene.with_annotations(annotations) for item, annotations in zip(inputs, found)]
 

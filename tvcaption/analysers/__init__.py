@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "tags": "tvcaption.analysers.tags:TagsAnalyser",
     "text": "tvcaption.analysers.text:TextAnalyser",
     "speech": "tvcaption.analysers.speech:SpeechAnalyser",
+    "meaning": "tvcaption.analysers.meaning:MeaningAnalyser",  # after the others: embeds what they said
 }
 
 __all__ = ["Analyser", "AnalyserContext", "SceneInput", "REGISTRY", "analyser_class", "load_analysers"]

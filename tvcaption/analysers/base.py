@@ -38,7 +38,8 @@ NEEDS = frozenset({"frames", "features"})
 
 @dataclass(frozen=True)
 class SceneInput:
-    """One scene handed to analysers."""
+    """One scene handed to analysers; ``scene.annotations`` holds what the analysers listed
+    before this one in ``[index] analysers`` said of it (the meaning analyser embeds those)."""
 
     scene: Scene
     times: "np.ndarray"  # (T,) seconds of the sampled frames

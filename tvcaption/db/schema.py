@@ -25,6 +25,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -128,6 +129,20 @@ class Annotation(Base):
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # JSON-able details
     # extra index terms made when stored (tvcaption.search_terms): CJK characters and pairs, simplified
     terms: Mapped[str | None] = mapped_column(Text)
+
+
+class RecordingVectors(Base):
+    """The meaning vectors of a recording's scenes (migration 0005, :mod:`tvcaption.db.vectors`):
+    one row per recording, replaced with its scenes; ``scene_ids`` int64 and ``vectors`` float32
+    (rows of ``dim``), little-endian, in the same order; ``model`` names the embedding model."""
+
+    __tablename__ = "recording_vectors"
+
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), index=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    scene_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    vectors: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Model(Base):

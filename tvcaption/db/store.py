@@ -47,6 +47,7 @@ from tvcaption.db.engine import (  # noqa: F401 - re-exported for callers of tvc
 from tvcaption.db.paths import find_stored, path_spellings  # noqa: F401 - re-exported
 from tvcaption.db.scenes import annotations_t, insert_scenes, read_scenes, scenes_t
 from tvcaption.db.schema import Model, Recording
+from tvcaption.db.vectors import save_vectors, take_vectors
 from tvcaption.db.workers import process_space, worker_id, worker_is_dead  # noqa: F401 - re-exported
 from tvcaption.errors import DatabaseError, TvcaptionError
 from tvcaption.scene import Scene
@@ -409,7 +410,9 @@ class Store:
             self._mark_done(conn, recording, recording_id, info.name, final)
             self._upsert_model(conn, info)
             conn.execute(delete(scenes_t).where(scenes_t.c.recording_id == recording_id))  # cascades
+            scenes, vectors = take_vectors(scenes)  # meaning vectors go to their own table
             insert_scenes(conn, recording_id, scenes)
+            save_vectors(conn, recording_id, vectors)
         return len(scenes)
 
     @staticmethod

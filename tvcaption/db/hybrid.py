@@ -1,0 +1,121 @@
+"""Search by words, by meaning, or both fused: ``tvcaption search --mode text|meaning|hybrid``.
+
+- ``text``: full-text search (:mod:`tvcaption.db.search`), unchanged; it loads no model and
+  imports neither torch nor numpy.
+- ``meaning``: the query's sentence embedding (:mod:`tvcaption.embedding`, numpy, no torch)
+  against every scene's meaning vector (:mod:`tvcaption.db.vectors`), best cosine similarity
+  first, scenes below :data:`MIN_SIMILARITY` left out. "motorcycle" finds "moped, motor scooter".
+- ``hybrid`` (the default): reciprocal rank fusion (Cormack et al., SIGIR 2009) of the two
+  rankings: a scene scores the sum of ``1 / (RRF_K + rank)`` over the rankings it is in. Every
+  text hit also gets its rank among all vectors (the scan ranks them all), so the best text hit
+  scores more than ``1 / (RRF_K + 1)``, which no scene found by meaning alone can reach: a scene
+  holding the query's words always comes first; scenes found by meaning alone follow the text
+  hits they outrank by meaning.
+
+A database without meaning vectors (the meaning analyser never ran) gives hybrid the text
+results and ``meaning`` a one-line error saying how to add them; the model is then not loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
+
+from tvcaption.db.paths import find_stored
+from tvcaption.db.scenes import annotations_of
+from tvcaption.db.schema import Recording, Scene
+from tvcaption.db.search import Hit, _search_error, build_search, check_limit, words
+from tvcaption.db.search import search as text_search
+from tvcaption.db.vectors import has_vectors, nearest
+from tvcaption.errors import TvcaptionError
+
+MODES = ("text", "meaning", "hybrid")
+RRF_K = 60  # the constant of reciprocal rank fusion: ranks 1 and 2 differ little, 1 and 50 much
+CANDIDATES = 100  # how deep each ranking is read for fusion
+MIN_SIMILARITY = 0.2  # cosine below which a scene is not found by meaning (unrelated texts score ~0-0.15)
+NO_VECTORS = ("no meaning vectors in this database: add \"meaning\" to [index] analysers "
+              "(after the others) and run tvcaption index again, or search with --mode text")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise TvcaptionError(f"search mode {mode!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+def search(engine: Engine | Any, query: str, limit: int = 20, recording: str | os.PathLike[str] | None = None,
+           mode: str = "hybrid") -> list[Hit]:
+    """Scenes for ``query`` by ``mode`` (module docstring), best first; ``score`` is the cosine
+    similarity (meaning) or the fused score (hybrid). Arguments as :func:`tvcaption.db.search.search`."""
+    check_mode(mode)
+    if mode == "text":
+        return text_search(engine, query, limit, recording)
+    engine = getattr(engine, "engine", engine)
+    limit = check_limit(limit)
+    if not words(query):
+        return []
+    try:
+        with engine.connect() as conn:
+            stored = None
+            if recording is not None:
+                row = find_stored(conn, recording)
+                if row is None:
+                    return []
+                stored = row.path
+            if not has_vectors(conn):
+                if mode == "meaning":
+                    raise TvcaptionError(NO_VECTORS)
+                return text_search(engine, query, limit, recording)
+            ranked = _ranked(conn, query, limit, stored, mode)
+            return _hits(conn, ranked)
+    except DBAPIError as exc:
+        error = _search_error(engine, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _ranked(conn, query: str, limit: int, stored: str | None, mode: str) -> list[tuple[int, float]]:
+    """(scene id, score) best first, at most ``limit``."""
+    from tvcaption.embedding import embedder
+
+    model = embedder()
+    ranking = nearest(conn, model.embed([query])[0], model.name, max(limit, CANDIDATES), stored)
+    by_meaning = [(int(i), float(s)) for i, s in zip(ranking.ids, ranking.scores) if s >= MIN_SIMILARITY]
+    if mode == "meaning":
+        return by_meaning[:limit]
+    stmt = build_search(conn.dialect.name, query, max(limit, CANDIDATES), stored)
+    by_text = [int(row.id) for row in conn.execute(stmt)] if stmt is not None else []
+    return fuse(by_text, by_meaning, ranking.rank_of(by_text))[:limit]
+
+
+def fuse(by_text: list[int], by_meaning: list[tuple[int, float]], text_hit_ranks: dict[int, int]) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: ``by_text`` scene ids best first, ``by_meaning`` (id, similarity)
+    best first, ``text_hit_ranks`` each text hit's rank among all vectors (when it has one).
+    Ties go to the better text rank, then the lower scene id."""
+    score: dict[int, float] = {}
+    for rank, scene_id in enumerate(by_text, 1):
+        score[scene_id] = 1 / (RRF_K + rank) + 1 / (RRF_K + text_hit_ranks[scene_id]) \
+            if scene_id in text_hit_ranks else 1 / (RRF_K + rank)
+    for rank, (scene_id, _) in enumerate(by_meaning, 1):
+        score.setdefault(scene_id, 1 / (RRF_K + rank))
+    text_rank = {scene_id: rank for rank, scene_id in enumerate(by_text, 1)}
+    order = sorted(score, key=lambda s: (-score[s], text_rank.get(s, len(by_text) + 1), s))
+    return [(scene_id, score[scene_id]) for scene_id in order]
+
+
+def _hits(conn, ranked: list[tuple[int, float]]) -> list[Hit]:
+    """The hits for (scene id, score) pairs, in their order, with every annotation."""
+    if not ranked:
+        return []
+    scenes, recordings = Scene.__table__, Recording.__table__
+    ids = [scene_id for scene_id, _ in ranked]
+    rows = {row.id: row for row in conn.execute(
+        select(scenes.c.id, scenes.c.start, scenes.c.end, recordings.c.path)
+        .join(recordings, recordings.c.id == scenes.c.recording_id).where(scenes.c.id.in_(ids)))}
+    annotations = annotations_of(conn, ids)
+    return [Hit(recording=rows[i].path, start=rows[i].start, end=rows[i].end, score=score,
+                annotations=annotations.get(i, ())) for i, score in ranked if i in rows]

@@ -1,0 +1,157 @@
+"""Meaning vectors in the database: written with a recording's scenes, searched by a numpy scan.
+
+The meaning analyser (:mod:`tvcaption.analysers.meaning`) hands each scene's vector to the store
+inside an ``embedding`` annotation; :func:`take_vectors` takes those out of the scenes before
+their annotations are written (a vector is not text: it has its own table) and
+:func:`save_vectors` writes them, in the same transaction, as one ``recording_vectors`` row per
+recording (scene ids int64 and vectors float32, two blobs; migration 0005).
+
+Search (:func:`nearest`) reads the vectors of every done recording made with the query's model
+and ranks them all by cosine similarity (the vectors have unit length: a dot product), in numpy,
+on both backends. Why a scan and not an index: SQLite here cannot load extensions (Python's
+``sqlite3`` is built without ``enable_load_extension``, so ``sqlite-vec`` cannot be used), and
+PostgreSQL's ``pgvector`` has no Debian bookworm package; an exact scan also gives every scene
+a rank, which hybrid search needs for the text hits (:mod:`tvcaption.db.hybrid`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
+
+from tvcaption.db.schema import Recording, RecordingVectors, Scene as SceneRow
+from tvcaption.scene import Scene
+
+if TYPE_CHECKING:  # numpy is imported where vectors are used: storing text-only results needs none
+    import numpy as np
+
+ANALYSER, KIND = "meaning", "embedding"  # the annotation that carries a vector to the store
+vectors_t = RecordingVectors.__table__
+recordings_t = Recording.__table__
+scenes_t = SceneRow.__table__
+
+
+@dataclass(frozen=True)
+class SceneVectors:
+    """Scene positions in the recording, their vectors (N, dim) float32 and the model's name."""
+
+    positions: list[int]
+    vectors: np.ndarray
+    model: str
+
+
+def _is_vector(a) -> bool:
+    """The meaning analyser's vector (other analysers' ``embedding`` annotations stay annotations)."""
+    return a.analyser == ANALYSER and a.kind == KIND and bool(a.data) and isinstance(a.data.get("vector"), str)
+
+
+def take_vectors(scenes: Sequence[Scene]) -> tuple[list[Scene], SceneVectors | None]:
+    """The scenes without their ``embedding`` annotations, and those annotations' vectors."""
+    from tvcaption.analysers.meaning import decode_vector
+
+    if not any(_is_vector(a) for scene in scenes for a in scene.annotations):
+        return list(scenes), None
+    import numpy as np
+
+    kept: list[Scene] = []
+    positions: list[int] = []
+    rows: list[np.ndarray] = []
+    model = ""
+    for i, scene in enumerate(scenes):
+        vectors = [a for a in scene.annotations if _is_vector(a)]
+        if not vectors:
+            kept.append(scene)
+            continue
+        model = str(vectors[0].data.get("model", ""))
+        positions.append(i)
+        rows.append(decode_vector(vectors[0].data["vector"]))
+        kept.append(replace(scene, annotations=tuple(a for a in scene.annotations if not _is_vector(a))))
+    if not rows:
+        return kept, None
+    return kept, SceneVectors(positions, np.stack(rows).astype("<f4"), model)
+
+
+def save_vectors(conn: Connection, recording_id: int, found: SceneVectors | None) -> None:
+    """Replace the recording's vectors (none: delete them); its scenes are already written."""
+    conn.execute(delete(vectors_t).where(vectors_t.c.recording_id == recording_id))
+    if found is None:
+        return
+    import numpy as np
+
+    ids = dict(conn.execute(select(scenes_t.c["index"], scenes_t.c.id)
+                            .where(scenes_t.c.recording_id == recording_id)).all())
+    scene_ids = np.array([ids[p] for p in found.positions], "<i8")
+    conn.execute(insert(vectors_t).values(recording_id=recording_id, model=found.model, dim=found.vectors.shape[1],
+                                          scene_ids=scene_ids.tobytes(), vectors=found.vectors.tobytes()))
+
+
+def has_vectors(conn: Connection) -> bool:
+    """Whether any recording has vectors (False also for a schema older than 0005)."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with conn.begin_nested():
+            return conn.execute(select(vectors_t.c.recording_id).limit(1)).first() is not None
+    except DBAPIError:
+        return False
+
+
+def load_vectors(conn: Connection, model: str, recording: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scene ids (N,) int64, vectors (N, dim) float32) of the done recordings made with ``model``
+    (only the recording stored as ``recording``, when given)."""
+    query = (select(vectors_t.c.scene_ids, vectors_t.c.vectors, vectors_t.c.dim)
+             .join(recordings_t, recordings_t.c.id == vectors_t.c.recording_id)
+             .where(vectors_t.c.model == model, recordings_t.c.status == "done"))
+    if recording is not None:
+        query = query.where(recordings_t.c.path == recording)
+    import numpy as np
+
+    ids: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
+    dim = 0
+    for row in conn.execute(query):
+        dim = int(row.dim)
+        ids.append(np.frombuffer(row.scene_ids, "<i8"))
+        blocks.append(np.frombuffer(row.vectors, "<f4").reshape(-1, dim))
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    return np.concatenate(ids), np.concatenate(blocks)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Every scene with a vector, by similarity to the query: ids and scores, best first, for the
+    ``top`` best; :meth:`rank_of` gives any scene's 1-based rank among all of them."""
+
+    ids: np.ndarray  # (top,) scene ids, best first
+    scores: np.ndarray  # (top,) cosine similarities
+    all_ids: np.ndarray
+    all_scores: np.ndarray
+
+    def rank_of(self, scene_ids: Sequence[int]) -> dict[int, int]:
+        """1-based rank among all scenes of each scene id that has a vector."""
+        out: dict[int, int] = {}
+        for scene_id in scene_ids:  # a few text hits: a vectorised pass over all scenes each
+            where = (self.all_ids == int(scene_id)).nonzero()[0]
+            if len(where):
+                out[int(scene_id)] = int((self.all_scores > self.all_scores[where[0]]).sum()) + 1
+        return out
+
+
+def nearest(conn: Connection, query: np.ndarray, model: str, top: int, recording: str | None = None) -> Ranking:
+    """The ``top`` scenes most similar to the unit vector ``query``, ties by scene id."""
+    import numpy as np
+
+    ids, vectors = load_vectors(conn, model, recording)
+    if not len(ids):
+        empty = np.zeros(0)
+        return Ranking(ids.astype(np.int64), empty, ids, empty)
+    scores = vectors @ np.asarray(query, np.float32)
+    top = min(top, len(ids))
+    best = np.argpartition(-scores, top - 1)[:top] if top < len(ids) else np.arange(len(ids))
+    best = best[np.lexsort((ids[best], -scores[best]))]
+    return Ranking(ids[best], scores[best], ids, scores)
