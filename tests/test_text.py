@@ -21,6 +21,7 @@ from tvcaption.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
+pytest_plugins = ["pg"]
 
 
 def _burnin():
@@ -107,15 +108,23 @@ def test_noise_is_dropped(reader):
     assert reader.read_frame(noisy, 0.0) == []
 
 
-def test_indexed_text_is_searched_in_either_script_and_exported(burnt, tmp_path):
+SAID = """1
+00:00:02,000 --> 00:00:04,500
+The chancellor spoke about the budget.
+"""
+
+
+def test_indexed_text_is_searched_in_either_script_and_exported(burnt, tmp_path, db_url):
     """index -> search (a word of the lower third; two traditional characters of a headline
-    typed simplified and the other way round) -> JSON and SRT --with-text."""
+    typed simplified and the other way round; a word said in the subtitles) -> JSON and SRT
+    --with-text; on SQLite and PostgreSQL."""
     media = tmp_path / "media"
     media.mkdir()
     for name in ("doc-lower-third.ts", "film-report.ts"):
         (media / name).symlink_to(burnt[name][0])
+    (media / "doc-lower-third.en.srt").write_text(SAID)
     cfg = tmp_path / "tvcaption.toml"
-    cfg.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "tv.db"}"\n[index]\nanalysers = ["text"]\n')
+    cfg.write_text(f'[database]\nurl = "{db_url}"\n[index]\nanalysers = ["text", "speech"]\n')
     result = runner.invoke(app, ["index", str(media), "--config", str(cfg)])
     assert result.exit_code == 0, result.output
 
@@ -128,6 +137,7 @@ def test_indexed_text_is_searched_in_either_script_and_exported(burnt, tmp_path)
     assert found("总统") == found("總統") == ["doc-lower-third.ts"]  # the headline is traditional
     assert found("暴雨警告") == found("紅色暴雨") == ["film-report.ts"]
     assert found("Brosnan Cannes") == ["film-report.ts"]
+    assert found("budget") == found("chancellor spoke") == ["doc-lower-third.ts"]
     shown = runner.invoke(app, ["search", "Merkel", "--config", str(cfg)]).output
     assert "on screen:" in shown and "Angela Merkel" in shown
 
