@@ -175,3 +175,12 @@ def test_migration_0005_up_and_down_with_data(empty_db_url, meaning):
     migrate.upgrade(empty_db_url, "0005")
     assert migrate.current(empty_db_url) == "0005"
     assert search(empty_db_url, "stove", mode="hybrid")[0].start == 1.0  # no vectors yet: text
+
+
+def test_the_embedded_text_is_what_search_reads_tags_first():
+    from tvcaption.analysers.meaning import scene_text
+
+    scene = tagged(0, "moped, motor scooter", "crash helmet", caption="a man rides away", text="SALE")
+    scene = scene.with_annotations([Annotation("notes", "note", "not for search", field=None)])
+    assert scene_text(scene) == "moped, motor scooter; crash helmet. a man rides away. SALE"
+    assert scene_text(tagged(1)) == ""

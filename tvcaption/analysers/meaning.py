@@ -24,14 +24,16 @@ from tvcaption.scene import Annotation, Scene
 
 KIND = "embedding"
 ORDER = ("tag", "caption", "text", "speech")  # what the embedded text says first: it may be cut at 256 tokens
+# what search reads; not what it hides (an out-of-domain caption, field 'hidden') nor what it ignores (None)
+EMBEDDED_FIELDS = ("text", "labels")
 
 
 def scene_text(scene: Scene) -> str:
-    """What the meaning vector embeds: every searchable annotation by kind in :data:`ORDER`
+    """What the meaning vector embeds: every annotation search reads (:data:`EMBEDDED_FIELDS`), by kind in :data:`ORDER`
     (other kinds after them), tags joined by '; ' (a tag's synonyms are joined by ', ')."""
     by_kind: dict[str, list[str]] = {}
     for a in scene.annotations:
-        if a.field is not None and a.text and a.text.strip():
+        if a.field in EMBEDDED_FIELDS and a.text and a.text.strip():
             by_kind.setdefault(a.kind, []).append(a.text.strip())
     kinds = [k for k in ORDER if k in by_kind] + [k for k in by_kind if k not in ORDER]
     return ". ".join("; ".join(by_kind[k]) if k == "tag" else " ".join(by_kind[k]) for k in kinds)
