@@ -29,6 +29,10 @@ RECIPES: dict[str, tuple[str | None, list[str]]] = {
                                                        "-output_ts_offset", str(TS_OFFSET)]),
     "goldeneye-mpeg2.ts": ("goldeneye-vfr-drop3.mp4", ["-an", "-c:v", "mpeg2video", "-q:v", "4", "-f", "mpegts",
                                                        "-output_ts_offset", str(TS_OFFSET)]),
+    # Matroska stores the end time as the duration when it starts late (3610 s for 10 s at 3600)
+    "bikes-offset.mkv": ("bikes.mp4", ["-c", "copy", "-output_ts_offset", "3600"]),
+    "bikes-offset.webm": ("bikes.mp4", ["-t", "3", "-an", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+                                        "-output_ts_offset", "3600"]),
     # MXF needs a legal frame rate and size: PAL 720x576 at 25 fps; 4 s keep it small.
     "bikes.mxf": ("bikes.mp4", ["-t", "4", "-an", "-vf", "scale=720:576", "-r", "25", "-c:v", "mpeg2video",
                                 "-q:v", "4", "-f", "mxf"]),

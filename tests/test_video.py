@@ -125,6 +125,17 @@ def test_ts_times_start_at_zero(probed):
     assert t0 == 0.0
 
 
+@pytest.mark.parametrize("name, length", [("bikes-offset.mkv", 10.0), ("bikes-offset.webm", 3.0)])
+def test_matroska_starting_late_has_its_real_duration(media, name, length):
+    """A Matroska/WebM capture starting at 3600 s: FFmpeg's header duration is the end time
+    (3610 s); the probe reads the last packets and says 10 s, and frames are read from 0."""
+    info = probe(media(name))
+    assert info.start_time == pytest.approx(3600.0, abs=0.1)
+    assert info.duration == pytest.approx(length, abs=0.1)
+    frames, times = read_frames(info, [0.0, length - 0.5])
+    assert len(frames) == 2 and times[0] == pytest.approx(0.0, abs=0.05)
+
+
 # ------------------------------------------------------------------ frames vs the reference
 
 

@@ -189,8 +189,35 @@ def _duration(container, stream, start_time: float) -> float | None:
         return s_start + float(stream.duration * tb) - start_time
     if container.duration and container.duration > 0:
         c_start = (container.start_time or 0) / 1_000_000
-        return c_start + container.duration / 1_000_000 - start_time
+        end = c_start + container.duration / 1_000_000
+        # a Matroska file written with a start offset (ffmpeg -output_ts_offset, a capture
+        # starting at its wall-clock time) may store the end time as its duration: 3610 s for
+        # 10 s starting at 3600. The stream's last packets say which it is.
+        tail = _end_by_seek(container, stream, end)
+        if tail is not None and abs(tail - end) > 1.0:
+            end = tail
+        return end - start_time
     return None
+
+
+def _end_by_seek(container, stream, at: float, max_packets: int = 3000) -> float | None:
+    """The end time (s) of the last packets of ``stream`` at or before ``at``: a seek and one
+    GOP of demuxing, no decoding. None when the file cannot seek there."""
+    import av
+
+    tb = stream.time_base
+    try:
+        container.seek(int(at / tb), stream=stream, backward=True, any_frame=False)
+        end = None
+        for i, packet in enumerate(container.demux(stream)):
+            if packet.pts is not None:
+                e = float((packet.pts + (packet.duration or 0)) * tb)
+                end = e if end is None else max(end, e)
+            if i >= max_packets:
+                break
+        return end
+    except (av.FFmpegError, OSError, ValueError):
+        return None
 
 
 def _duration_by_scan(p: Path, start_time: float, fps: float) -> float:
