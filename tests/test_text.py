@@ -152,3 +152,12 @@ def test_indexed_text_is_searched_in_either_script_and_exported(burnt, tmp_path,
                                "--out", str(out), "--config", str(cfg)]).exit_code == 0
     srt = (out / "doc-lower-third.srt").read_text()
     assert "On screen:" in srt and "Merkel" in srt
+
+
+def test_spaces_the_recogniser_drops_are_put_back():
+    from tvcaption.analysers.text import _GLUED
+
+    fixed = [_GLUED.sub(" ", t) for t in ("Markets:DAX up 1.2percent,oil falls", "14:30 Live, 12th 4K 100km",
+                                          "http://x.com", "臺灣,總統", "Ça va?Été")]
+    assert fixed == ["Markets: DAX up 1.2 percent, oil falls", "14:30 Live, 12th 4K 100km", "http://x.com",
+                     "臺灣,總統", "Ça va? Été"]

@@ -14,6 +14,7 @@ left to right, as a person reads a screen.
 from __future__ import annotations
 
 import math
+import re
 
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -25,7 +26,11 @@ from tvcaption.scene import Annotation
 if TYPE_CHECKING:
     import numpy as np
 
-CHANGED = 6.0  # mean absolute difference (grey levels, 0-255) of 64x36 thumbnails that counts as a new picture
+CHANGED = 6.0  # mean absolute difference (grey levels, 0-255) of the THUMB thumbnails that counts as a new picture
+# spaces the recogniser drops: after , ; : ! ? before a Latin, Greek or Cyrillic letter
+# ("Markets:DAX"), and between a number and a word of 3+ letters ("1.2percent"); "14:30",
+# "12th", "4K", "http://" and Chinese punctuation stay as they are
+_GLUED = re.compile("(?<=[,;:!?])(?=[A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff])|(?<=[0-9])(?=[a-z]{3,})")
 
 
 @dataclass
@@ -146,7 +151,7 @@ class TextAnalyser(Analyser):
         lines, _ = ocr.text_rec(ocr.get_crop_img_list(full, boxes))  # no angle classifier: TV text stands upright
         found = []
         for points, (text, score, *_) in zip(boxes, lines):
-            text = " ".join(str(text).split())
+            text = _GLUED.sub(" ", " ".join(str(text).split()))
             if float(score) < self.options.min_score or sum(ch.isalnum() for ch in text) < self.options.min_chars:
                 continue
             xs, ys = points[:, 0], points[:, 1]
