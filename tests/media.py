@@ -29,6 +29,8 @@ RECIPES: dict[str, tuple[str | None, list[str]]] = {
                                                        "-output_ts_offset", str(TS_OFFSET)]),
     "goldeneye-mpeg2.ts": ("goldeneye-vfr-drop3.mp4", ["-an", "-c:v", "mpeg2video", "-q:v", "4", "-f", "mpegts",
                                                        "-output_ts_offset", str(TS_OFFSET)]),
+    # a capture across the 33-bit PTS wrap (2^33 / 90 kHz = 95443.7 s): timestamps jump back to 0 at 3.7 s
+    "bikes-wrap.ts": ("bikes.mp4", ["-c", "copy", "-f", "mpegts", "-output_ts_offset", "95440"]),
     # Matroska stores the end time as the duration when it starts late (3610 s for 10 s at 3600)
     "bikes-offset.mkv": ("bikes.mp4", ["-c", "copy", "-output_ts_offset", "3600"]),
     "bikes-offset.webm": ("bikes.mp4", ["-t", "3", "-an", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",

@@ -125,6 +125,18 @@ def test_ts_times_start_at_zero(probed):
     assert t0 == 0.0
 
 
+def test_ts_across_the_pts_wrap_reads_in_order(media, clip):
+    """An MPEG-TS whose 33-bit timestamps wrap 3.7 s in: the same duration, frames and times
+    as the clip it was remuxed from."""
+    info, ref = probe(media("bikes-wrap.ts")), probe(clip("bikes.mp4"))
+    assert info.duration == pytest.approx(ref.duration, abs=0.05) and info.frame_count == ref.frame_count
+    at = [0.0, 3.0, 3.8, 5.0, 9.5]
+    frames, times = read_frames(info, at)
+    ref_frames, ref_times = read_frames(ref, at)
+    assert times.tolist() == pytest.approx(ref_times.tolist(), abs=1e-3)
+    assert np.abs(frames.astype(int) - ref_frames.astype(int)).mean() < 1.0  # same pictures (copied stream)
+
+
 @pytest.mark.parametrize("name, length", [("bikes-offset.mkv", 10.0), ("bikes-offset.webm", 3.0)])
 def test_matroska_starting_late_has_its_real_duration(media, name, length):
     """A Matroska/WebM capture starting at 3600 s: FFmpeg's header duration is the end time
