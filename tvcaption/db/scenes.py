@@ -38,11 +38,45 @@ def insert_rows(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     conn.execute(stmt, rows)
 
 
-def annotation_row(scene_id: int, position: int, a: Annotation) -> dict[str, Any]:
+# An annotation's data may list broader words it also answers to (a tag's WordNet hypernyms):
+# they are indexed after its text, in its search field, and shown with it in JSON.
+HYPERNYMS = "hypernyms"
+
+
+def hypernym_terms(a: Annotation, indexed: set[str] | None = None) -> str | None:
+    """The words of ``a.data["hypernyms"]`` to index: those not in its text and not in ``indexed``
+    (the scene's hypernym words indexed so far, updated here), each once, in order; then their
+    CJK terms (:func:`index_terms`). None when there are none.
+
+    Each word counts once per scene, so a hypernym never outweighs a word said in a caption by
+    repetition: "vehicle" of "motor vehicle" and "wheeled vehicle", "dog" of three dog breeds.
+    """
+    listed = (a.data or {}).get(HYPERNYMS)
+    if not isinstance(listed, (list, tuple)):
+        return None
+    phrases = [p for p in listed if isinstance(p, str) and p.strip()]
+    indexed = set() if indexed is None else indexed
+    own = {w.casefold() for w in (a.text or "").split()}
+    words = []
+    for word in " ".join(phrases).split():
+        key = word.casefold()
+        if key not in own and key not in indexed:
+            indexed.add(key)
+            words.append(word)
+    found = [part for part in (" ".join(words), index_terms(" ".join(phrases))) if part]
+    return " ".join(found) or None
+
+
+def annotation_row(scene_id: int, position: int, a: Annotation, indexed: set[str] | None = None) -> dict[str, Any]:
+    """The row of one annotation. ``terms``, indexed after its text (annotations with a search
+    field only): CJK character pairs of the text (:mod:`tvcaption.search_terms`) and its
+    hypernyms (:func:`hypernym_terms`; ``indexed``: the scene's hypernym words so far)."""
+    terms = None
+    if a.field is not None:
+        terms = " ".join(t for t in (index_terms(a.text), hypernym_terms(a, indexed)) if t) or None
     return dict(scene_id=scene_id, analyser=a.analyser, kind=a.kind, position=position, text=a.text,
                 score=None if a.score is None else float(a.score), field=a.field,
-                data=None if a.data is None else dict(a.data),
-                terms=None if a.field is None else index_terms(a.text))
+                data=None if a.data is None else dict(a.data), terms=terms)
 
 
 def insert_scenes(conn: Connection, recording_id: int, scenes: Sequence[Scene]) -> None:
@@ -57,8 +91,11 @@ def insert_scenes(conn: Connection, recording_id: int, scenes: Sequence[Scene]) 
         for i, s in enumerate(scenes)])
     ids = dict(conn.execute(select(scenes_t.c["index"], scenes_t.c.id)
                             .where(scenes_t.c.recording_id == recording_id)).all())
-    insert_rows(conn, annotations_t, [annotation_row(ids[i], position, a)
-                                      for i, s in enumerate(scenes) for position, a in enumerate(s.annotations)])
+    rows = []
+    for i, s in enumerate(scenes):
+        indexed: set[str] = set()  # the scene's hypernym words indexed so far: each counts once
+        rows += [annotation_row(ids[i], position, a, indexed) for position, a in enumerate(s.annotations)]
+    insert_rows(conn, annotations_t, rows)
 
 
 def _annotation(row: Any) -> Annotation:
