@@ -5,6 +5,11 @@ The JSON holds the format tag and version, the model dims, the vocabulary, the c
 sha256 of the weights file. Loading reads JSON and safetensors only (nothing is unpickled),
 checks the hash and checks every tensor's name and shape against the dims before building the
 model. No code outside this module needs to know the layout.
+
+A checkpoint may also carry the training features' statistics (:mod:`tvcaption.domain`): their
+arrays as ``domain.*`` tensors in the same weights file (so the sha256 covers them) and their
+scalars under ``meta["domain"]``. :func:`add_domain` adds them to an existing checkpoint; one
+without them loads as before (``Captioner.domain`` is None).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tvcaption.vocab import Vocab
 
 if TYPE_CHECKING:
     from tvcaption.config import FeaturesConfig
+    from tvcaption.domain import DomainStats
     from tvcaption.model.captioner import CaptionModel
 
 FORMAT = "tvcaption-checkpoint"
@@ -56,6 +62,7 @@ class Captioner:
     meta: dict[str, Any]
     dims: ModelDims
     path: Path | None = field(default=None)  # the JSON it was loaded from
+    domain: DomainStats | None = field(default=None)  # training feature statistics, when saved
 
 
 def features_for(meta: Mapping[str, Any], features: FeaturesConfig) -> FeaturesConfig:
@@ -75,10 +82,10 @@ def checkpoint_paths(stem_or_path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return Path(text + ".json"), Path(text + ".safetensors")
 
 
-def save_checkpoint(stem: str | os.PathLike[str], model: CaptionModel, vocab: Vocab, meta: dict[str, Any]) -> Path:
-    """Write STEM.safetensors then STEM.json (each atomically); returns the JSON path."""
-    from safetensors.torch import save_file
-
+def save_checkpoint(stem: str | os.PathLike[str], model: CaptionModel, vocab: Vocab, meta: dict[str, Any],
+                    domain: DomainStats | None = None) -> Path:
+    """Write STEM.safetensors then STEM.json (each atomically); returns the JSON path.
+    ``domain``: the training features' statistics, saved with the weights."""
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ValueError(f"checkpoint meta lacks {', '.join(missing)}")
@@ -87,10 +94,10 @@ def save_checkpoint(stem: str | os.PathLike[str], model: CaptionModel, vocab: Vo
     json_path, weights_path = checkpoint_paths(stem)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-    dims_json = json.dumps(model.dims.to_dict(), sort_keys=True)
-    tmp = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT, "dims": dims_json})
-    os.replace(tmp, weights_path)
+    if domain is not None:
+        tensors.update(domain.tensors())
+        meta = {**meta, "domain": domain.meta()}
+    _write_weights(weights_path, tensors, model.dims)
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -102,10 +109,39 @@ def save_checkpoint(stem: str | os.PathLike[str], model: CaptionModel, vocab: Vo
         "meta": meta,
         "vocab": vocab.to_list(),
     }
+    _write_json(json_path, document)
+    return json_path
+
+
+def _write_weights(weights_path: Path, tensors: dict[str, Any], dims: ModelDims) -> None:
+    from safetensors.torch import save_file
+
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT, "dims": json.dumps(dims.to_dict(), sort_keys=True)})
+    os.chmod(tmp, 0o644)  # readable by all, as a file copied into place would be
+    os.replace(tmp, weights_path)
+
+
+def _write_json(json_path: Path, document: dict[str, Any]) -> None:
     text = json.dumps(document, indent=1, ensure_ascii=False)  # raises TypeError on non-JSON meta
     tmp = json_path.with_name(json_path.name + ".tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, json_path)
+
+
+def add_domain(stem_or_path: str | os.PathLike[str], domain: DomainStats) -> Path:
+    """Put ``domain`` into an existing checkpoint (replacing statistics it had): the weights file
+    is rewritten with the ``domain.*`` tensors, the JSON gets ``meta["domain"]`` and the new
+    sha256; the model's tensors, vocabulary, dims and creation time stay as they were."""
+    captioner = load_checkpoint(stem_or_path)  # verifies the hash and the weights first
+    json_path, weights_path = checkpoint_paths(stem_or_path)
+    document = json.loads(json_path.read_text(encoding="utf-8"))
+    tensors = {name: t.detach().contiguous() for name, t in captioner.model.state_dict().items()}
+    tensors.update(domain.tensors())
+    _write_weights(weights_path, tensors, captioner.dims)
+    document["meta"] = {**document.get("meta", {}), "domain": domain.meta()}
+    document["sha256"] = file_sha256(weights_path)
+    _write_json(json_path, document)
     return json_path
 
 
@@ -171,6 +207,14 @@ def load_checkpoint(stem_or_path: str | os.PathLike[str], device: str = "cpu") -
         tensors = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: unreadable safetensors file ({exc}); re-copy the checkpoint") from None
+    from tvcaption.domain import TENSOR_PREFIX, DomainStats
+
+    extra = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(TENSOR_PREFIX)]}
+    try:
+        domain = DomainStats.from_checkpoint(extra, manifest.meta.get("domain"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{manifest.json_path}: damaged domain statistics ({exc}); run tvcaption model "
+                              "calibrate again or re-train") from None
     model = CaptionModel(manifest.dims)
     expected = model.state_dict()
     problems = [f"missing {k}" for k in expected if k not in tensors]
@@ -193,7 +237,8 @@ def load_checkpoint(stem_or_path: str | os.PathLike[str], device: str = "cpu") -
         )
     model.load_state_dict(tensors, strict=True)
     model.to(torch.device(device)).eval()
-    return Captioner(model=model, vocab=manifest.vocab, meta=manifest.meta, dims=manifest.dims, path=manifest.json_path)
+    return Captioner(model=model, vocab=manifest.vocab, meta=manifest.meta, dims=manifest.dims,
+                     path=manifest.json_path, domain=domain)
 
 
 def file_sha256(path: Path) -> str:

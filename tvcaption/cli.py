@@ -190,6 +190,9 @@ def search(
     mode: Annotated[str, typer.Option(help=(
         "text: the words; meaning: nearest by meaning (\"motorcycle\" finds \"moped\"; needs the meaning "
         "analyser); hybrid: both fused, scenes with the words first."))] = "hybrid",
+    all_captions: Annotated[bool, typer.Option("--all-captions", help=(
+        "Also search and show captions marked out of domain (scenes unlike the caption model's training "
+        "data), marked as such (a word search, whatever --mode says)."))] = False,
     as_json: JsonOpt = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -200,7 +203,16 @@ def search(
     _at_least("--limit", limit, 1)
     check_mode(mode)
     cfg = _config(config, db)
-    hits = run_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS), recording=recording, mode=mode)
+    if all_captions:  # out-of-domain captions are only in the word index: a word search with them
+        from tvcaption.db.search import search as word_search
+
+        hits = word_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS), recording=recording,
+                           all_captions=True)
+    else:
+        from tvcaption.db.search import without_hidden
+
+        hits = without_hidden(run_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS),
+                                         recording=recording, mode=mode))
     if as_json:
         _print_json([{"recording": h.recording, "start": round(h.start, 3), "end": round(h.end, 3),
                       "caption": h.caption, "tags": list(h.tags), "score": h.score,
@@ -227,6 +239,8 @@ def export(
     with_text: Annotated[bool, typer.Option("--with-text", help=(
         "SRT/WebVTT cues also say the text on screen (\"On screen: ...\"), when the text analyser ran. "
         "JSON always has it."))] = False,
+    all_captions: Annotated[bool, typer.Option("--all-captions", help=(
+        "SRT/WebVTT also carry captions marked out of domain (left out by default). JSON always has them."))] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -239,10 +253,14 @@ def export(
         raise TvcaptionError("export: name a RECORDING or pass --all")
     cfg = _config(config, db)
     engine = _open_existing(cfg)
-    written = (export_all(engine, fmt.value, out_dir, with_text) if all_
-               else [export_recording(engine, recording, fmt.value, out_dir, with_text)])
+    left_out: dict[str, int] = {}
+    written = (export_all(engine, fmt.value, out_dir, with_text, all_captions, left_out) if all_
+               else [export_recording(engine, recording, fmt.value, out_dir, with_text, all_captions, left_out)])
     for path in written:
         out.print(escape(str(path)), highlight=False, soft_wrap=True)
+    if sum(left_out.values()):
+        err.print(f"left out {sum(left_out.values())} caption(s) marked out of domain (the caption model was not "
+                  "trained on such scenes); --all-captions includes them", highlight=False, soft_wrap=True)
 
 
 class PositionRule(str, Enum):
@@ -416,6 +434,35 @@ def db_current(db: DbOpt = None, config: ConfigOpt = None) -> None:
     engine = _open_existing(_config(config, db), migrate=False)
     out.print(f"database {engine.url.render_as_string(hide_password=True)}", highlight=False, soft_wrap=True)
     out.print(f"revision {current(engine) or 'empty (no migrations applied)'}", highlight=False)
+
+
+model_app = typer.Typer(help="Manage caption models (checkpoints).", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("calibrate")
+@friendly
+def model_calibrate(
+    model: Annotated[Path, typer.Option(help="Checkpoint stem or .json to add training-feature statistics to.")],
+    data: Annotated[Path, typer.Option(help="The dataset it was trained on (a SynthTV folder made with the same "
+                                            "recipe will do): the train split gives the statistics, val the threshold.")],
+    train_clips: Annotated[int, typer.Option(help="Use at most this many train clips (0 = all).")] = 0,
+    val_clips: Annotated[int, typer.Option(help="Use at most this many val clips (0 = all).")] = 0,
+    percentile: Annotated[float, typer.Option(help="Out of domain beyond this percentile of the val distances.")] = 99.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Add the statistics that mark out-of-domain captions to a checkpoint trained without them."""
+    from tvcaption import views
+    from tvcaption.calibrate import calibrate
+
+    cfg = _config(config)
+    with views.status(err, "extracting features and fitting statistics"):
+        stats = calibrate(model, data, train_clips=train_clips, val_clips=val_clips, percentile=percentile,
+                          features=cfg.features)
+    info = stats.info or {}
+    out.print(escape(f"{model}: domain statistics from {info.get('train_clips')} train clips, threshold "
+                     f"{stats.threshold:.3f} (the {percentile:g}th percentile of {info.get('val_clips')} val clips)"),
+              highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -47,6 +47,12 @@ class Hypothesis:
     score: float  # logprob / length**length_penalty, length = words (+1 for <eos>); ranks beams
     finished: bool  # True: ended with <eos>; False: cut at max_len
 
+    @property
+    def confidence(self) -> float:
+        """The model's confidence in the sentence: log p per generated token (the words, and
+        <eos> when it was generated), whatever length penalty ranked the beams. 0 is certain."""
+        return self.logprob / max(1, len(self.tokens) + (1 if self.finished else 0))
+
 
 def decode(model: CaptionModel, local: Tensor, glob: Tensor, options: DecodingOptions = DecodingOptions()) -> list[list[int]]:
     """local (B, T, grid, grid, C), glob (B, G) -> one caption per clip as word ids."""

@@ -28,6 +28,12 @@ lay the cues out by these rules (:func:`layout_cues`):
    recording's end. (Only a recording shorter than 1 ms per cue gets cues of 1 ms past its end.)
 9. Times are whole milliseconds.
 
+Out-of-domain captions (the caption model's training data is unlike the scene,
+:mod:`tvcaption.domain`; stored under the hidden search field) are left out of SRT and WebVTT
+unless ``all_captions`` is given: a viewer who cannot see the picture would take them for a
+description. The export functions count what they left out (``left_out``); JSON keeps them,
+with their confidence and domain scores in the annotations.
+
 JSON is for machines and is not laid out: one row per scene, with the exact scene times
 (rounded to the millisecond), the full caption, the scene's tags (labels, most probable first)
 and every analyser's annotations.
@@ -444,29 +450,45 @@ def _store(store_or_engine: Any):
     return store_or_engine if isinstance(store_or_engine, Store) else Store(store_or_engine)
 
 
-def cue_text(scene: Any, with_text: bool = False) -> str:
-    """What a cue says of a scene: its caption; with ``with_text``, then the text on screen
-    (the ``text`` analyser's readings, top to bottom) as "On screen: A; B"."""
+def caption_hidden(scene: Any) -> bool:
+    """Whether the scene's caption is out of domain (stored under the hidden search field)."""
+    found = scene.of_kind("caption")
+    return bool(found) and found[0].hidden
+
+
+def cue_text(scene: Any, with_text: bool = False, all_captions: bool = False) -> str:
+    """What a cue says of a scene: its caption (none when out of domain, unless ``all_captions``);
+    with ``with_text``, then the text on screen (the ``text`` analyser's readings, top to
+    bottom) as "On screen: A; B"."""
+    caption = "" if caption_hidden(scene) and not all_captions else scene.caption
     if not with_text:
-        return scene.caption
+        return caption
     seen = [a.text for a in scene.of_kind("text")]
     shown = f"On screen: {'; '.join(seen)}" if seen else ""
-    return " ".join(part for part in (scene.caption, shown) if part)
+    return " ".join(part for part in (caption, shown) if part)
 
 
-def _export(store, recording, writer: SubtitleWriter, out: Path, with_text: bool = False) -> Path:
-    cues = [Cue(s.start, s.end, cue_text(s, with_text), s.tags, s.annotations) for s in store.scenes_of(recording.id)]
+def _export(store, recording, writer: SubtitleWriter, out: Path, with_text: bool = False,
+            all_captions: bool = False, left_out: dict[str, int] | None = None) -> Path:
+    scenes = store.scenes_of(recording.id)
+    keep = all_captions or isinstance(writer, JSONWriter)
+    cues = [Cue(s.start, s.end, cue_text(s, with_text, keep), s.tags, s.annotations) for s in scenes]
+    if left_out is not None and not keep:
+        left_out[recording.path] = sum(caption_hidden(s) for s in scenes)
     return writer.write(cues, out, duration=recording.duration)
 
 
 def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str, out_dir: str | Path,
-                     with_text: bool = False) -> Path:
+                     with_text: bool = False, all_captions: bool = False,
+                     left_out: dict[str, int] | None = None) -> Path:
     """Write ``out_dir/<name>.<fmt>`` from the stored scenes; returns its path.
 
     ``store_or_engine``: a Store, an Engine or a database URL. The recording must be indexed.
     The name is the one :func:`export_all` gives the recording (the stem, unless another
     indexed recording has the same one), so exporting one by one never overwrites another.
-    ``with_text``: cues also say the text on screen (:func:`cue_text`).
+    ``with_text``: cues also say the text on screen (:func:`cue_text`). ``all_captions``: SRT
+    and WebVTT keep out-of-domain captions too; else ``left_out`` (when given) gets the number
+    of captions left out, by recording path.
     """
     writer = get_writer(fmt)
     folder = _out_folder(out_dir)
@@ -481,18 +503,20 @@ def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str,
         raise TvcaptionError(f"{path}: not indexed (status {recording.status}{why}); run tvcaption index on it")
     others = [r.path for r in store.recordings(status="done")]
     names = output_names({*others, recording.path}, writer.extension)
-    return _export(store, recording, writer, folder / names[recording.path], with_text)
+    return _export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out)
 
 
-def export_all(store_or_engine: Any, fmt: str, out_dir: str | Path, with_text: bool = False) -> list[Path]:
+def export_all(store_or_engine: Any, fmt: str, out_dir: str | Path, with_text: bool = False,
+               all_captions: bool = False, left_out: dict[str, int] | None = None) -> list[Path]:
     """Export every indexed recording into ``out_dir``; returns the files written.
 
     Files are named after the recordings, distinct names by the rules in the module docstring,
-    so none overwrites another.
+    so none overwrites another. ``all_captions`` and ``left_out``: as :func:`export_recording`.
     """
     writer = get_writer(fmt)
     folder = _out_folder(out_dir)
     store = _store(store_or_engine)
     done = store.recordings(status="done")
     names = output_names([r.path for r in done], writer.extension)
-    return [_export(store, recording, writer, folder / names[recording.path], with_text) for recording in done]
+    return [_export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out)
+            for recording in done]

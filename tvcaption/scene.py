@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 # Where an annotation's text goes in the full-text index: "text" (ranked first: captions,
-# on-screen text, speech) or "labels" (ranked at half weight: tags). None: stored, not searched.
-SEARCH_FIELDS = ("text", "labels")
+# on-screen text, speech) or "labels" (ranked at half weight: tags), or "hidden" (indexed, found
+# only when a search asks for it: out-of-domain captions, migration 0006). None: stored, not searched.
+SEARCH_FIELDS = ("text", "labels", "hidden")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Annotation:
     def __post_init__(self) -> None:
         if self.field is not None and self.field not in SEARCH_FIELDS:
             raise ValueError(f"annotation field {self.field!r}: use one of {SEARCH_FIELDS} or None")
+
+    @property
+    def hidden(self) -> bool:
+        """Stored under the 'hidden' search field: kept, but not shown unless asked for."""
+        return self.field == "hidden"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"analyser": self.analyser, "kind": self.kind, "text": self.text}

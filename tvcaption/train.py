@@ -15,7 +15,9 @@ Recipe (every value configurable through :class:`~tvcaption.config.TrainConfig` 
 constant, batch 64, gradient norm clipped at 5, dropout 0.5, loss = cross-entropy + 0.4 *
 ranking loss. When the split's features fit in half of the available memory they are copied
 into RAM once (fp16) and batches are gathered from there; otherwise batches are read from the
-map. e(V) is computed once per clip at load time, not per batch. Nothing here prints: progress
+map. e(V) is computed once per clip at load time, not per batch. Before the first epoch, the
+training features' statistics (:mod:`tvcaption.domain`) are fitted; every checkpoint carries
+them, so its captions of unlike scenes are marked out of domain. Nothing here prints: progress
 goes to ``on_event`` (:class:`~tvcaption.train_loop.TrainEvent`).
 """
 
@@ -210,5 +212,10 @@ def _setup(split: TrainData, feats: RunFeatures, saved: SavedState | None, model
     meta_base = {**feats.info, "name": paths["best"].name, "select": select, "train": dataclasses.asdict(config),
                  "data": {"path": str(data), "format": detect_format(data), "train_clips": len(split.train),
                           "val_clips": len(split.val), "val_total": split.val_total, "captions": sum(split.counts)}}
+    domain = None
+    if dist.main:  # the training features' statistics, threshold from the validation clips
+        from tvcaption.domain import fit_splits
+
+        domain = fit_splits(feats.train, feats.val)
     return Run(model, objective, optimizer, precision, device, dist, config, split, feats, paths, select,
-               meta_base, state, warmup, emit)
+               meta_base, state, warmup, emit, domain)

@@ -108,6 +108,7 @@ class Run:
     state: RunState
     warmup: int = 0
     on_event: EventFn | None = None
+    domain: Any = None  # DomainStats of the training features (rank 0), saved in every checkpoint
 
     def emit(self, event: TrainEvent) -> None:
         if self.on_event is not None:
@@ -180,10 +181,12 @@ def validate_and_save(run: Run, row: dict[str, Any], t_epoch: float) -> None:
     metrics = {**row["val"], "split": "val", "clips": len(run.data.val)}
     if improved:
         state.best_score, state.best_epoch = score, epoch
-        save_checkpoint(paths["best"], run.model, vocab, {**run.meta_base, "epoch": epoch, "metrics": metrics})
+        save_checkpoint(paths["best"], run.model, vocab, {**run.meta_base, "epoch": epoch, "metrics": metrics},
+                        run.domain)
     row["best"] = improved
     state.history.append(row)
-    save_checkpoint(paths["last"], run.model, vocab, {**run.meta_base, "epoch": epoch, "metrics": metrics})
+    save_checkpoint(paths["last"], run.model, vocab, {**run.meta_base, "epoch": epoch, "metrics": metrics},
+                    run.domain)
     save_state(paths, run.model, run.optimizer, vocab, {
         "epoch": epoch, "step": state.step, "history": state.history, "features": run.feats.info,
         "best": {"key": run.select, "score": state.best_score, "epoch": state.best_epoch},

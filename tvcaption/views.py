@@ -155,7 +155,7 @@ def print_captions(result, console: Console) -> None:
     table.add_column("caption")
     table.add_column("tags", style="dim")
     for i, scene in enumerate(result.scenes, 1):
-        table.add_row(str(i), f"{timecode(scene.start)}\n{timecode(scene.end)}", escape(scene.caption),
+        table.add_row(str(i), f"{timecode(scene.start)}\n{timecode(scene.end)}", caption_line(scene),
                       escape(", ".join(scene.tags[:3])))
     console.print(table)
 
@@ -170,7 +170,7 @@ def print_hits(hits, query: str, console: Console, where: str = "") -> None:
         console.print()
         console.print(f"[bold]{rank:>3}[/]  [bold cyan]{escape(name)}[/]  {timecode(h.start)} \u2192 {timecode(h.end)}",
                       highlight=False, soft_wrap=True)
-        console.print(f"     {escape(h.caption)}", highlight=False)
+        console.print(f"     {caption_line(h)}", highlight=False)
         for kind, texts in other_annotations(h):
             console.print(f"     {escape(KIND_LABELS.get(kind, kind))}: {escape(' | '.join(texts))}", highlight=False)
         if h.tags:
@@ -178,6 +178,22 @@ def print_hits(hits, query: str, console: Console, where: str = "") -> None:
         score = f"  score {h.score:.3f}"
         console.print(f"     [dim]in {escape(shorten(folder or '.', console.width - 8 - len(score)))}{score}[/]",
                       highlight=False, soft_wrap=True)
+
+
+OUT_OF_DOMAIN = "[out of domain]"  # before a caption the model wrote of a scene unlike its training data
+
+
+def caption_line(item) -> str:
+    """The caption as shown (markup): an out-of-domain one (only there with ``--all-captions``)
+    dimmed after the mark, with its distance from the training data against the threshold."""
+    found = item.of_kind("caption")
+    if not found or not found[0].hidden:
+        return escape(item.caption)
+    data = dict(found[0].data or {})
+    how_far = ""
+    if "domain_distance" in data and "domain_threshold" in data:
+        how_far = f" (distance {data['domain_distance']:.2f} > {data['domain_threshold']:.2f})"
+    return f"[yellow]{escape(OUT_OF_DOMAIN)}[/] [dim]{escape(found[0].text)}{escape(how_far)}[/]"
 
 
 KIND_LABELS = {"text": "on screen", "speech": "said"}  # how a kind of annotation is named where a person reads it

@@ -3,16 +3,26 @@
 The checkpoint decides the backbone (it was trained on its features) and how many frames a
 scene gets (``[model] frames`` may override). Its name and sha256 are the model identity the
 store records, so a recording indexed with another model is indexed again.
+
+Each caption's ``score`` is the model's confidence: the length-normalised log-probability of
+the decoded sentence (log p / (words + 1), <eos> counted), from greedy or beam decoding. When the
+checkpoint holds its training features' statistics (:mod:`tvcaption.domain`), the caption's
+``data`` also says how far the scene lies from them (``domain_distance``, ``domain_threshold``)
+and ``out_of_domain``; an out-of-domain caption is stored under the search field ``hidden``
+(found only by ``search --all-captions``, left out of SRT/WebVTT unless asked). A checkpoint
+without statistics captions as before, with one warning per run and no domain mark.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 from tvcaption.analysers.base import Analyser, AnalyserContext, SceneInput
 from tvcaption.errors import CheckpointError
 from tvcaption.scene import Annotation
 
+log = logging.getLogger(__name__)
 TRAIN_HINT = "train one with `tvcaption synth data/synthtv && tvcaption train data/synthtv --out models/mine`"
 
 
@@ -37,7 +47,12 @@ class CaptionAnalyser(Analyser):
         manifest = read_manifest(stem)
         self.model_name = str(meta.get("name", manifest.json_path.stem))
         self._info = {"name": self.model_name, "sha256": manifest.sha256,
-                      "meta": {k: meta[k] for k in ("backbone", "frames", "data", "metrics") if k in meta}}
+                      "meta": {k: meta[k] for k in ("backbone", "frames", "data", "metrics", "domain") if k in meta}}
+        self.domain = self.captioner.domain
+        if self.domain is None or self.domain.threshold is None:
+            log.warning("model %s has no training-feature statistics: captions get no out-of-domain mark; "
+                        "add them with tvcaption model calibrate --model STEM --data DATASET", self.model_name)
+            self.domain = None
 
     @property
     def identity(self) -> str:
@@ -50,14 +65,25 @@ class CaptionAnalyser(Analyser):
         import torch
 
         from tvcaption.decoding import decode_hypotheses
+        from tvcaption.domain import pooled
         from tvcaption.features import global_descriptor
 
         with torch.inference_mode():
             local = torch.stack([item.features for item in batch]).float()  # (B, T, 7, 7, C)
             glob = global_descriptor(self.descriptor, local)
             hyps = decode_hypotheses(self.captioner.model, local, glob, self.context.config.decoding)
-        vocab = self.captioner.vocab
-        return [[Annotation(self.name, "caption", vocab.decode(h.tokens), h.logprob / (len(h.tokens) + 1))]
-                for h in hyps]
+        distances = self.domain.distance(pooled(local)) if self.domain is not None else [None] * len(hyps)
+        return [[self._annotation(h, d)] for h, d in zip(hyps, distances)]
+
+    def _annotation(self, hyp, distance: float | None) -> Annotation:
+        confidence = hyp.confidence
+        data: dict[str, Any] = {"confidence": round(confidence, 4), "words": len(hyp.tokens)}
+        field = "text"
+        if distance is not None:
+            out = self.domain.out_of_domain(float(distance))
+            data.update(domain_distance=round(float(distance), 4), domain_threshold=round(self.domain.threshold, 4),
+                        out_of_domain=out)
+            field = "hidden" if out else "text"
+        return Annotation(self.name, "caption", self.captioner.vocab.decode(hyp.tokens), confidence, field, data)
 
 

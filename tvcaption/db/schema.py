@@ -111,12 +111,13 @@ class Annotation(Base):
     """One thing an analyser said about a scene (:class:`tvcaption.scene.Annotation`), in its order.
 
     ``field`` is where ``text`` goes in the full-text index: 'text' (weight 1), 'labels' (weight
-    0.5) or NULL (stored, not searched). ``position`` orders a scene's annotations as the
+    0.5), 'hidden' (found only when a search asks for it, migration 0006) or NULL (stored, not
+    searched). ``position`` orders a scene's annotations as the
     analysers returned them (a caption, then tags most probable first, ...). ``terms`` (migration
     0004) is indexed with ``text``: what the backends' tokenizers cannot find in it by themselves."""
 
     __tablename__ = "annotations"
-    __table_args__ = (CheckConstraint("field IN ('text', 'labels')", name="field"),)
+    __table_args__ = (CheckConstraint("field IN ('text', 'labels', 'hidden')", name="field"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scene_id: Mapped[int] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"), index=True)

@@ -29,6 +29,12 @@ Scores are higher-is-better on both backends but not comparable between them: SQ
 ``-bm25`` (text weight 1, labels 0.5), PostgreSQL ``ts_rank`` (text weight A, labels B;
 normalised by 1 + log(length): without it every caption holding the word once ties).
 Only recordings whose status is ``done`` are searched.
+
+Annotations under the search field 'hidden' (out-of-domain captions, migration 0006) are in the
+index's third column but answer a search only with ``all_captions``: SQLite then matches all
+columns instead of ``{text labels}`` (weight 0.25), PostgreSQL the whole ``document`` instead of
+its weights A and B (``ts_filter``; hidden text is weight C). Without it, hits also leave hidden
+annotations out, so a scene found by its tags shows no out-of-domain caption.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ from tvcaption.errors import DatabaseError, TvcaptionError
 from tvcaption.scene import Annotated, Annotation
 from tvcaption.search_terms import query_terms
 
-TEXT_WEIGHT, LABELS_WEIGHT = 1.0, 0.5  # SQLite bm25 column weights (PostgreSQL: A and B)
+TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT = 1.0, 0.5, 0.25  # SQLite bm25 column weights (PostgreSQL: A, B, C)
+VISIBLE_WEIGHTS = "{a,b}"  # PostgreSQL: the document's weights an ordinary search reads (C: hidden)
 MAX_WORDS = 64  # longer queries are cut: nobody types more, and each word costs a lookup
 MAX_LIMIT = 10_000  # more results than anyone reads; larger limits are cut to this
 TS_CONFIG = "english"
@@ -163,16 +170,18 @@ def _pg_tsquery(query: str):
 
 
 _fts = table(SEARCH_TABLE, column("rowid"), column("scene_id"), column("text"),
-             column("labels"), column("document"))
+             column("labels"), column("hidden"), column("document"))
 _recordings = Recording.__table__
 _scenes = Scene.__table__
 
 
-def build_search(dialect: str, query: str, limit: int = 20, recording: str | None = None) -> Select | None:
+def build_search(dialect: str, query: str, limit: int = 20, recording: str | None = None,
+                 all_captions: bool = False) -> Select | None:
     """The ranked search as a SELECT (user text only in bound parameters), or None for no words.
 
     ``recording`` is a path exactly as stored (:func:`search` finds it from any spelling);
-    ``limit`` must be at least 1 and is cut to MAX_LIMIT.
+    ``limit`` must be at least 1 and is cut to MAX_LIMIT; ``all_captions``: hidden annotations
+    (out-of-domain captions) match too.
     """
     limit = check_limit(limit)
     terms = words(query)
@@ -184,14 +193,20 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
             return None
         # bm25() is smaller for better matches; MATCH must name the table itself
         fts_table = literal_column(SEARCH_TABLE)
-        score = -func.bm25(fts_table, TEXT_WEIGHT, LABELS_WEIGHT)
+        score = -func.bm25(fts_table, TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT)
         scene_id = _fts.c.rowid
+        if not all_captions:
+            expression = f"{{text labels}} : ({expression})"
         match = fts_table.op("MATCH")(bindparam("fts_query", expression))
     elif dialect == "postgresql":
         tsquery = _pg_tsquery(query)
-        score = func.ts_rank(_fts.c.document, tsquery, 1)  # 1: divided by 1 + log(length), so short texts win ties
+        document = _fts.c.document
+        match = document.op("@@")(tsquery)  # the GIN index finds the candidates
+        if not all_captions:  # ... and only the visible weights may match
+            document = func.ts_filter(document, literal_column(f"'{VISIBLE_WEIGHTS}'::\"char\"[]"))
+            match = match & document.op("@@")(tsquery)
+        score = func.ts_rank(document, tsquery, 1)  # 1: divided by 1 + log(length), so short texts win ties
         scene_id = _fts.c.scene_id
-        match = _fts.c.document.op("@@")(tsquery)
     else:
         raise DatabaseError(f"{dialect}: full-text search is only implemented for SQLite and PostgreSQL")
     score = score.label("score")
@@ -210,7 +225,7 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
 
 
 def search(engine: Engine | Any, query: str, limit: int = 20,
-           recording: str | os.PathLike[str] | None = None) -> list[Hit]:
+           recording: str | os.PathLike[str] | None = None, all_captions: bool = False) -> list[Hit]:
     """Scenes whose indexed text or labels contain every word of ``query``, best first.
 
     ``engine`` is an Engine (or anything with an ``.engine``, such as a Store); ``recording``
@@ -218,6 +233,8 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
     ``..``, through a symlink: see :func:`tvcaption.db.paths.find_stored`); a path that names no
     indexed recording finds nothing. An empty or all-whitespace query finds nothing. ``limit``
     below 1 is a :class:`TvcaptionError`; above MAX_LIMIT it is cut to MAX_LIMIT.
+    ``all_captions``: out-of-domain captions (hidden annotations) are searched and returned too;
+    by default they neither match nor come with the hits.
     """
     engine = getattr(engine, "engine", engine)
     limit = check_limit(limit)
@@ -231,7 +248,7 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
                 if row is None:
                     return []
                 stored = row.path
-            stmt = build_search(engine.dialect.name, query, limit, stored)
+            stmt = build_search(engine.dialect.name, query, limit, stored, all_captions)
             rows = conn.execute(stmt).all()
             annotations = annotations_of(conn, [row.id for row in rows])
     except DBAPIError as exc:
@@ -239,8 +256,18 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
         if error is None:
             raise
         raise error from exc
-    return [Hit(recording=row.path, start=row.start, end=row.end, score=float(row.score),
+    hits = [Hit(recording=row.path, start=row.start, end=row.end, score=float(row.score),
                 annotations=annotations.get(row.id, ())) for row in rows]
+    return hits if all_captions else without_hidden(hits)
+
+
+def without_hidden(hits: list[Hit]) -> list[Hit]:
+    """The hits without their hidden annotations (out-of-domain captions): what a search shows
+    unless asked for all captions."""
+    from dataclasses import replace
+
+    return [replace(h, annotations=tuple(a for a in h.annotations if not a.hidden))
+            if any(a.hidden for a in h.annotations) else h for h in hits]
 
 
 def _search_error(engine: Engine, exc: DBAPIError) -> DatabaseError | None:
