@@ -72,8 +72,9 @@ def test_caption_and_tags_are_analysers(toy, tmp_path):
 
     config = load_config(toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}"))
     engine = Engine(config)
-    assert [a.name for a in engine.analysers] == ["caption", "tags", "text", "speech"]  # the default
-    assert engine.model_name.startswith(f"{toy.model.name}+tags+text:rapidocr-") and engine.model_name.endswith("+speech")
+    assert [a.name for a in engine.analysers] == ["caption", "tags", "text", "speech", "meaning"]  # the default
+    assert engine.model_name.startswith(f"{toy.model.name}+tags+text:rapidocr-")
+    assert engine.model_name.endswith("+speech+meaning:all-MiniLM-L6-v2")
     engine = Engine(with_overrides(config, "index", analysers=("caption", "tags")))
     assert engine.model_name == toy.model.name  # caption and tags: the caption model's name, as before analysers
     result = caption_recording(make_clip(tmp_path / "c.mp4"), config, engine)

@@ -82,7 +82,7 @@ class IndexConfig:
     tags: int = 5  # ImageNet labels stored per scene
     tag_min_score: float = 0.05  # tags below this probability are dropped
     single_pass: bool = True  # decode each recording once for scene detection and frame sampling
-    analysers: tuple[str, ...] = ("caption", "tags", "text", "speech")  # scene analysers run on every scene, in order
+    analysers: tuple[str, ...] = ("caption", "tags", "text", "speech", "meaning")  # run on every scene, in order
 
 
 @dataclass(frozen=True)

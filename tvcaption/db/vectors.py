@@ -100,26 +100,27 @@ def has_vectors(conn: Connection) -> bool:
         return False
 
 
-def load_vectors(conn: Connection, model: str, recording: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(scene ids (N,) int64, vectors (N, dim) float32) of the done recordings made with ``model``
-    (only the recording stored as ``recording``, when given)."""
-    query = (select(vectors_t.c.scene_ids, vectors_t.c.vectors, vectors_t.c.dim)
-             .join(recordings_t, recordings_t.c.id == vectors_t.c.recording_id)
-             .where(vectors_t.c.model == model, recordings_t.c.status == "done"))
-    if recording is not None:
-        query = query.where(recordings_t.c.path == recording)
+def scores(conn: Connection, query: "np.ndarray", model: str,
+           recording: str | None = None) -> tuple["np.ndarray", "np.ndarray"]:
+    """(scene ids (N,) int64, cosine similarities (N,) float32) of every scene of the done
+    recordings made with ``model`` (only the one stored as ``recording``, when given), a
+    recording's block at a time: the vectors are never copied into one matrix."""
     import numpy as np
 
+    query = np.asarray(query, np.float32)
+    select_rows = (select(vectors_t.c.scene_ids, vectors_t.c.vectors, vectors_t.c.dim)
+                   .join(recordings_t, recordings_t.c.id == vectors_t.c.recording_id)
+                   .where(vectors_t.c.model == model, recordings_t.c.status == "done"))
+    if recording is not None:
+        select_rows = select_rows.where(recordings_t.c.path == recording)
     ids: list[np.ndarray] = []
-    blocks: list[np.ndarray] = []
-    dim = 0
-    for row in conn.execute(query):
-        dim = int(row.dim)
+    found: list[np.ndarray] = []
+    for row in conn.execute(select_rows):
         ids.append(np.frombuffer(row.scene_ids, "<i8"))
-        blocks.append(np.frombuffer(row.vectors, "<f4").reshape(-1, dim))
+        found.append(np.frombuffer(row.vectors, "<f4").reshape(-1, int(row.dim)) @ query)
     if not ids:
-        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-    return np.concatenate(ids), np.concatenate(blocks)
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(ids), np.concatenate(found)
 
 
 @dataclass(frozen=True)
@@ -146,12 +147,10 @@ def nearest(conn: Connection, query: np.ndarray, model: str, top: int, recording
     """The ``top`` scenes most similar to the unit vector ``query``, ties by scene id."""
     import numpy as np
 
-    ids, vectors = load_vectors(conn, model, recording)
+    ids, similarity = scores(conn, query, model, recording)
     if not len(ids):
-        empty = np.zeros(0)
-        return Ranking(ids.astype(np.int64), empty, ids, empty)
-    scores = vectors @ np.asarray(query, np.float32)
+        return Ranking(ids, similarity, ids, similarity)
     top = min(top, len(ids))
-    best = np.argpartition(-scores, top - 1)[:top] if top < len(ids) else np.arange(len(ids))
-    best = best[np.lexsort((ids[best], -scores[best]))]
-    return Ranking(ids[best], scores[best], ids, scores)
+    best = np.argpartition(-similarity, top - 1)[:top] if top < len(ids) else np.arange(len(ids))
+    best = best[np.lexsort((ids[best], -similarity[best]))]
+    return Ranking(ids[best], similarity[best], ids, similarity)
