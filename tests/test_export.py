@@ -27,7 +27,7 @@ from annotated import annotated
 from tvcaption.db.store import Store, connect
 from tvcaption.errors import TvcaptionError
 from tvcaption.export import (
-    MAX_LINE, MAX_LINES, MIN_DURATION, SEPARATOR, Cue, JSONWriter, SRTWriter, VTTWriter, balance, export_all,
+    MAX_LINE, MAX_LINES, MIN_DURATION, SEPARATOR, Cue, JSONWriter, SRTWriter, TTMLWriter, VTTWriter, balance, export_all,
     export_recording, get_writer, layout_cues, output_names, pages, safe_name, write_json, write_srt, write_vtt,
 )
 
@@ -104,6 +104,13 @@ def read_srt(path: Path) -> list[tuple[float, float, str]]:
 
 def read_vtt(path: Path) -> list[tuple[float, float, str]]:
     return [(_seconds(c.start), _seconds(c.end), html.unescape(c.text)) for c in webvtt.read(str(path)).captions]
+
+
+def read_ttml(path: Path) -> list[tuple[float, float, str]]:
+    """Read back by ttconv's IMSC reader (tests/test_export_ttml.py)."""
+    from test_export_ttml import read_back
+
+    return [(float(b), float(e), text) for b, e, text in read_back(path.read_text(encoding="utf-8"))]
 
 
 def laid_out(cues: list[Cue]) -> list[tuple[float, float, str]]:
@@ -217,6 +224,7 @@ def test_every_format_follows_the_rules(source):
         folder = Path(tmp)
         check_rules(read_srt(write_srt(source, folder / "a.srt", duration)), source, duration)
         check_rules(read_vtt(write_vtt(source, folder / "a.vtt", duration)), source, duration)
+        check_rules(read_ttml(TTMLWriter().write(source, folder / "a.ttml", duration)), source, duration)
         rows = json.loads(write_json(source, folder / "a.json").read_text(encoding="utf-8"))
     # JSON: one row per scene, exact times to the millisecond, whole caption, tags
     assert rows == [{"start": round(c.start, 3), "end": round(c.end, 3), "text": c.text, "tags": ["tag"], "annotations": []}
@@ -356,7 +364,7 @@ def test_export_recording(store: Store, tmp_path: Path):
         export_recording(store, "/archive/broken.ts", "srt", tmp_path)
 
 
-@pytest.mark.parametrize("fmt", ["srt", "vtt", "json"])
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "ttml", "json"])
 def test_export_all_names_and_rules(store: Store, tmp_path: Path, fmt: str):
     written = export_all(store, fmt, tmp_path / "all")
     names = sorted(p.name for p in written)
@@ -376,7 +384,7 @@ def test_export_all_names_and_rules(store: Store, tmp_path: Path, fmt: str):
                             for s in scenes]
             assert all(r["tags"][:1] == ["best"] for r in rows if r["tags"])  # as the analyser ordered them: most probable first
             continue
-        cues = read_srt(path) if fmt == "srt" else read_vtt(path)
+        cues = {"srt": read_srt, "vtt": read_vtt, "ttml": read_ttml}[fmt](path)
         check_rules(cues, source, recording.duration)
         if recording.path == "/archive/short.ts":
             assert min(end - start for start, end, _ in cues) >= 1.0 and cues[-1][1] == 5.3

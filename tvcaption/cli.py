@@ -226,6 +226,7 @@ def search(
 class ExportFormat(str, Enum):
     srt = "srt"
     vtt = "vtt"
+    ttml = "ttml"
     json = "json"
 
 
@@ -233,7 +234,7 @@ class ExportFormat(str, Enum):
 @friendly
 def export(
     recording: Annotated[Optional[str], typer.Argument(help="A recording as indexed (any path to it).")] = None,
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="srt, vtt (WebVTT descriptions) or json.")] = ExportFormat.srt,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="srt, vtt (WebVTT descriptions), ttml (EBU-TT-D for playout) or json.")] = ExportFormat.srt,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files (created if missing).")] = Path("."),
     all_: Annotated[bool, typer.Option("--all", help="Export every indexed recording.")] = False,
     with_text: Annotated[bool, typer.Option("--with-text", help=(
@@ -244,7 +245,8 @@ def export(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Write a recording's scene captions as SRT, WebVTT or JSON (with every analyser's annotations)."""
+    """Write a recording's scene captions as SRT, WebVTT, EBU-TT-D (TTML) or JSON (with every
+    analyser's annotations)."""
     from tvcaption.export import export_all, export_recording
 
     if all_ and recording is not None:

@@ -1,4 +1,5 @@
-"""Scene captions as subtitle tracks: SRT, WebVTT (a ``kind="descriptions"`` track) and JSON.
+"""Scene captions as subtitle tracks: SRT, WebVTT (a ``kind="descriptions"`` track), EBU-TT-D
+(TTML, for playout) and JSON.
 
 The writers are tiny subclasses of one base that differ in a few class attributes (extension,
 decimal marker, header, numbering), as in openai/whisper. Before writing, the subtitle writers
@@ -362,12 +363,24 @@ class JSONWriter(SubtitleWriter):
         return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
 
 
-WRITERS: dict[str, type[SubtitleWriter]] = {w.extension: w for w in (SRTWriter, VTTWriter, JSONWriter)}
+class TTMLWriter(SubtitleWriter):
+    """EBU-TT-D (TTML, IMSC1 text) for broadcast playout: the same cues as SRT and WebVTT, written
+    as a TTML document by :mod:`tvcaption.export_ttml` (ttconv)."""
+
+    extension = "ttml"
+
+    def format(self, cues: Sequence[Cue]) -> str:
+        from tvcaption.export_ttml import ttml_document
+
+        return ttml_document((c.start, c.end, c.text) for c in cues)
+
+
+WRITERS: dict[str, type[SubtitleWriter]] = {w.extension: w for w in (SRTWriter, VTTWriter, TTMLWriter, JSONWriter)}
 
 
 def get_writer(fmt: str) -> SubtitleWriter:
     key = fmt.lower().lstrip(".")
-    key = {"webvtt": "vtt"}.get(key, key)
+    key = {"webvtt": "vtt", "ebu-tt-d": "ttml", "ebuttd": "ttml", "imsc": "ttml", "xml": "ttml"}.get(key, key)
     if key not in WRITERS:
         raise TvcaptionError(f"{fmt}: unknown export format; use one of {', '.join(WRITERS)}")
     return WRITERS[key]()
@@ -471,7 +484,7 @@ def cue_text(scene: Any, with_text: bool = False, all_captions: bool = False) ->
 def _export(store, recording, writer: SubtitleWriter, out: Path, with_text: bool = False,
             all_captions: bool = False, left_out: dict[str, int] | None = None) -> Path:
     scenes = store.scenes_of(recording.id)
-    keep = all_captions or isinstance(writer, JSONWriter)
+    keep = all_captions or isinstance(writer, JSONWriter)  # SRT, WebVTT, TTML: out-of-domain captions left out
     cues = [Cue(s.start, s.end, cue_text(s, with_text, keep), s.tags, s.annotations) for s in scenes]
     if left_out is not None and not keep:
         left_out[recording.path] = sum(caption_hidden(s) for s in scenes)
