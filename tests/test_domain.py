@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tvcaption.checkpoint import add_domain, checkpoint_paths, file_sha256, load_checkpoint, read_manifest
+from tvcaption.analysers.base import AnalyserContext, SceneInput
+from tvcaption.analysers.caption import CaptionAnalyser
+from tvcaption.checkpoint import (
+    add_domain,
+    checkpoint_paths,
+    file_sha256,
+    load_checkpoint,
+    read_manifest,
+    save_checkpoint,
+)
 from tvcaption.cli import app
+from tvcaption.config import load_config, with_overrides
 from tvcaption.db.search import search
 from tvcaption.db.store import Store, connect
 from tvcaption.domain import DomainStats, auroc, ledoit_wolf
@@ -72,29 +81,28 @@ def test_training_writes_statistics_and_they_round_trip_through_a_checkpoint(toy
         assert bool((loaded.model.state_dict()[name] == tensor).all()), name
 
 
-def test_a_checkpoint_without_statistics_captions_unmarked_and_says_so_once(toy, tmp_path, caplog):
-    from tvcaption.analysers.base import AnalyserContext
-    from tvcaption.analysers.caption import CaptionAnalyser
-    from tvcaption.config import load_config
+def test_a_checkpoint_without_statistics_captions_unmarked_and_says_so_once(toy, tmp_path):
+    import logging
+
+    import torch
 
     stem = tmp_path / "bare"
     captioner = load_checkpoint(toy.model)
-    from tvcaption.checkpoint import save_checkpoint
-
     meta = {k: v for k, v in captioner.meta.items() if k != "domain"}
     save_checkpoint(stem, captioner.model, captioner.vocab, meta)
     assert load_checkpoint(stem).domain is None
     config = load_config(toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'x.db'}"))
-    from tvcaption.config import with_overrides
-
     config = with_overrides(config, "model", path=str(stem))
-    with caplog.at_level("WARNING", logger="tvcaption"):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("tvcaption.analysers.caption")  # the CLI stops "tvcaption" propagating
+    logger.addHandler(handler)
+    try:
         analyser = CaptionAnalyser(AnalyserContext(config))
-    assert sum("no training-feature statistics" in r.getMessage() for r in caplog.records) == 1
-    import torch
-
-    from tvcaption.analysers.base import SceneInput
-
+    finally:
+        logger.removeHandler(handler)
+    assert sum("no training-feature statistics" in r.getMessage() for r in records) == 1
     dims = captioner.dims
     item = SceneInput(Scene(0, 1, 0, 10), np.zeros(2), features=torch.rand(2, dims.grid, dims.grid, dims.feature_dim))
     (annotation,) = analyser.analyse([item])[0]
@@ -212,7 +220,6 @@ def test_srt_leaves_them_out_with_one_stderr_line_and_json_keeps_them(indexed, t
 def test_the_shipped_model_marks_a_real_clip_out_of_domain(scenes_dir, tmp_path):
     import dataclasses
 
-    from tvcaption.config import load_config
     from tvcaption.pipeline import caption_recording
 
     config = load_config(None, env={})

@@ -23,7 +23,7 @@ ProgressFn = Callable[[str, int, int], None]  # (split, clips extracted, clips t
 
 def calibrate(model: str | os.PathLike[str], data: str | os.PathLike[str], *, train_clips: int = 0,
               val_clips: int = 0, percentile: float = DEFAULT_PERCENTILE, rank: int = DEFAULT_RANK,
-              features: FeaturesConfig = FeaturesConfig(), cache_dir: str | os.PathLike[str] | None = None,
+              features: FeaturesConfig | None = None, cache_dir: str | os.PathLike[str] | None = None,
               on_progress: ProgressFn | None = None) -> DomainStats:
     """Fit the statistics of ``model``'s training features on the dataset at ``data`` and save
     them into the checkpoint; returns them. ``train_clips``/``val_clips``: at most this many
@@ -38,7 +38,7 @@ def calibrate(model: str | os.PathLike[str], data: str | os.PathLike[str], *, tr
         raise CheckpointError(f"percentile {percentile}: give a number above 0 and at most 100")
     manifest = read_manifest(model)
     meta = manifest.meta
-    features = features_for(meta, features)
+    features = features_for(meta, features or FeaturesConfig())
     frames = int(meta.get("frames", manifest.dims.frames))
     split = read_splits(Path(data), val_clips, train_clips)
     backbone = load_backbone(features)

@@ -37,7 +37,7 @@ DEFAULT_RANK = 128
 DEFAULT_PERCENTILE = 99.0
 
 
-def pooled(local: "Tensor | np.ndarray") -> np.ndarray:
+def pooled(local: Tensor | np.ndarray) -> np.ndarray:
     """Local features (B, T, grid, grid, C) -> their mean over frames and grid, float64 (B, C)."""
     if hasattr(local, "detach"):
         local = local.detach().float().cpu().numpy()
@@ -88,7 +88,7 @@ class DomainStats:
         k = max(1, min(rank, x.shape[1] - 1))
         floor = max(float(values[0]) * 1e-9, 1e-12)
         residual = max(float(values[k:].mean()), floor)
-        info = {"method": METHOD, "train_clips": int(len(x)), "dims": int(x.shape[1]), "rank": int(k),
+        info = {"method": METHOD, "train_clips": len(x), "dims": int(x.shape[1]), "rank": int(k),
                 "shrinkage": round(float(shrink), 6)}
         return cls(mean, vectors[:, :k].T.copy(), np.maximum(values[:k], residual), residual, None, info)
 
@@ -107,7 +107,7 @@ class DomainStats:
         """These statistics with the threshold at ``percentile`` of the validation distances."""
         d = self.distance(np.atleast_2d(val_features))
         threshold = float(np.percentile(d, percentile))
-        info = {**(self.info or {}), "percentile": float(percentile), "val_clips": int(len(d)),
+        info = {**(self.info or {}), "percentile": float(percentile), "val_clips": len(d),
                 "val_median": round(float(np.median(d)), 4), "threshold": round(threshold, 4)}
         return replace(self, threshold=threshold, info=info)
 
@@ -117,7 +117,7 @@ class DomainStats:
 
     # --- in a checkpoint ----------------------------------------------------------------------
 
-    def tensors(self) -> dict[str, "Tensor"]:
+    def tensors(self) -> dict[str, Tensor]:
         """The arrays as float32 tensors named ``domain.*`` (for the weights file)."""
         import torch
 
@@ -129,7 +129,7 @@ class DomainStats:
         return {**(self.info or {}), "residual": self.residual, "threshold": self.threshold}
 
     @classmethod
-    def from_checkpoint(cls, tensors: dict[str, "Tensor"], meta: dict[str, Any] | None) -> DomainStats | None:
+    def from_checkpoint(cls, tensors: dict[str, Tensor], meta: dict[str, Any] | None) -> DomainStats | None:
         """The statistics saved by :meth:`tensors` and :meth:`meta`, or None if there are none."""
         names = [TENSOR_PREFIX + k for k in ("mean", "components", "variances")]
         if not meta or not all(n in tensors for n in names):
