@@ -438,6 +438,27 @@ def db_current(db: DbOpt = None, config: ConfigOpt = None) -> None:
     out.print(f"revision {current(engine) or 'empty (no migrations applied)'}", highlight=False)
 
 
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs the token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8400,
+    reviewer: Annotated[Optional[str], typer.Option(help="Name corrections are stored under (the page can give another).")] = None,
+    token: Annotated[Optional[str], typer.Option(help=(
+        "Token every request must carry (generated and printed when --host is not loopback)."))] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Review in a browser: search, play a scene with its descriptions, correct its caption."""
+    from tvcaption.web.app import serve as run_server
+
+    if not 1 <= port <= 65535:
+        raise TvcaptionError(f"--port {port}: give a port from 1 to 65535")
+    cfg = _config(config, db)
+    run_server(_open_existing(cfg), host=host, port=port, reviewer=reviewer, token=token,
+               say=lambda line: err.print(escape(line), highlight=False, soft_wrap=True))
+
+
 model_app = typer.Typer(help="Manage caption models (checkpoints).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(model_app, name="model")
 

@@ -46,17 +46,33 @@ class Annotation:
         return out
 
 
+# A person's correction of a caption is an annotation of this analyser, kind "caption", field
+# "text", data {"by", "at", "replaces"} (tvcaption.db.reviews); the model's caption stays beside it.
+REVIEW = "review"
+
+
 class Annotated:
     """Reading a thing's annotations by kind: a scene, a search hit (both hold ``annotations``)."""
 
     annotations: tuple[Annotation, ...]
 
     def of_kind(self, kind: str) -> list[Annotation]:
-        return [a for a in self.annotations if a.kind == kind]
+        """The annotations of ``kind`` in their order, except that corrections by a reviewer come
+        first, latest first: whoever reads the first caption reads the corrected one."""
+        found = [a for a in self.annotations if a.kind == kind]
+        reviewed = [a for a in found if a.analyser == REVIEW]
+        if not reviewed:
+            return found
+        return reviewed[::-1] + [a for a in found if a.analyser != REVIEW]
+
+    @property
+    def corrections(self) -> list[Annotation]:
+        """A reviewer's corrections of the caption, oldest first (the history)."""
+        return [a for a in self.annotations if a.analyser == REVIEW and a.kind == "caption"]
 
     @property
     def caption(self) -> str:
-        """The description (the first ``caption`` annotation), or ''."""
+        """The description (the latest correction, else the first ``caption`` annotation), or ''."""
         found = self.of_kind("caption")
         return found[0].text if found else ""
 

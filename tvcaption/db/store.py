@@ -45,6 +45,7 @@ from tvcaption.db.engine import (  # noqa: F401 - re-exported for callers of tvc
     open_engine,
 )
 from tvcaption.db.paths import find_stored, path_spellings  # noqa: F401 - re-exported
+from tvcaption.db.reviews import add_correction, kept_corrections, restore_corrections
 from tvcaption.db.scenes import annotations_t, insert_scenes, read_scenes, scenes_t
 from tvcaption.db.schema import Model, Recording
 from tvcaption.db.vectors import save_vectors, take_vectors
@@ -409,10 +410,12 @@ class Store:
         with self._write() as conn:
             self._mark_done(conn, recording, recording_id, info.name, final)
             self._upsert_model(conn, info)
+            kept = kept_corrections(conn, recording_id)  # reviewers' corrections outlive a re-index
             conn.execute(delete(scenes_t).where(scenes_t.c.recording_id == recording_id))  # cascades
             scenes, vectors = take_vectors(scenes)  # meaning vectors go to their own table
             insert_scenes(conn, recording_id, scenes)
             save_vectors(conn, recording_id, vectors)
+            restore_corrections(conn, recording_id, kept)
         return len(scenes)
 
     @staticmethod
@@ -445,6 +448,11 @@ class Store:
                 if recording_id is None:
                     return []
             return read_scenes(conn, recording_id)
+
+    def add_correction(self, recording_id: int, index: int, text: str, by: str, at: datetime | None = None):
+        """A reviewer's caption for scene ``index``, stored beside the model's in one transaction
+        (:func:`tvcaption.db.reviews.add_correction`); returns the annotation."""
+        return add_correction(self.engine, recording_id, index, text, by, at)
 
     def stats(self) -> Stats:
         with self._read() as conn:

@@ -1,0 +1,314 @@
+"""The review app's routes: search, a scene, its media and descriptions, and caption corrections.
+
+Every file sent is found from a recording's id in the database (``/recordings/{id}/...``):
+the recording itself or its proxy, its thumbnails, its WebVTT descriptions. No route takes a
+path. Endpoints are plain functions (Starlette runs them in its thread pool, beside the event
+loop), each a few lines over the library: search is :func:`tvcaption.db.hybrid.search`, as for
+``tvcaption search``; the descriptions are :class:`tvcaption.export.VTTWriter`'s; a correction
+is :func:`tvcaption.db.reviews.add_correction`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import select
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from tvcaption.errors import TvcaptionError
+
+log = logging.getLogger("tvcaption.web")
+
+MAX_QUERY = 500  # characters of a search
+MAX_BODY = 64 * 1024  # bytes of a correction request
+KIND_LABELS = {"text": "on screen", "speech": "said"}
+STATIC = {"review.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+
+
+@lru_cache(maxsize=1)
+def templates() -> Any:
+    import jinja2
+    from starlette.templating import Jinja2Templates
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("tvcaption.web", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    return Jinja2Templates(env=env)
+
+
+def _settings(request: Request) -> Any:
+    return request.app.state.settings
+
+
+def _page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
+    s = _settings(request)
+    context.update(csrf=request.state.csrf, reviewer=s.reviewer or "")
+    return templates().TemplateResponse(request, name, context, status_code=status)
+
+
+def _int(value: str | None, what: str, default: int | None = None, low: int = 0, high: int = 10**9) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise HTTPException(400, f"{what} must be a whole number") from None
+    if not low <= number <= high:
+        raise HTTPException(400, f"{what} must be between {low} and {high}")
+    return number
+
+
+def _recording(request: Request, recording_id: int) -> Any:
+    from tvcaption.db.store import Store, recordings_t
+
+    engine = _settings(request).engine
+    with engine.connect() as conn:
+        row = conn.execute(select(recordings_t).where(recordings_t.c.id == recording_id)).first()
+    if row is None or row.status != "done":
+        raise HTTPException(404, f"no indexed recording {recording_id}")
+    return Store._info(row)
+
+
+def _scenes(request: Request, recording_id: int) -> list[Any]:
+    from tvcaption.db.store import Store
+
+    return Store(_settings(request).engine).scenes_of(recording_id)
+
+
+def _scene(request: Request) -> tuple[Any, list[Any], Any]:
+    recording_id = request.path_params["rid"]
+    index = request.path_params["index"]
+    recording = _recording(request, recording_id)
+    scenes = _scenes(request, recording_id)
+    if not 0 <= index < len(scenes):
+        raise HTTPException(404, f"recording {recording_id} has no scene {index}")
+    return recording, scenes, scenes[index]
+
+
+# --- views of scenes and hits -----------------------------------------------------------------
+
+def _caption_view(item: Any) -> dict[str, Any]:
+    """What the pages show of a scene's or hit's caption: the one in force and who corrected it."""
+    from tvcaption.views import timecode
+
+    corrections = item.corrections
+    latest = corrections[-1] if corrections else None
+    models = [a for a in item.annotations if a.kind == "caption" and a.analyser != "review"]
+    return {
+        "caption": item.caption,
+        "corrected": None if latest is None else dict(latest.data or {}),
+        "model": [{"text": a.text, "hidden": a.hidden, "score": a.score,
+                   "distance": (a.data or {}).get("domain_distance"),
+                   "threshold": (a.data or {}).get("domain_threshold")} for a in models],
+        "history": [dict(a.data or {}, text=a.text) for a in reversed(corrections)],
+        "tags": list(item.tags),
+        "others": [(KIND_LABELS.get(kind, kind), texts) for kind, texts in _others(item)],
+        "start": timecode(item.start), "end": timecode(item.end),
+    }
+
+
+def _others(item: Any) -> list[tuple[str, list[str]]]:
+    grouped: dict[str, list[str]] = {}
+    for a in item.annotations:
+        if a.kind not in ("caption", "tag") and a.field != "hidden" and a.text:
+            grouped.setdefault(a.kind, []).append(a.text)
+    return list(grouped.items())
+
+
+def _name(path: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in os.path.basename(path) or path)
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+def search_page(request: Request) -> Response:
+    from tvcaption.db.hybrid import MODES
+    from tvcaption.db.hybrid import search as run_search
+    from tvcaption.db.reviews import locate
+    from tvcaption.db.search import without_hidden
+    from tvcaption.db.store import Store
+
+    s = _settings(request)
+    params = request.query_params
+    query = params.get("q", "")[:MAX_QUERY]
+    mode = params.get("mode", "hybrid")
+    if mode not in MODES:
+        raise HTTPException(400, f"mode must be one of {', '.join(MODES)}")
+    page = _int(params.get("page"), "page", 1, 1, 10_000 // s.per_page)
+    chosen = _int(params.get("recording"), "recording", None)
+    recordings = Store(s.engine).recordings(status="done")
+    by_id = {r.id: r for r in recordings}
+    if chosen is not None and chosen not in by_id:
+        raise HTTPException(404, f"no indexed recording {chosen}")
+    results, more, problem = [], False, None
+    if query.strip():
+        try:
+            hits = without_hidden(run_search(s.engine, query, limit=page * s.per_page + 1, mode=mode,
+                                             recording=by_id[chosen].path if chosen is not None else None))
+        except TvcaptionError as exc:  # e.g. meaning mode without vectors: said on the page
+            hits, problem = [], str(exc)
+        more = len(hits) > page * s.per_page
+        shown = hits[(page - 1) * s.per_page: page * s.per_page]
+        for hit, ref in zip(shown, locate(s.engine, shown)):
+            if ref is not None:
+                results.append(dict(_caption_view(hit), recording_id=ref.recording_id, index=ref.index,
+                                    name=_name(hit.recording), folder=os.path.dirname(hit.recording)))
+    listing = [{"id": r.id, "name": _name(r.path), "path": r.path} for r in recordings]
+    return _page(request, "search.html", query=query, mode=mode, modes=MODES, page=page, more=more,
+                 results=results, recordings=listing, chosen=chosen, problem=problem,
+                 searched=bool(query.strip()))
+
+
+def scene_page(request: Request) -> Response:
+    recording, scenes, scene = _scene(request)
+    index = scene.index
+    view = _caption_view(scene)
+    return _page(request, "scene.html", recording={"id": recording.id, "name": _name(recording.path),
+                                                   "path": recording.path},
+                 index=index, count=len(scenes), scene=view, start=float(scene.start), end=float(scene.end),
+                 previous=index - 1 if index > 0 else None, next=index + 1 if index + 1 < len(scenes) else None)
+
+
+# --- media ------------------------------------------------------------------------------------
+
+def _media_error(exc: Exception) -> HTTPException:
+    gone = "no longer there" in str(exc)
+    return HTTPException(404 if gone else 500, str(exc))
+
+
+def media_info(request: Request) -> Response:
+    from tvcaption.web.media import MediaError
+
+    recording = _recording(request, request.path_params["rid"])
+    try:
+        served = _settings(request).media.served(recording)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return JSONResponse({"src": f"/recordings/{recording.id}/video", "offset": served.offset, "proxy": served.proxy})
+
+
+def video(request: Request) -> Response:
+    from tvcaption.web.media import MediaError
+
+    recording = _recording(request, request.path_params["rid"])
+    try:
+        served = _settings(request).media.served(recording)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return FileResponse(served.path, media_type="video/mp4", headers={"cache-control": "private, max-age=3600"})
+
+
+def thumbnail(request: Request) -> Response:
+    from tvcaption.web.media import MediaError
+
+    recording, _, scene = _scene(request)
+    try:
+        path = _settings(request).media.thumbnail(recording, scene)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return FileResponse(path, media_type="image/jpeg", headers={"cache-control": "private, max-age=86400"})
+
+
+def descriptions(request: Request) -> Response:
+    """The recording's WebVTT description track, as ``tvcaption export --format vtt`` writes it."""
+    from tvcaption.export import Cue, VTTWriter, cue_text
+
+    recording = _recording(request, request.path_params["rid"])
+    scenes = _scenes(request, recording.id)
+    writer = VTTWriter()
+    cues = [Cue(s.start, s.end, cue_text(s)) for s in scenes]
+    text = writer.format(writer.prepare(cues, recording.duration))
+    return Response(text, media_type="text/vtt; charset=utf-8", headers={"cache-control": "no-store"})
+
+
+def static(request: Request) -> Response:
+    from importlib.resources import files
+
+    name = request.path_params["name"]
+    if name not in STATIC:
+        raise HTTPException(404, "no such file")
+    body = files("tvcaption.web").joinpath("static", name).read_bytes()
+    return Response(body, media_type=STATIC[name], headers={"cache-control": "no-cache"})
+
+
+# --- corrections ------------------------------------------------------------------------------
+
+async def correct(request: Request) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise HTTPException(413, "request too large")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, "request too large")
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "send a JSON object: {\"text\": ..., \"by\": ...}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("text"), str) \
+            or not isinstance(data.get("by") or "", str):
+        raise HTTPException(400, "send a JSON object: {\"text\": ..., \"by\": ...}")
+    by = (data.get("by") or "").strip() or _settings(request).reviewer
+    if not by:
+        raise HTTPException(400, "give your name (the reviewer) with the correction")
+    return await run_in_threadpool(_store_correction, request, data["text"], by)
+
+
+def _store_correction(request: Request, text: str, by: str) -> Response:
+    from tvcaption.db.reviews import ReviewError, add_correction
+
+    recording, _, scene = _scene(request)
+    try:
+        add_correction(_settings(request).engine, recording.id, scene.index, text, by)
+    except ReviewError as exc:
+        raise HTTPException(400, str(exc)) from None
+    view = _caption_view(_scenes(request, recording.id)[scene.index])
+    return JSONResponse({"caption": view["caption"], "corrected": view["corrected"], "history": view["history"]})
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+def _error(request: Request, status: int, message: str) -> Response:
+    if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+        try:
+            return _page(request, "error.html", status=status, status_code=status, message=message)
+        except Exception:  # noqa: BLE001 - the plain answer below still goes out
+            log.exception("error page failed")
+    return PlainTextResponse(f"{status}: {message}\n", status_code=status)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    return _error(request, exc.status_code, exc.detail or "error")
+
+
+async def _user_error(request: Request, exc: TvcaptionError) -> Response:
+    return _error(request, 400, str(exc))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return PlainTextResponse("500: internal error (the server goes on; see its log)\n", status_code=500)
+
+
+def error_handlers() -> dict[Any, Any]:
+    return {HTTPException: _http_error, TvcaptionError: _user_error, Exception: _server_error}
+
+
+def routes() -> list[Route]:
+    scene = "/recordings/{rid:int}/scenes/{index:int}"
+    return [
+        Route("/", search_page),
+        Route(scene, scene_page),
+        Route(scene + "/thumb.jpg", thumbnail),
+        Route(scene + "/caption", correct, methods=["POST"]),
+        Route("/recordings/{rid:int}/media.json", media_info),
+        Route("/recordings/{rid:int}/video", video),
+        Route("/recordings/{rid:int}/descriptions.vtt", descriptions),
+        Route("/static/{name}", static),
+    ]
