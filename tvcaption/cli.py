@@ -160,6 +160,10 @@ def index(
     model: ModelOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help=(
+        "Index on a Ray cluster, one loaded model per worker ([ray] in the config): 'local' starts one "
+        "here, 'auto' joins the one `ray start` made, HOST:PORT or ray://HOST:10001 another. Needs "
+        "PostgreSQL and the recordings at the same path on every node."))] = None,
 ) -> None:
     """Index recordings: scenes and what each analyser says of them (caption, tags, ...) into the
     database; skips what is already done.
@@ -167,14 +171,23 @@ def index(
     The database is created on first use (default: tvcaption.db in the user's data folder, the
     same from every working folder; `tvcaption db current` shows where)."""
     from tvcaption import views
-    from tvcaption.engine import Engine
-    from tvcaption.pipeline import index_paths
 
     cfg = _with_model(_config(config, db), model)
-    with views.status(err, "loading the model"):
-        engine = Engine(cfg)
-    with views.IndexView(err) as view:
-        report = index_paths(paths, cfg, reindex=reindex, engine=engine, on_event=view)
+    if ray is not None:
+        from tvcaption.ray_index import check_database, index_paths_ray
+
+        check_database(cfg)  # SQLite is refused before anything starts
+        with views.IndexView(err) as view:
+            report = index_paths_ray(paths, cfg, address=None if ray == "local" else ray, reindex=reindex,
+                                     on_event=view)
+    else:
+        from tvcaption.engine import Engine
+        from tvcaption.pipeline import index_paths
+
+        with views.status(err, "loading the model"):
+            engine = Engine(cfg)
+        with views.IndexView(err) as view:
+            report = index_paths(paths, cfg, reindex=reindex, engine=engine, on_event=view)
     views.print_summary(report, out, cfg.index.extensions)
     if report.failed:
         raise typer.Exit(1)

@@ -113,6 +113,16 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """``tvcaption index --ray``: one worker (a loaded model) per GPU, or per ``cpus_per_worker`` cores."""
+
+    workers: int = 0  # 0: one per gpus_per_worker GPUs of the cluster, or without GPUs one per cpus_per_worker cores
+    cpus_per_worker: float = 2.0  # cores each worker holds (its torch and OCR threads)
+    gpus_per_worker: float = 1.0  # GPUs each worker holds, on a cluster that has GPUs
+    retries: int = 3  # times a recording is tried again after the worker indexing it died
+
+
+@dataclass(frozen=True)
 class Config:
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
@@ -122,6 +132,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     text: TextConfig = field(default_factory=TextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     root: Path = Path(".")  # directory relative paths resolve against (the config file's folder)
 
     def resolve(self, path: str | Path) -> Path:
