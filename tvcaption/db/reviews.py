@@ -148,6 +148,8 @@ def restore_corrections(conn: Connection, recording_id: int, kept: Sequence[Kept
     """Attach ``kept`` to the recording's new scenes, each to the one overlapping its old scene
     most (a scene whose times did not change gets its own back), unless it was made on other
     content (the file was replaced); returns how many."""
+    if not kept:
+        return 0
     current = conn.execute(select(recordings_t.c.content_hash).where(recordings_t.c.id == recording_id)).scalar()
     kept = [k for k in kept if k.data.get("content_hash") in (None, current)]
     if not kept:

