@@ -229,3 +229,20 @@ def test_the_shipped_model_marks_a_real_clip_out_of_domain(scenes_dir, tmp_path)
     result = caption_recording(scenes_dir / "bikes.mp4", config)
     captions = [s.of_kind("caption")[0] for s in result.scenes]
     assert len(captions) >= 5 and all(c.data["out_of_domain"] for c in captions)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_confidence_is_the_decoded_sentence_log_probability_per_token(toy, beam):
+    import torch
+
+    from tvcaption.decoding import DecodingOptions, decode_hypotheses, score_sequences
+
+    captioner = load_checkpoint(toy.model)
+    d = captioner.dims
+    local = torch.rand(4, 2, d.grid, d.grid, d.feature_dim, generator=torch.Generator().manual_seed(beam))
+    glob = local.mean(dim=(1, 2, 3))
+    hyps = decode_hypotheses(captioner.model, local, glob, DecodingOptions(beam_size=beam, max_len=12))
+    for i, h in enumerate(hyps):  # teacher-forced again: <eos> counted when it was generated
+        (logp,) = score_sequences(captioner.model, local[i:i + 1], glob[i:i + 1], [h.tokens], eos=h.finished).tolist()
+        assert h.confidence == pytest.approx(logp / (len(h.tokens) + h.finished), abs=1e-4)
+        assert h.confidence <= 0
