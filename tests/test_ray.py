@@ -148,3 +148,27 @@ def test_ray_cli_reports_bad_files_and_refuses_sqlite(toy, clean, ray_cluster, f
     assert "broken.mp4" in result.output and "failed" in result.output
     sqlite = CliRunner().invoke(app, ["index", str(bad), "--ray", "auto", "--db", str(tmp_path / "x.db")])
     assert sqlite.exit_code == 1 and "PostgreSQL" in sqlite.output and len(sqlite.output.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+def test_a_claim_of_a_gone_worker_on_another_host_is_given_back(fresh_pg_url):
+    """Across hosts the pid check cannot tell a dead worker: the driver knows which worker ids of
+    its own actors are gone (all but the newest of each actor, every one of a replaced actor) and
+    the next attempt gives such a claim back; a live worker's claim is left alone."""
+    from types import SimpleNamespace
+
+    from tvcaption.db.store import Store
+    from tvcaption.ray_index import _Pool, _take_over
+
+    store = Store(fresh_pg_url(), claim_timeout=600)
+    gone, alive = "node-7:4242:aaaaaaaaaaaa", "node-8:4343:bbbbbbbbbbbb"
+    assert store.claim("/a.ts", "h", gone) and store.claim("/b.ts", "h", alive)
+    assert store.claim("/a.ts", "h", "node-9:1:c") is None  # not stale for 600 s
+    _take_over(store, "/a.ts", (gone,))
+    _take_over(store, "/b.ts", (gone,))
+    assert store.claim("/a.ts", "h", "node-9:1:c") is not None
+    assert store.claim("/b.ts", "h", "node-9:1:c") is None
+    store.close()
+    pool = SimpleNamespace(current={"actor1": "", "actor2": ""})
+    registered = {"actor1": ["n:1:x", "n:2:x"], "actor2": ["n:3:x"], "replaced": ["n:4:x"]}
+    assert set(_Pool.dead_workers(pool, registered)) == {"n:1:x", "n:4:x"}

@@ -160,8 +160,9 @@ def _take_over(store: Any, key: str, dead: Iterable[str]) -> None:
     workers that are gone): the claim below then takes it at once instead of after claim_timeout."""
     from sqlalchemy import update
 
-    from tvcaption.db.schema import recordings_t
+    from tvcaption.db.schema import Recording
 
+    recordings_t = Recording.__table__
     with store.engine.begin() as conn:
         conn.execute(update(recordings_t).where(
             recordings_t.c.path == key, recordings_t.c.status == "processing",
@@ -207,6 +208,14 @@ def _start_ray(ray: Any, address: str | None, init: dict | None) -> bool:
         options = {"address": address, "log_to_driver": True, "logging_level": "warning"}
     ray.init(**{**options, **(init or {})})
     return True
+
+
+def _events_here(ray: Any) -> Any:
+    """The Events actor, on the driver's node: it dies with the driver, not with a worker's node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(Events).options(num_cpus=0, scheduling_strategy=here).remote()
 
 
 def worker_count(config: Config, resources: dict[str, float]) -> tuple[int, float, float]:
@@ -280,7 +289,7 @@ def index_paths_ray(paths: Iterable[str | Path], config: Config, address: str | 
     ours = _start_ray(ray, address, init)
     pool = None
     try:
-        events = ray.remote(Events).options(num_cpus=0).remote()
+        events = _events_here(ray)
         pool = _Pool(ray, config, events)
         emit(IndexEvent("start", files=len(files), size=sum(_file_size(f) for f in files)))
         _drive(ray, pool, deque(_Job(f) for f in files), reindex, report, _Shown(emit))
