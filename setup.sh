@@ -8,6 +8,7 @@ need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v java >/dev/null || need_apt+=(default-jre-headless)            # METEOR + PTB tokenizer
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need_apt+=(fonts-wqy-zenhei)  # tests burn Chinese text into clips
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)                           # tests drive the review app (tvcaption serve) in it
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)                                                    # tests on PostgreSQL
 fi

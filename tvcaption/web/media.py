@@ -152,7 +152,7 @@ class Media:
         has_audio = any(s.get("codec_type") == "audio" for s in info.get("streams") or [])
         video = ("yadif=deint=interlaced,scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1")
         cmd = ["-i", str(source), "-map", "0:v:0", "-sn", "-dn", "-vf", video,
-               "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+               "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
                "-g", "50", "-keyint_min", "25", "-sc_threshold", "0"]
         if has_audio:
             cmd += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2"]

@@ -100,8 +100,10 @@ def _caption_view(item: Any) -> dict[str, Any]:
     corrections = item.corrections
     latest = corrections[-1] if corrections else None
     models = [a for a in item.annotations if a.kind == "caption" and a.analyser != "review"]
+    hidden = latest is None and bool(models) and models[0].hidden  # out of domain, not corrected: not shown as the caption
     return {
-        "caption": item.caption,
+        "caption": "" if hidden else item.caption,
+        "draft": item.caption,  # what the edit box starts from (an out-of-domain caption too)
         "corrected": None if latest is None else dict(latest.data or {}),
         "model": [{"text": a.text, "hidden": a.hidden, "score": a.score,
                    "distance": (a.data or {}).get("domain_distance"),

@@ -24,7 +24,7 @@
   const track = video.querySelector("track");
   function showCue() {
     const cues = video.textTracks[0] && video.textTracks[0].activeCues;
-    description.textContent = cues && cues.length ? Array.from(cues).map((c) => c.text).join(" ") : "";
+    description.textContent = cues && cues.length ? Array.from(cues).map((c) => c.getCueAsHTML().textContent).join(" ") : "";
   }
   if (video.textTracks[0]) {
     video.textTracks[0].mode = "hidden";
