@@ -172,3 +172,21 @@ def test_a_claim_of_a_gone_worker_on_another_host_is_given_back(fresh_pg_url):
     pool = SimpleNamespace(current={"actor1": "", "actor2": ""})
     registered = {"actor1": ["n:1:x", "n:2:x"], "actor2": ["n:3:x"], "replaced": ["n:4:x"]}
     assert set(_Pool.dead_workers(pool, registered)) == {"n:1:x", "n:4:x"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["worker", "node"])
+def test_fault_trials(toy, tmp_path, mode):
+    """scripts/ray_faults.py: worker kills, and node kills on a two-node cluster on this machine."""
+    import json
+    import subprocess
+    import sys
+
+    need_module("ray", "tvcaption index --ray runs on it: pip install -e '.[ray]'")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ray_faults.py"
+    out = tmp_path / "faults.json"
+    proc = subprocess.run([sys.executable, str(script), "--mode", mode, "--trials", "2", "--kills", "1" if mode == "node" else "2",
+                           "--model", str(toy.model), "--json", str(out)], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["failed_trials"] == 0 and summary["kills"] >= 2
