@@ -314,3 +314,26 @@ def test_serve_command_is_thin_and_says_where_it_looked(tmp_path: Path):
     assert result.exit_code == 1 and "no database at" in result.output
     result = CliRunner().invoke(app, ["serve", "--port", "70000", "--db", str(tmp_path / "none.db")])
     assert result.exit_code == 1 and "--port 70000" in result.output
+
+
+def test_a_damaged_database_is_one_line_503_and_the_server_goes_on(tmp_path: Path):
+    from starlette.testclient import TestClient
+
+    from tvcaption.web.app import create_app
+
+    path = tmp_path / "archive.db"
+    engine = connect(f"sqlite:///{path}")
+    store = Store(engine)
+    store.save_result(store.claim("/archive/a.ts", "h", "test"), _scenes(["a street"]), "toy")
+    c = TestClient(create_app(engine, cache_dir=tmp_path / "cache", allowed_hosts={"testserver"}),
+                   raise_server_exceptions=False)
+    assert c.get("/", params={"q": "street", "mode": "text"}).status_code == 200
+    engine.dispose()
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database" * 300)
+    for url in ("/", "/?q=street", "/recordings/1/scenes/0"):
+        response = c.get(url)
+        assert response.status_code == 503, (url, response.status_code, response.text)
+        assert "damaged" in response.text and "Traceback" not in response.text and response.text.count("\n") == 1
+    engine.dispose()

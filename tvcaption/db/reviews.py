@@ -117,13 +117,6 @@ def locate(engine: Engine | Any, hits: Sequence[Any]) -> list[SceneRef | None]:
     return [found.get((h.recording, float(h.start))) for h in hits]
 
 
-def scene_count(engine: Engine | Any, recording_id: int) -> int:
-    engine = getattr(engine, "engine", engine)
-    with mapped(engine), engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(scenes_t)
-                                .where(scenes_t.c.recording_id == int(recording_id))).scalar_one())
-
-
 # --- carried over when a recording is indexed again -------------------------------------------
 
 @dataclass(frozen=True)

@@ -65,10 +65,11 @@ def _int(value: str | None, what: str, default: int | None = None, low: int = 0,
 
 
 def _recording(request: Request, recording_id: int) -> Any:
+    from tvcaption.db.engine import mapped
     from tvcaption.db.store import Store, recordings_t
 
     engine = _settings(request).engine
-    with engine.connect() as conn:
+    with mapped(engine), engine.connect() as conn:
         row = conn.execute(select(recordings_t).where(recordings_t.c.id == recording_id)).first()
     if row is None or row.status != "done":
         raise HTTPException(404, f"no indexed recording {recording_id}")
@@ -290,7 +291,9 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _user_error(request: Request, exc: TvcaptionError) -> Response:
-    return _error(request, 400, str(exc))
+    from tvcaption.errors import DatabaseError
+
+    return _error(request, 503 if isinstance(exc, DatabaseError) else 400, str(exc))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
