@@ -164,7 +164,7 @@ def search_page(request: Request) -> Response:
                                     name=_name(hit.recording), folder=os.path.dirname(hit.recording)))
     listing = [{"id": r.id, "name": _name(r.path), "path": r.path} for r in recordings]
     return _page(request, "search.html", query=query, mode=mode, modes=MODES, page=page, more=more,
-                 results=results, recordings=listing, chosen=chosen, problem=problem,
+                 results=results, recordings=listing, chosen=chosen, problem=problem, per_page=s.per_page,
                  searched=bool(query.strip()))
 
 
