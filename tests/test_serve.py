@@ -337,3 +337,23 @@ def test_a_damaged_database_is_one_line_503_and_the_server_goes_on(tmp_path: Pat
         assert response.status_code == 503, (url, response.status_code, response.text)
         assert "damaged" in response.text and "Traceback" not in response.text and response.text.count("\n") == 1
     engine.dispose()
+
+
+def test_serve_makes_a_token_when_bound_beyond_loopback(monkeypatch, tmp_path: Path):
+    import uvicorn
+
+    from tvcaption.web import app as web
+
+    engine = connect(f"sqlite:///{tmp_path / 'a.db'}")
+    ran: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(app=app, **options))
+    said: list[str] = []
+    web.serve(engine, host="0.0.0.0", port=8999, say=said.append)
+    token = said[0].split("?token=")[1].split()[0]
+    assert len(token) >= 20 and ran["app"].settings.token == token and (ran["host"], ran["port"]) == ("0.0.0.0", 8999)
+    said.clear()
+    web.serve(engine, host="127.0.0.1", port=8999, say=said.append)
+    assert "token" not in said[0] and ran["app"].settings.token is None and "http://127.0.0.1:8999/" in said[0]
+    web.serve(engine, host="127.0.0.1", port=8999, token="given", say=said.append)
+    assert ran["app"].settings.token == "given"  # a --token is enforced on loopback too
+    engine.dispose()

@@ -194,7 +194,12 @@ def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(18)
     app = create_app(engine, reviewer=reviewer, token=token, host=host)
-    shown = f"[{host}]" if ":" in host else host
+    shown = host
+    if host in ("0.0.0.0", "::", ""):  # every interface: name this machine, which others can reach
+        import socket
+
+        shown = socket.gethostname()
+    shown = f"[{shown}]" if ":" in shown else shown
     address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     say(f"tvcaption review app on {address} (Ctrl-C stops it)")
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
