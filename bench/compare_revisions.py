@@ -34,6 +34,14 @@ from machine import cpu_model, proc_field  # noqa: E402
 def _worktree(rev: str, where: Path) -> Path:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(where), rev],
                    check=True, capture_output=True)
+    # the packaged model and migrations (tvcaption.resources.*, mapped from models/ and migrations/
+    # by pyproject's package-dir) must come from this revision, not from the editable install of
+    # the working tree: real folders in the package, found first on PYTHONPATH
+    resources = where / "tvcaption" / "resources"
+    if resources.is_dir():
+        for name in ("models", "migrations"):
+            if not (resources / name).exists():
+                (resources / name).symlink_to(where / name, target_is_directory=True)
     return where
 
 
