@@ -42,9 +42,16 @@
   });
   video.addEventListener("error", () => { status.textContent = "the browser cannot play this video"; });
 
-  status.textContent = "preparing the video (a recording browsers cannot play is converted once)…";
+  // the first opening of a recording browsers cannot play waits for its proxy: say how long so far
+  const asked = Date.now();
+  const waiting = setInterval(() => {
+    const seconds = Math.round((Date.now() - asked) / 1000);
+    status.textContent = "preparing a browser copy of this recording (made once)… " + seconds + " s";
+  }, 1000);
+  status.textContent = "loading the video…";
   fetch(base + "/media.json", { credentials: "same-origin" })
-    .then((r) => r.ok ? r.json() : r.text().then((t) => Promise.reject(new Error(t))))
+    .then((r) => r.ok ? r.json() : r.text().then((t) => Promise.reject(new Error(t.trim()))))
+    .finally(() => clearInterval(waiting))
     .then((info) => {
       offset = info.offset || 0;
       video.addEventListener("loadedmetadata", () => {
