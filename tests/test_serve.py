@@ -357,3 +357,16 @@ def test_serve_makes_a_token_when_bound_beyond_loopback(monkeypatch, tmp_path: P
     web.serve(engine, host="127.0.0.1", port=8999, token="given", say=said.append)
     assert ran["app"].settings.token == "given"  # a --token is enforced on loopback too
     engine.dispose()
+
+
+def test_cli_search_shows_a_correction_as_such(archive: dict, db_url: str):
+    from typer.testing import CliRunner
+
+    from tvcaption.cli import app
+
+    archive["store"].add_correction(archive["bikes"], 3, "a red [bold]moped[/bold] parks", "Ann")
+    result = CliRunner().invoke(app, ["search", "parks", "--mode", "text", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert "a red [bold]moped[/bold] parks (corrected by Ann)" in " ".join(result.output.split())
+    as_json = CliRunner().invoke(app, ["search", "parks", "--mode", "text", "--json", "--db", db_url])
+    assert json.loads(as_json.output)[0]["caption"] == "a red [bold]moped[/bold] parks"

@@ -184,9 +184,13 @@ OUT_OF_DOMAIN = "[out of domain]"  # before a caption the model wrote of a scene
 
 
 def caption_line(item) -> str:
-    """The caption as shown (markup): an out-of-domain one (only there with ``--all-captions``)
-    dimmed after the mark, with its distance from the training data against the threshold."""
+    """The caption as shown (markup): a reviewer's correction with who made it; an out-of-domain
+    one (only there with ``--all-captions``) dimmed after the mark, with its distance from the
+    training data against the threshold."""
     found = item.of_kind("caption")
+    if found and found[0].analyser == "review":  # a reviewer's correction (tvcaption serve), read first
+        by = (found[0].data or {}).get("by", "")
+        return f"{escape(item.caption)} [dim]{escape(f'(corrected by {by})')}[/]"
     if not found or not found[0].hidden:
         return escape(item.caption)
     data = dict(found[0].data or {})
