@@ -370,3 +370,21 @@ def test_cli_search_shows_a_correction_as_such(archive: dict, db_url: str):
     assert "a red [bold]moped[/bold] parks (corrected by Ann)" in " ".join(result.output.split())
     as_json = CliRunner().invoke(app, ["search", "parks", "--mode", "text", "--json", "--db", db_url])
     assert json.loads(as_json.output)[0]["caption"] == "a red [bold]moped[/bold] parks"
+
+
+def test_an_mp4_whose_first_frame_is_late_is_proxied_to_start_at_zero(archive: dict, tmp_path: Path):
+    """Chromium keeps an MP4's first timestamp on its timeline (measured: one starting at 1.5 s opens
+    at currentTime 1.5), where the description track's cues would come 1.5 s late: such a file is
+    proxied (ffmpeg starts it at 0), not served as it is."""
+    from tvcaption.web.media import playable, video_offset, _probe
+
+    late = tmp_path / "late.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-output_ts_offset", "1.5", str(late)], check=True, timeout=60)
+    info = _probe(late)
+    assert video_offset(info) == 1.5 and not playable(info)
+    store = archive["store"]
+    store.save_result(store.claim(str(late), "late-hash", "test"), _scenes(["a test card"]), "toy")
+    recording = next(r for r in store.recordings() if r.path == str(late))
+    served = client(archive).get(f"/recordings/{recording.id}/media.json").json()
+    assert served["proxy"] is True and served["offset"] == 0.0

@@ -14,7 +14,8 @@ Files are only ever found from a recording stored in the database (by its id, in
 never from a path in a request. At most :data:`JOBS` ffmpeg processes run at once.
 
 ``offset`` is where the first video frame sits on the served file's timeline (scene times count
-from the first video frame; an MPEG-TS whose sound starts first puts it a little later).
+from the first video frame; in a proxy of an MPEG-TS whose sound starts first it comes a little
+later): the page seeks to a scene's start plus it and shifts the description track's cues by it.
 """
 
 from __future__ import annotations
@@ -80,25 +81,20 @@ def playable(info: dict[str, Any]) -> bool:
         return False
     v = video[0]
     progressive = v.get("field_order") in (None, "unknown", "progressive")
+    # a file whose first frame is not at 0 (a capture that started late) is proxied: Chromium keeps
+    # that time on its timeline, where the description track's cues (from the first frame) would be late
     return (v.get("codec_name") == "h264" and v.get("pix_fmt") in ("yuv420p", "yuvj420p") and progressive
-            and all(a.get("codec_name") in PLAYABLE_AUDIO for a in audio))
+            and video_offset(info) < 0.001 and all(a.get("codec_name") in PLAYABLE_AUDIO for a in audio))
 
 
 def video_offset(info: dict[str, Any]) -> float:
-    """Seconds from the file's start to its first video frame (0 when unknown)."""
-    def number(value: Any) -> float | None:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return None
-
+    """Where the first video frame is on a browser's timeline: its time in the file (Chromium keeps
+    an MP4's first timestamp, measured: a clip starting at 1.5 s opens at currentTime 1.5); 0 when unknown."""
     video = next((s for s in info.get("streams") or [] if s.get("codec_type") == "video"), {})
-    starts = [number(s.get("start_time")) for s in info.get("streams") or []]
-    starts = [s for s in starts if s is not None]
-    v = number(video.get("start_time"))
-    if v is None or not starts:
+    try:
+        return max(0.0, round(float(video.get("start_time")), 3))
+    except (TypeError, ValueError):
         return 0.0
-    return max(0.0, round(v - min(starts), 3))
 
 
 class Media:

@@ -30,6 +30,15 @@
     video.textTracks[0].mode = "hidden";
     video.textTracks[0].addEventListener("cuechange", showCue);
   }
+  // cue times count from the first frame; the player's timeline has it at `offset`
+  let known = false;
+  function shiftCues() {
+    const cues = video.textTracks[0] && video.textTracks[0].cues;
+    if (!known || !cues || track.readyState !== 2 || track.dataset.shifted === track.src) return;
+    track.dataset.shifted = track.src;
+    for (const cue of Array.from(cues)) { cue.startTime += offset; cue.endTime += offset; }
+  }
+  track.addEventListener("load", shiftCues);
 
   function playScene() {
     stopAtEnd = true;
@@ -54,6 +63,8 @@
     .finally(() => clearInterval(waiting))
     .then((info) => {
       offset = info.offset || 0;
+      known = true;
+      shiftCues();
       video.addEventListener("loadedmetadata", () => {
         video.currentTime = start + offset;
         status.textContent = info.proxy ? "playing a browser copy (H.264 proxy)" : "";
