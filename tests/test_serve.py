@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC
 from pathlib import Path
 
 import pytest
-
 from needs import need_module
+
 from tvcaption.db.store import Store, connect
 from tvcaption.scene import Annotation, Scene
 
@@ -238,9 +239,9 @@ def test_a_correction_is_stored_beside_the_model_caption_with_history(archive: d
     assert [(a.text, a.data["by"], a.data["replaces"]) for a in history] == [
         ("a cyclist rides past parked cars", "Ann <ann@example.org>", XSS),
         ("a cyclist passes parked cars", "night shift", "a cyclist rides past parked cars")]
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     at = datetime.fromisoformat(history[-1].data["at"])
-    assert at.tzinfo is not None and abs(datetime.now(timezone.utc) - at) < timedelta(minutes=1)
+    assert at.tzinfo is not None and abs(datetime.now(UTC) - at) < timedelta(minutes=1)
     assert all(a.field == "text" and a.kind == "caption" for a in history)
     # search finds the corrected words, and shows the correction
     hits = search(archive["engine"], "passes parked", recording=archive["bikes_path"])
@@ -376,7 +377,7 @@ def test_an_mp4_whose_first_frame_is_late_is_proxied_to_start_at_zero(archive: d
     """Chromium keeps an MP4's first timestamp on its timeline (measured: one starting at 1.5 s opens
     at currentTime 1.5), where the description track's cues would come 1.5 s late: such a file is
     proxied (ffmpeg starts it at 0), not served as it is."""
-    from tvcaption.web.media import playable, video_offset, _probe
+    from tvcaption.web.media import _probe, playable, video_offset
 
     late = tmp_path / "late.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=3",

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from needs import need, need_module
 from test_serve import mpeg2_ts
 

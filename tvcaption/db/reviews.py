@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, select
@@ -83,7 +83,7 @@ def add_correction(engine: Engine | Any, recording_id: int, index: int, text: st
     engine = getattr(engine, "engine", engine)
     text = _clean(text, MAX_TEXT, "the caption")
     by = _clean(by, MAX_NAME, "the reviewer's name")
-    when = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (at or datetime.now(UTC)).astimezone(UTC)
     with mapped(engine), begin_write(engine) as conn:
         found = conn.execute(
             select(scenes_t.c.id, recordings_t.c.content_hash)

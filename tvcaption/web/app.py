@@ -72,7 +72,7 @@ def _cookies(scope: dict) -> dict[str, str]:
         if name == b"cookie":
             try:
                 jar.load(value.decode("latin-1"))
-            except Exception:  # noqa: BLE001 - a malformed cookie header is no cookie
+            except Exception:  # noqa: BLE001, S110 - a malformed cookie header is no cookie
                 pass
     return {k: m.value for k, m in jar.items()}
 

@@ -281,7 +281,7 @@ def _error(request: Request, status: int, message: str) -> Response:
     if "text/html" in request.headers.get("accept", "") and request.method == "GET":
         try:
             return _page(request, "error.html", status=status, status_code=status, message=message)
-        except Exception:  # noqa: BLE001 - the plain answer below still goes out
+        except Exception:
             log.exception("error page failed")
     return PlainTextResponse(f"{status}: {message}\n", status_code=status)
 
