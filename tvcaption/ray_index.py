@@ -86,7 +86,7 @@ def worker_config(config: Config) -> Config:
 class IndexWorker:
     """A Ray actor: one loaded model and one store connection, indexing one recording per call."""
 
-    def __init__(self, config: Config, events: Any) -> None:
+    def __init__(self, config: Config, events: str) -> None:
         import ray
 
         from tvcaption.db.store import Store, connect, worker_id
@@ -96,9 +96,9 @@ class IndexWorker:
         self.engine = Engine(self.config)
         self.store = Store(connect(self.config.database_url, migrate=False),
                            claim_timeout=self.config.database.claim_timeout)
-        self.events = events
+        self.events = ray.get_actor(events)  # by name: a handle as an argument would sit in the object store
         self.worker = worker_id()
-        ray.get(events.register.remote(ray.get_runtime_context().get_actor_id(), self.worker))
+        ray.get(self.events.register.remote(ray.get_runtime_context().get_actor_id(), self.worker))
 
     def whoami(self) -> str:
         return self.worker
@@ -184,8 +184,11 @@ class _Shown:
 
     def __init__(self, emit: Callable[[IndexEvent], None]) -> None:
         self.emit, self.path = emit, None
+        self.ended: set[str] = set()  # a late progress event of one of these starts no bar
 
     def live(self, event: IndexEvent) -> None:
+        if event.path in self.ended:
+            return
         if self.path is None:
             self.path = event.path
             if event.kind == "progress":
@@ -195,6 +198,7 @@ class _Shown:
 
     def end(self, event: IndexEvent) -> None:
         self.path = None  # the view drops its current bar at the end of any recording
+        self.ended.add(event.path)
         self.emit(event)
 
 
@@ -210,12 +214,13 @@ def _start_ray(ray: Any, address: str | None, init: dict | None) -> bool:
     return True
 
 
-def _events_here(ray: Any) -> Any:
+def _events_here(ray: Any) -> tuple[Any, str]:
     """The Events actor, on the driver's node: it dies with the driver, not with a worker's node."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(Events).options(num_cpus=0, scheduling_strategy=here).remote()
+    name = f"tvcaption-events-{os.getpid()}-{time.time_ns()}"
+    return ray.remote(Events).options(num_cpus=0, scheduling_strategy=here, name=name).remote(), name
 
 
 def worker_count(config: Config, resources: dict[str, float]) -> tuple[int, float, float]:
@@ -232,8 +237,8 @@ def worker_count(config: Config, resources: dict[str, float]) -> tuple[int, floa
 class _Pool:
     """The workers, each with at most one recording in flight."""
 
-    def __init__(self, ray: Any, config: Config, events: Any) -> None:
-        self.ray, self.config, self.events = ray, config, events
+    def __init__(self, ray: Any, config: Config, events: tuple[Any, str]) -> None:
+        self.ray, self.config, (self.events, self.events_name) = ray, config, events
         count, self.cpus, self.gpus = worker_count(config, ray.cluster_resources())
         self.retries = config.ray.retries
         self.current: dict[str, str] = {}  # Ray actor id -> the live worker id of that actor
@@ -243,7 +248,7 @@ class _Pool:
     def _new(self) -> Any:
         actor = self.ray.remote(IndexWorker).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=self.retries, max_task_retries=self.retries)
-        handle = actor.remote(self.config, self.events)
+        handle = actor.remote(self.config, self.events_name)
         self.current[handle._actor_id.hex()] = ""
         return handle
 
