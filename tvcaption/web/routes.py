@@ -208,9 +208,17 @@ def video(request: Request) -> Response:
 
 
 def thumbnail(request: Request) -> Response:
+    from tvcaption.db.engine import mapped
+    from tvcaption.db.scenes import scenes_t
     from tvcaption.web.media import MediaError
 
-    recording, _, scene = _scene(request)
+    recording = _recording(request, request.path_params["rid"])
+    engine = _settings(request).engine
+    with mapped(engine), engine.connect() as conn:  # its times only: a page asks for 20 of these at once
+        scene = conn.execute(select(scenes_t.c.start, scenes_t.c.end).where(
+            scenes_t.c.recording_id == recording.id, scenes_t.c["index"] == request.path_params["index"])).first()
+    if scene is None:
+        raise HTTPException(404, f"recording {recording.id} has no scene {request.path_params['index']}")
     try:
         path = _settings(request).media.thumbnail(recording, scene)
     except MediaError as exc:
