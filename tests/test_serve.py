@@ -389,3 +389,12 @@ def test_an_mp4_whose_first_frame_is_late_is_proxied_to_start_at_zero(archive: d
     recording = next(r for r in store.recordings() if r.path == str(late))
     served = client(archive).get(f"/recordings/{recording.id}/media.json").json()
     assert served["proxy"] is True and served["offset"] == 0.0
+
+
+def test_prepare_makes_the_proxies_ahead(archive: dict):
+    from tvcaption.web.app import prepare
+
+    app = client(archive).app
+    said: list[str] = []
+    assert prepare(app.settings, said.append) == 2 and not said  # bikes.mp4 as it is, the TS by its proxy
+    assert len(list((archive["cache"] / "proxies").glob("*.mp4"))) == 1

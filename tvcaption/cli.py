@@ -459,6 +459,9 @@ def serve(
     reviewer: Annotated[Optional[str], typer.Option(help="Name corrections are stored under (the page can give another).")] = None,
     token: Annotated[Optional[str], typer.Option(help=(
         "Token every request must carry (generated and printed when --host is not loopback)."))] = None,
+    prepare: Annotated[bool, typer.Option("--prepare", help=(
+        "Make the browser copies of recordings browsers cannot play (MPEG-2, MPEG-TS, ...) in the "
+        "background from the start, not when each is first opened."))] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -468,7 +471,7 @@ def serve(
     if not 1 <= port <= 65535:
         raise TvcaptionError(f"--port {port}: give a port from 1 to 65535")
     cfg = _config(config, db)
-    run_server(_open_existing(cfg), host=host, port=port, reviewer=reviewer, token=token,
+    run_server(_open_existing(cfg), host=host, port=port, reviewer=reviewer, token=token, prepare_all=prepare,
                say=lambda line: err.print(escape(line), highlight=False, soft_wrap=True))
 
 

@@ -185,15 +185,36 @@ def create_app(engine: Engine | str, *, reviewer: str | None = None, token: str 
     return Guard(app, settings)
 
 
+def prepare(settings: Settings, say: Callable[[str], None] = print) -> int:
+    """Make every indexed recording's browser proxy now, one at a time (what opening each would
+    do); returns how many are ready. A recording that cannot be served is said and skipped."""
+    from tvcaption.db.store import Store
+    from tvcaption.web.media import MediaError
+
+    ready = 0
+    for recording in Store(settings.engine).recordings(status="done"):
+        try:
+            settings.media.served(recording)
+            ready += 1
+        except MediaError as exc:
+            say(f"warning: {exc}")
+    return ready
+
+
 def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer: str | None = None,
-          token: str | None = None, say: Callable[[str], None] = print) -> None:
+          token: str | None = None, say: Callable[[str], None] = print, prepare_all: bool = False) -> None:
     """Run the app with uvicorn until interrupted. Bound to anything but loopback without a
-    token, one is generated; the address to open (with the token) is said once."""
+    token, one is generated; the address to open (with the token) is said once. ``prepare_all``:
+    make the proxies of recordings browsers cannot play in a background thread from the start."""
+    import threading
+
     import uvicorn
 
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(18)
     app = create_app(engine, reviewer=reviewer, token=token, host=host)
+    if prepare_all:
+        threading.Thread(target=prepare, args=(app.settings, say), name="tvcaption-proxies", daemon=True).start()
     shown = host
     if host in ("0.0.0.0", "::", ""):  # every interface: name this machine, which others can reach
         import socket
