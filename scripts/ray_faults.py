@@ -148,11 +148,13 @@ def kill_during(run: threading.Thread, url: str, rng: random.Random, kills: int,
     from tvcaption.db.store import Store
 
     done: list[dict] = []
+    killed: set[str] = set()
     started = time.monotonic()
     with Store(url) as store:
         while run.is_alive() and len(done) < kills:
             time.sleep(0.05)
-            claims = [(r.path, r.claimed_by) for r in store.recordings(status="processing") if r.claimed_by]
+            claims = [(r.path, r.claimed_by) for r in store.recordings(status="processing")
+                      if r.claimed_by and r.claimed_by not in killed]  # a dead worker's claim stays until retried
             if cluster is not None:  # only a claim of the worker node's worker
                 node = under(cluster.node_raylet() or -1, processes())
                 claims = [c for c in claims if int(c[1].split(":")[1]) in node]
@@ -160,6 +162,7 @@ def kill_during(run: threading.Thread, url: str, rng: random.Random, kills: int,
                 continue
             time.sleep(rng.uniform(0.0, 1.5))
             path, holder = rng.choice(claims)
+            killed.add(holder)
             if cluster is None:
                 _kill(int(holder.split(":")[1]), signal.SIGKILL)
             else:
