@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,7 @@ def main() -> int:
                   f"(load {load:.1f})", flush=True)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     single, distributed = min(singles, key=lambda r: r["wall_s"]), min(rays, key=lambda r: r["wall_s"])
     import ray
 

@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
         if server is not None:
             server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     failed = [r for r in results if r["problems"]]
     summary = {"mode": args.mode, "trials": len(results), "kills": sum(len(r["kills"]) for r in results),
                "recordings": len(reference), "clean_seconds": round(clean, 1), "failed_trials": len(failed),
@@ -270,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.mode}: {summary['trials']} trials, {summary['kills']} kills, {len(failed)} failed trial(s)")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0
 
 
