@@ -89,7 +89,7 @@ def with_ray(folder: Path, config) -> dict:
 
 def lscpu() -> str:
     try:
-        return subprocess.run(["lscpu"], capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run(["lscpu"], check=False, capture_output=True, text=True, timeout=30).stdout
     except OSError:
         return ""
 

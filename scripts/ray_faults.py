@@ -87,7 +87,7 @@ class Cluster:
         return self
 
     def _ray(self, *args: str) -> None:
-        proc = subprocess.run([RAY, *args], capture_output=True, text=True, timeout=180)
+        proc = subprocess.run([RAY, *args], check=False, capture_output=True, text=True, timeout=180)
         if proc.returncode != 0:
             raise SystemExit(f"ray {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
 

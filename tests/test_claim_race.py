@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from toymodel import make_clip
 
 pytest_plugins = ["pg", "toymodel"]
@@ -64,7 +63,7 @@ def _race(url: str, config, engine, clip: Path, window: threading.Event, held: t
 
 
 def _stop_after_captioning(monkeypatch, window: threading.Event, held: threading.Event) -> None:
-    import tvcaption.pipeline as pipeline
+    from tvcaption import pipeline
 
     captions_of = pipeline.captions_of
 

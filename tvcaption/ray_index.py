@@ -24,9 +24,10 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from tvcaption.config import Config
 from tvcaption.errors import DatabaseError, TvcaptionError
