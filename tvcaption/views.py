@@ -170,7 +170,9 @@ def print_hits(hits, query: str, console: Console, where: str = "") -> None:
         console.print()
         console.print(f"[bold]{rank:>3}[/]  [bold cyan]{escape(name)}[/]  {timecode(h.start)} \u2192 {timecode(h.end)}",
                       highlight=False, soft_wrap=True)
-        console.print(f"     {caption_line(h)}", highlight=False)
+        shown = caption_line(h)
+        if shown:  # none when the caption is hidden as out of domain, or no caption analyser ran
+            console.print(f"     {shown}", highlight=False)
         for kind, texts in other_annotations(h):
             console.print(f"     {escape(KIND_LABELS.get(kind, kind))}: {escape(' | '.join(texts))}", highlight=False)
         if h.tags:
