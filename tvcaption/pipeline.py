@@ -199,6 +199,18 @@ def _failure(f: Path, exc: Exception) -> str:
     return f"{f}: unexpected error ({type(exc).__name__}: {detail}); please report it with this file"
 
 
+def walk_report(paths: Iterable[str | Path], config: Config,
+                emit: Callable[[IndexEvent], None]) -> tuple[list[Path], IndexReport]:
+    """The recordings under ``paths`` and a report that already holds (and has emitted) the
+    paths that could not be walked."""
+    files, missing = walk(paths, config.index.extensions, config.index.recursive)
+    report = IndexReport(files=len(files))
+    for path, reason in missing:
+        report.failed.append((path, f"{path}: {reason}"))
+        emit(IndexEvent("failed", path, f"{path}: {reason}"))
+    return files, report
+
+
 def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = False,
                 engine: Engine | None = None,
                 on_event: Callable[[IndexEvent], None] | None = None) -> IndexReport:
@@ -207,11 +219,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
 
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
-    files, missing = walk(paths, config.index.extensions, config.index.recursive)
-    report = IndexReport(files=len(files))
-    for path, reason in missing:
-        report.failed.append((path, f"{path}: {reason}"))
-        emit(IndexEvent("failed", path, f"{path}: {reason}"))
+    files, report = walk_report(paths, config, emit)
     store = Store(connect(config.database_url), claim_timeout=config.database.claim_timeout)
     emit(IndexEvent("start", files=len(files), size=sum(_file_size(f) for f in files)))
     engine = engine or Engine(config)

@@ -31,7 +31,7 @@ from typing import Any
 
 from tvcaption.config import Config
 from tvcaption.errors import DatabaseError, TvcaptionError
-from tvcaption.pipeline import IndexEvent, IndexReport, _file_size, walk
+from tvcaption.pipeline import IndexEvent, IndexReport, _file_size, walk_report
 
 PROGRESS_EVERY = 0.5  # seconds between the progress events a worker sends to the driver
 TICK = 0.2  # seconds the driver waits for a result before it shows progress again
@@ -286,11 +286,7 @@ def index_paths_ray(paths: Iterable[str | Path], config: Config, address: str | 
     emit = on_event or (lambda event: None)
     Store(connect(check_database(config))).close()  # reachable, and migrated once, before any worker starts
     started = time.perf_counter()
-    files, missing = walk(paths, config.index.extensions, config.index.recursive)
-    report = IndexReport(files=len(files))
-    for path, reason in missing:
-        report.failed.append((path, f"{path}: {reason}"))
-        emit(IndexEvent("failed", path, f"{path}: {reason}"))
+    files, report = walk_report(paths, config, emit)
     ray = _import_ray()
     ours = _start_ray(ray, address, init)
     pool = None
