@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 from broadcast import make_broadcast  # noqa: E402
+from index_run import index_run  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 RESULTS = HERE / "results" / "meaning.json"
@@ -37,18 +36,8 @@ DEFAULT = "caption,tags,text,speech"
 
 
 def index(recording: Path, work: Path, analysers: str) -> dict:
-    db = work / f"index-{analysers.replace(',', '-')}.db"
-    db.unlink(missing_ok=True)
-    env = dict(os.environ, TVCAPTION_DATABASE__URL=f"sqlite:///{db}", TVCAPTION_INDEX__ANALYSERS=analysers)
-    t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "tvcaption", "index", str(recording), "-c", str(ROOT / "tvcaption.toml")],
-                         env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if res.returncode:
-        raise SystemExit(f"index with {analysers} failed: {res.stderr[-2000:]}")
-    with sqlite3.connect(db) as con:
-        scenes = con.execute("select count(*) from scenes").fetchone()[0]
-    return {"analysers": analysers, "wall_s": wall, "scenes": scenes, "db": str(db)}
+    run = index_run(recording, work, analysers)
+    return {k: run[k] for k in ("analysers", "wall_s", "scenes", "db")}
 
 
 def embedding_cost(db: str) -> dict:

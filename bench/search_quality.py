@@ -4,10 +4,10 @@ The queries (bench/queries.json) name the moments that should come first, judged
 the real clips of ../shared/data and one SynthTV broadcast. Index them first, with the meaning
 analyser:
 
-    tvcaption synth /tmp/synth --train 0 --val 0 --test 0 --broadcasts 1 --broadcast-seconds 120
+    tvcaption synth bench/work/quality/synth --train 0 --val 0 --test 0 --broadcasts 1 --broadcast-seconds 120
     TVCAPTION_INDEX__ANALYSERS=caption,tags,text,speech,meaning tvcaption index \\
-        ../shared/data/scenes ../shared/data/captioned/msvd /tmp/synth/broadcasts --db /tmp/quality.db
-    python bench/search_quality.py --db /tmp/quality.db [--json out.json]
+        ../shared/data/scenes ../shared/data/captioned/msvd bench/work/quality/synth/broadcasts --db bench/work/quality/quality.db
+    python bench/search_quality.py --db bench/work/quality/quality.db [--json out.json]
 
 recall@5: of a query's relevant scenes (at most 5 counted), the share in its first 5 results.
 MRR: the mean over queries of 1 / the rank of the first relevant result (0 when none in the first

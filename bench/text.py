@@ -25,7 +25,6 @@ import argparse
 import difflib
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from broadcast import make_broadcast  # noqa: E402
 from burnin import make_set  # noqa: E402
+from index_run import index_run  # noqa: E402
 from machine import cpu_model, proc_field  # noqa: E402
 
 RESULTS = HERE / "results" / "text.json"
@@ -113,21 +113,8 @@ def recall(clips: list, frames_per_scene: int) -> dict:
 
 
 def index(recording: Path, work: Path, analysers: str) -> dict:
-    db = work / f"index-{analysers.replace(',', '-')}.db"
-    db.unlink(missing_ok=True)
-    env = dict(os.environ, TVCAPTION_DATABASE__URL=f"sqlite:///{db}", TVCAPTION_INDEX__ANALYSERS=analysers)
-    t = time.perf_counter()
-    import subprocess
-
-    res = subprocess.run([sys.executable, "-m", "tvcaption", "index", str(recording), "-c", str(ROOT / "tvcaption.toml")],
-                         env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if res.returncode:
-        raise SystemExit(f"index with {analysers} failed: {res.stderr[-2000:]}")
-    with sqlite3.connect(db) as con:
-        scenes = con.execute("select count(*) from scenes").fetchone()[0]
-        texts = con.execute("select count(*) from annotations where kind = 'text'").fetchone()[0]
-    return {"analysers": analysers, "wall_s": wall, "scenes": scenes, "texts": texts}
+    run = index_run(recording, work, analysers)
+    return {"analysers": analysers, "wall_s": run["wall_s"], "scenes": run["scenes"], "texts": run["kinds"].get("text", 0)}
 
 
 def table(result: dict) -> str:
