@@ -185,25 +185,24 @@ def _media_error(exc: Exception) -> HTTPException:
     return HTTPException(404 if gone else 500, str(exc))
 
 
-def media_info(request: Request) -> Response:
+def _served(request: Request):
+    """The recording of the request's id and the file served for it (the file or its proxy)."""
     from tvcaption.web.media import MediaError
 
     recording = _recording(request, request.path_params["rid"])
     try:
-        served = _settings(request).media.served(recording)
+        return recording, _settings(request).media.served(recording)
     except MediaError as exc:
         raise _media_error(exc) from None
+
+
+def media_info(request: Request) -> Response:
+    recording, served = _served(request)
     return JSONResponse({"src": f"/recordings/{recording.id}/video", "offset": served.offset, "proxy": served.proxy})
 
 
 def video(request: Request) -> Response:
-    from tvcaption.web.media import MediaError
-
-    recording = _recording(request, request.path_params["rid"])
-    try:
-        served = _settings(request).media.served(recording)
-    except MediaError as exc:
-        raise _media_error(exc) from None
+    _, served = _served(request)
     return FileResponse(served.path, media_type="video/mp4", headers={"cache-control": "private, max-age=3600"})
 
 
