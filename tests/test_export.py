@@ -402,3 +402,56 @@ def test_export_into_a_file_is_one_line(store: Store, tmp_path: Path):
         message = str(err.value)
         assert "\n" not in message and str(not_a_folder) in message and "not a folder" in message
     assert not_a_folder.read_text() == ""
+
+
+# --- reviewed scenes only -------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "ttml", "json"])
+def test_reviewed_only_exports_the_corrected_scenes_alone(store: Store, tmp_path: Path, fmt: str):
+    ids = {r.path: r.id for r in store.recordings(status="done")}
+    store.add_correction(ids["/archive/a/news.ts"], 1, "a brown dog runs across the lawn", "ann")
+    store.add_correction(ids["/archive/short.ts"], 0, "a flash of light", "ann")
+    store.add_correction(ids["/archive/short.ts"], 0, "lightning over the hills", "bob")  # the latest counts
+    unreviewed: list[str] = []
+    written = export_all(store, fmt, tmp_path, reviewed_only=True, unreviewed=unreviewed)
+    assert sorted(p.name for p in written) == sorted([f"a_news.ts.{fmt}", f"short.{fmt}"])
+    assert sorted(unreviewed) == sorted(set(RECORDINGS) - {"/archive/a/news.ts"})
+    by_name = {p.name: p for p in written}
+    expected = {f"a_news.ts.{fmt}": [(2.0, 4.0, "a brown dog runs across the lawn")],
+                f"short.{fmt}": [(0.0, 0.04, "lightning over the hills")]}
+    for name, scenes in expected.items():
+        path = by_name[name]
+        if fmt == "json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            assert [(r["start"], r["end"], r["text"]) for r in rows] == scenes
+            assert [a["text"] for a in rows[0]["annotations"] if a["analyser"] == "review"][-1] == scenes[0][2]
+            continue
+        cues = {"srt": read_srt, "vtt": read_vtt, "ttml": read_ttml}[fmt](path)
+        check_rules(cues, [Cue(*s) for s in scenes], 10.0 if "news" in name else 5.3)
+        assert " ".join(t.replace("\n", " ") for _, _, t in cues) == scenes[0][2]  # nothing unreviewed
+        assert cues[0][0] == pytest.approx(scenes[0][0])
+    one = export_recording(store, "/archive/a/news.ts", fmt, tmp_path / "one", reviewed_only=True)
+    assert one.read_bytes() == by_name[f"a_news.ts.{fmt}"].read_bytes()
+    with pytest.raises(TvcaptionError, match="no reviewed scene"):
+        export_recording(store, "/archive/sport.mxf", fmt, tmp_path / "one", reviewed_only=True)
+    assert not (tmp_path / "one" / f"sport.{fmt}").exists()
+
+
+def test_reviewed_only_through_the_cli(store: Store, tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from tvcaption.cli import app
+
+    ids = {r.path: r.id for r in store.recordings(status="done")}
+    store.add_correction(ids["/archive/sport.mxf"], 0, "two teams play football", "ann")
+    db = ["--db", str(store.engine.url.database)]
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "--all", "--reviewed-only", "--out", str(tmp_path / "a"), *db])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["sport.srt"]
+    assert "6 recording(s) without a reviewed scene not written" in result.stderr
+    assert [t for _, _, t in read_srt(tmp_path / "a" / "sport.srt")] == ["two teams play football"]
+    result = runner.invoke(app, ["export", "/archive/bikes.mkv", "--reviewed-only", "--out", str(tmp_path / "b"), *db])
+    assert result.exit_code == 1 and "no reviewed scene" in result.stderr and "Traceback" not in result.output
+    full = runner.invoke(app, ["export", "/archive/sport.mxf", "--out", str(tmp_path / "c"), *db])
+    assert full.exit_code == 0 and [t for _, _, t in read_srt(tmp_path / "c" / "sport.srt")] == ["two teams play football"]

@@ -255,6 +255,9 @@ def export(
         "JSON always has it."))] = False,
     all_captions: Annotated[bool, typer.Option("--all-captions", help=(
         "SRT/WebVTT also carry captions marked out of domain (left out by default). JSON always has them."))] = False,
+    reviewed_only: Annotated[bool, typer.Option("--reviewed-only", help=(
+        "Only the scenes a reviewer corrected (tvcaption serve), with their corrected captions; with --all, "
+        "recordings without one are not written."))] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -269,10 +272,15 @@ def export(
     cfg = _config(config, db)
     engine = _open_existing(cfg)
     left_out: dict[str, int] = {}
-    written = (export_all(engine, fmt.value, out_dir, with_text, all_captions, left_out) if all_
-               else [export_recording(engine, recording, fmt.value, out_dir, with_text, all_captions, left_out)])
+    unreviewed: list[str] = []
+    written = (export_all(engine, fmt.value, out_dir, with_text, all_captions, left_out, reviewed_only, unreviewed)
+               if all_ else [export_recording(engine, recording, fmt.value, out_dir, with_text, all_captions, left_out,
+                                              reviewed_only)])
     for path in written:
         out.print(escape(str(path)), highlight=False, soft_wrap=True)
+    if unreviewed:
+        err.print(f"{len(unreviewed)} recording(s) without a reviewed scene not written", highlight=False,
+                  soft_wrap=True)
     if sum(left_out.values()):
         err.print(f"left out {sum(left_out.values())} caption(s) marked out of domain (the caption model was not "
                   "trained on such scenes); --all-captions includes them", highlight=False, soft_wrap=True)

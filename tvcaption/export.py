@@ -35,6 +35,11 @@ unless ``all_captions`` is given: a viewer who cannot see the picture would take
 description. The export functions count what they left out (``left_out``); JSON keeps them,
 with their confidence and domain scores in the annotations.
 
+``reviewed_only`` exports only the scenes a reviewer corrected (``tvcaption serve``), with the
+corrected caption, in every format: a track of what people have checked. The cue rules apply to
+those scenes alone, so a short reviewed scene's cue may run on into an unreviewed scene after it
+(rule 4). A recording with no reviewed scene has nothing to export (:func:`export_all` skips it).
+
 JSON is for machines and is not laid out: one row per scene, with the exact scene times
 (rounded to the millisecond), the full caption, the scene's tags (labels, most probable first)
 and every analyser's annotations.
@@ -482,8 +487,14 @@ def cue_text(scene: Any, with_text: bool = False, all_captions: bool = False) ->
 
 
 def _export(store, recording, writer: SubtitleWriter, out: Path, with_text: bool = False,
-            all_captions: bool = False, left_out: dict[str, int] | None = None) -> Path:
+            all_captions: bool = False, left_out: dict[str, int] | None = None,
+            reviewed_only: bool = False) -> Path | None:
+    """Write one recording's track; None (nothing written) when ``reviewed_only`` finds no reviewed scene."""
     scenes = store.scenes_of(recording.id)
+    if reviewed_only:
+        scenes = [s for s in scenes if s.corrections]
+        if not scenes:
+            return None
     keep = all_captions or isinstance(writer, JSONWriter)  # SRT, WebVTT, TTML: out-of-domain captions left out
     cues = [Cue(s.start, s.end, cue_text(s, with_text, keep), s.tags, s.annotations) for s in scenes]
     if left_out is not None and not keep:
@@ -493,7 +504,7 @@ def _export(store, recording, writer: SubtitleWriter, out: Path, with_text: bool
 
 def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str, out_dir: str | Path,
                      with_text: bool = False, all_captions: bool = False,
-                     left_out: dict[str, int] | None = None) -> Path:
+                     left_out: dict[str, int] | None = None, reviewed_only: bool = False) -> Path:
     """Write ``out_dir/<name>.<fmt>`` from the stored scenes; returns its path.
 
     ``store_or_engine``: a Store, an Engine or a database URL. The recording must be indexed.
@@ -501,7 +512,8 @@ def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str,
     indexed recording has the same one), so exporting one by one never overwrites another.
     ``with_text``: cues also say the text on screen (:func:`cue_text`). ``all_captions``: SRT
     and WebVTT keep out-of-domain captions too; else ``left_out`` (when given) gets the number
-    of captions left out, by recording path.
+    of captions left out, by recording path. ``reviewed_only``: only the scenes a reviewer
+    corrected; a recording without any is a one-line error.
     """
     writer = get_writer(fmt)
     folder = _out_folder(out_dir)
@@ -516,20 +528,35 @@ def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str,
         raise TvcaptionError(f"{path}: not indexed (status {recording.status}{why}); run tvcaption index on it")
     others = [r.path for r in store.recordings(status="done")]
     names = output_names({*others, recording.path}, writer.extension)
-    return _export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out)
+    written = _export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out,
+                      reviewed_only)
+    if written is None:
+        raise TvcaptionError(f"{path}: no reviewed scene to export; correct captions in tvcaption serve first, "
+                             "or export without --reviewed-only")
+    return written
 
 
 def export_all(store_or_engine: Any, fmt: str, out_dir: str | Path, with_text: bool = False,
-               all_captions: bool = False, left_out: dict[str, int] | None = None) -> list[Path]:
+               all_captions: bool = False, left_out: dict[str, int] | None = None, reviewed_only: bool = False,
+               unreviewed: list[str] | None = None) -> list[Path]:
     """Export every indexed recording into ``out_dir``; returns the files written.
 
     Files are named after the recordings, distinct names by the rules in the module docstring,
     so none overwrites another. ``all_captions`` and ``left_out``: as :func:`export_recording`.
+    ``reviewed_only``: only reviewed scenes; recordings without one are not written (their
+    paths are added to ``unreviewed`` when given).
     """
     writer = get_writer(fmt)
     folder = _out_folder(out_dir)
     store = _store(store_or_engine)
     done = store.recordings(status="done")
     names = output_names([r.path for r in done], writer.extension)
-    return [_export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out)
-            for recording in done]
+    written = []
+    for recording in done:
+        path = _export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out,
+                       reviewed_only)
+        if path is not None:
+            written.append(path)
+        elif unreviewed is not None:
+            unreviewed.append(recording.path)
+    return written
