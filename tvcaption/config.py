@@ -52,8 +52,13 @@ class FeaturesConfig:
     global_descriptor: str = "mean"  # e(V): mean | meanmax (from the 2D backbone)
     batch_size: int = 32  # frames per CNN forward pass
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch intra-op threads on CPU; 0 = all cores
+    threads: int = 0  # inference threads on CPU (torch and ONNX Runtime); 0 = all cores
+    runtime: str = "auto"  # auto (ONNX Runtime on CPU, PyTorch on CUDA) | onnx | torch; training always uses torch
     cache_dir: str = "features"  # feature cache for training, relative to the config file
+
+    def __post_init__(self) -> None:
+        if self.runtime not in ("auto", "onnx", "torch"):
+            raise ConfigError(f"[features] runtime = {self.runtime!r}: use auto, onnx or torch")
 
 
 @dataclass(frozen=True)

@@ -60,14 +60,14 @@ class AnalyserContext:
     @property
     def backbone(self):
         if self._backbone is None:
-            from tvcaption.features import load_backbone
+            from tvcaption.features.onnx_backbone import load_inference_backbone
 
-            self._backbone = load_backbone(self.features_config)
+            self._backbone = load_inference_backbone(self.features_config)
         return self._backbone
 
     @property
     def device(self):
-        return next(self.backbone.parameters()).device
+        return self.backbone.device
 
 
 class Analyser:

@@ -41,7 +41,7 @@ class Backbone(nn.Module):
 
     ``forward``: uint8 (N, H, W, 3) RGB -> float32 (N, 7, 7, C) on the backbone's device.
     ``classify``: (N, 7, 7, C) -> ImageNet logits (N, 1000): global average pool + the classifier.
-    Attributes: ``name``, ``channels``, ``grid`` (7), ``image_size`` (224) and ``weights_id``
+    Attributes: ``name``, ``channels``, ``mean``, ``std`` (of 0..1 pixels), ``grid`` (7), ``image_size`` (224) and ``weights_id``
     (identifies the weights; part of the feature-cache key).
     """
 
@@ -63,6 +63,7 @@ class Backbone(nn.Module):
         self.channels = channels
         self.image_size = image_size
         self.weights_id = weights_id
+        self.mean, self.std = tuple(mean), tuple(std)
         self.trunk = trunk
         self.head = head
         std_t = torch.tensor(std, dtype=torch.float32) * 255.0

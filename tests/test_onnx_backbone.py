@@ -1,0 +1,103 @@
+"""The ONNX Runtime backbone against the PyTorch one it is exported from.
+
+Stated tolerance: on real frames the local features differ by at most 1e-3 absolute (float32
+rounding in other kernels; they range over about 0..6, measured max difference ~5e-5), the
+ImageNet top-5 tags are the same, and the shipped model writes identical captions on fresh
+SynthTV test clips from either runtime's features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ATOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def backbones():
+    from tvcaption.config import FeaturesConfig
+    from tvcaption.features import load_backbone
+    from tvcaption.features.onnx_backbone import load_onnx_backbone
+
+    config = FeaturesConfig(device="cpu", threads=1)
+    return load_backbone(config, device="cpu"), load_onnx_backbone(config)
+
+
+def test_onnx_features_and_tags_match_pytorch_on_real_frames(backbones, scenes_dir):
+    from tvcaption.features import extract
+    from tvcaption.features.cache import read_clip
+
+    reference, onnx = backbones
+    clips = ("bikes.mp4", "counter.mp4", "testvideo.mp4", "bigbuckbunny.mp4")
+    frames = [read_clip(str(scenes_dir / c), 6) for c in clips]  # each its own size
+    ref = torch.cat([extract(reference, f, batch_size=6) for f in frames])
+    got = torch.cat([extract(onnx, f, batch_size=4) for f in frames])  # other batch boundaries: same result
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    diff = (got - ref).abs().max().item()
+    print(f"max |onnx - torch| = {diff:.2e} over {len(ref)} frames, features up to {ref.abs().max().item():.2f}")
+    assert diff <= ATOL
+    top_ref = reference.classify(ref).topk(5).indices
+    top_got = onnx.classify(got).topk(5).indices
+    assert torch.equal(top_ref, top_got)
+
+
+def test_shipped_model_captions_identical_from_either_runtime(tmp_path, backbones):
+    from tvcaption.analysers import AnalyserContext, SceneInput
+    from tvcaption.analysers.caption import CaptionAnalyser
+    from tvcaption.config import Config
+    from tvcaption.data import generate_synthtv
+    from tvcaption.features import extract
+    from tvcaption.features.cache import read_clip
+    from tvcaption.scene import Scene
+
+    reference, onnx = backbones
+    captioner = CaptionAnalyser(AnalyserContext(Config()))
+    data = generate_synthtv(tmp_path / "synth", train=0, val=0, test=12, seed=777)
+    clips = sorted((data / "videos").glob("*.mp4"))[:12] if (data / "videos").is_dir() else sorted(data.rglob("*.mp4"))[:12]
+    assert clips, f"no clips written under {data}"
+    inputs = {"torch": [], "onnx": []}
+    for clip in clips:
+        frames = read_clip(str(clip), captioner.frames)
+        for name, backbone in (("torch", reference), ("onnx", onnx)):
+            inputs[name].append(SceneInput(Scene(0.0, 1.0, 0, 25), np.zeros(len(frames)), features=extract(backbone, frames)))
+    captions = {name: [a[0].text for a in captioner.analyse(batch)] for name, batch in inputs.items()}
+    print(json.dumps(captions["onnx"][:3]))
+    assert captions["torch"] == captions["onnx"]
+    assert len(set(captions["onnx"])) > 1  # real captions of different clips, not one constant
+
+
+def test_cached_backbone_starts_without_building_the_pytorch_model(tmp_path):
+    """The second start loads the cached graph: no timm import, no state dict read."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    probe = ("import sys, time; from tvcaption.config import FeaturesConfig\n"
+             "from tvcaption.features.onnx_backbone import load_onnx_backbone, cache_folder\n"
+             "t = time.perf_counter(); b = load_onnx_backbone(FeaturesConfig(device='cpu'))\n"
+             "import numpy as np; x = b(np.zeros((1, 64, 80, 3), np.uint8))\n"
+             "print('timm' in sys.modules, tuple(x.shape), len(list(cache_folder().iterdir())))\n")
+    runs = [subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    first, second = (r.stdout.split() for r in runs)
+    assert first[0] == "True"  # the first start exported from the PyTorch model
+    assert second[0] == "False", runs[1].stderr  # the second did not build it
+    assert second[1:] == first[1:]  # same output shape, one cache entry (no second export)
+
+
+def test_runtime_choice(monkeypatch):
+    from tvcaption.config import ConfigError, FeaturesConfig
+    from tvcaption.features.backbones import Backbone
+    from tvcaption.features.onnx_backbone import OnnxBackbone, load_inference_backbone
+
+    assert isinstance(load_inference_backbone(FeaturesConfig(device="cpu")), OnnxBackbone)
+    assert isinstance(load_inference_backbone(FeaturesConfig(device="cpu", runtime="torch")), Backbone)
+    with pytest.raises(ConfigError, match="runtime"):
+        FeaturesConfig(runtime="tensorrt")
+    assert dataclasses.replace(FeaturesConfig(), runtime="onnx").runtime == "onnx"
