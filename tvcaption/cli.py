@@ -342,7 +342,8 @@ class Pooling(str, Enum):
 @app.command("train")
 @friendly
 def train_cmd(
-    data: Annotated[Path, typer.Argument(help="Dataset folder: SynthTV, MSR-VTT (videodatainfo JSON + videos/) or MSVD.")],
+    data: Annotated[Optional[Path], typer.Argument(help=(
+        "Dataset folder: SynthTV, MSR-VTT (videodatainfo JSON + videos/) or MSVD (none with --from-index)."))] = None,
     out_stem: Annotated[Path, typer.Option("--out", help="Checkpoint stem for the best model (writes OUT.json + OUT.safetensors).")] = Path("models/mine"),
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default from [train]).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Clips per batch (global, across GPUs).")] = None,
@@ -370,6 +371,13 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT.state.json after its last epoch.")] = False,
     amp: Annotated[bool, typer.Option(help="Mixed precision: bf16/fp16 on CUDA, bf16 on CPUs with native bf16 "
                                            "(AVX512-BF16 or AMX; about 2.3x faster there); fp32 elsewhere.")] = True,
+    from_index: Annotated[bool, typer.Option("--from-index", help=(
+        "Train on the archive instead of a dataset: the scenes reviewers corrected (tvcaption serve) and the "
+        "description tracks NAME.ad.srt / NAME.ad.vtt beside indexed recordings (each cue a clip)."))] = False,
+    init: Annotated[Optional[Path], typer.Option("--init", help=(
+        "With --from-index: fine-tune this checkpoint (stem or .json; its vocabulary grows with the new words) "
+        "instead of training from scratch."))] = None,
+    db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Train an L-STAP captioning model (features are cached once per clip and reused).
@@ -379,7 +387,13 @@ def train_cmd(
     from tvcaption.model.dims import ModelDims
     from tvcaption.train import train
 
-    cfg = _config(config)
+    if from_index and data is not None:
+        raise TvcaptionError(f"train: {data} and --from-index both given; --from-index reads the database, not a folder")
+    if not from_index and data is None:
+        raise TvcaptionError("train: name a DATA folder, or pass --from-index to train on the reviewed archive")
+    if not from_index and (init is not None or db is not None):
+        raise TvcaptionError("train: --init and --db go with --from-index")
+    cfg = _config(config, db)
     cfg = with_overrides(cfg, "train", epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
     given = {"hidden": hidden, "attention": attention, "embedding": embedding, "frames": frames,
              "input_rank": input_rank, "pooling": pooling.value if pooling else None, "matching": matching,
@@ -389,11 +403,44 @@ def train_cmd(
                          **{name: value for name, value in given.items() if value is not None})
     except ValueError as exc:  # e.g. --hidden 0
         raise TvcaptionError(f"{exc}; pass a valid model size flag or [train] option") from None
+    if from_index:
+        _train_from_index(cfg, out_stem, init, dims, {k for k, v in given.items() if v is not None}, resume, amp)
+        return
     with views_train.TrainView(err) as view:
         result = train(data, out_stem, config=cfg.train, features=cfg.features, dims=dims,
                        cache_dir=cfg.resolve(cfg.features.cache_dir), resume=resume, val_clips=val_clips,
                        select=select, amp=amp, on_event=view)
     out.print(escape(f"best checkpoint {result.checkpoint} (epoch {result.best_epoch}, {result.select} {result.best_score:.4f})"))
+
+
+def _train_from_index(cfg: Config, out_stem: Path, init: Path | None, dims, sizes_given: set[str], resume: bool,
+                      amp: bool) -> None:
+    """train --from-index: the reviewed scenes and description tracks of the database in force."""
+    from tvcaption import views_train
+    from tvcaption.train_from_index import train_from_index
+
+    if resume:
+        raise TvcaptionError("train --from-index: --resume is not supported; run it again (features are cached)")
+    if init is not None and sizes_given:
+        raise TvcaptionError(f"train --from-index --init: the model's sizes come from {init}; drop "
+                             f"--{', --'.join(sorted(n.replace('_', '-') for n in sizes_given))}")
+    with views_train.TrainView(err) as view:
+        def on_event(event) -> None:
+            if event.kind != "epoch":
+                view(event)
+                return
+            row = event.row
+            err.print(f"epoch {row['epoch']}/{event.epochs} | train {row['train_loss']:.3f} (cap "
+                      f"{row['train_caption']:.3f} match {row['train_matching']:.3f}) | {row['seconds']:.1f} s",
+                      markup=False, highlight=False, soft_wrap=True)
+
+        result = train_from_index(_open_existing(cfg), out_stem, init=init, config=cfg.train, features=cfg.features,
+                                  dims=dims, cache_dir=cfg.resolve(cfg.features.cache_dir), amp=amp, on_event=on_event)
+    data = result.data
+    out.print(escape(f"checkpoint {result.checkpoint} (card {result.card}): {len(data.clips)} clips from "
+                     f"{data.reviewed_scenes} reviewed scenes and {len(data.ad_tracks)} description tracks, "
+                     f"{len(result.vocab_added)} words added; caption loss on them {result.loss_before:.3f} -> "
+                     f"{result.loss_after:.3f}"), highlight=False, soft_wrap=True)
 
 
 @app.command("evaluate")
