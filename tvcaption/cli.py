@@ -205,7 +205,7 @@ def search(
         "analyser); hybrid: both fused, scenes with the words first."))] = "hybrid",
     all_captions: Annotated[bool, typer.Option("--all-captions", help=(
         "Also search and show captions marked out of domain (scenes unlike the caption model's training "
-        "data), marked as such (a word search, whatever --mode says)."))] = False,
+        "data), marked as such (their words are searched; meaning vectors never hold them)."))] = False,
     as_json: JsonOpt = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -216,16 +216,8 @@ def search(
     _at_least("--limit", limit, 1)
     check_mode(mode)
     cfg = _config(config, db)
-    if all_captions:  # out-of-domain captions are only in the word index: a word search with them
-        from tvcaption.db.search import search as word_search
-
-        hits = word_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS), recording=recording,
-                           all_captions=True)
-    else:
-        from tvcaption.db.search import without_hidden
-
-        hits = without_hidden(run_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS),
-                                         recording=recording, mode=mode))
+    hits = run_search(_open_existing(cfg), query, limit=min(limit, MAX_RESULTS), recording=recording, mode=mode,
+                      all_captions=all_captions)
     if as_json:
         _print_json([{"recording": h.recording, "start": round(h.start, 3), "end": round(h.end, 3),
                       "caption": h.caption, "tags": list(h.tags), "score": h.score,

@@ -3,14 +3,20 @@
 - ``text``: full-text search (:mod:`tvcaption.db.search`), unchanged; it loads no model and
   imports neither torch nor numpy.
 - ``meaning``: the query's sentence embedding (:mod:`tvcaption.embedding`, numpy, no torch)
-  against every scene's meaning vector (:mod:`tvcaption.db.vectors`), best cosine similarity
-  first, scenes below :data:`MIN_SIMILARITY` left out. "motorcycle" finds "moped, motor scooter".
+  against every scene's meaning vector, best cosine similarity first, scenes below
+  :data:`MIN_SIMILARITY` left out. "motorcycle" finds "moped, motor scooter". The vectors are
+  read from one memory-mapped matrix kept current with the database
+  (:mod:`tvcaption.db.vector_index`; before migration 0007, the blobs of :mod:`tvcaption.db.vectors`).
 - ``hybrid`` (the default): reciprocal rank fusion (Cormack et al., SIGIR 2009) of the two
   rankings: a scene scores the sum of ``1 / (RRF_K + rank)`` over the rankings it is in. Every
   text hit also gets its rank among all vectors (the scan ranks them all), so the best text hit
   scores more than ``1 / (RRF_K + 1)``, which no scene found by meaning alone can reach: a scene
   holding the query's words always comes first; scenes found by meaning alone follow the text
   hits they outrank by meaning.
+
+``all_captions`` (``--all-captions``) in any mode: out-of-domain captions are searched by their
+words (the text ranking; no vector holds them) and every hit shows them, marked.
+``recording`` is resolved as in text search (:func:`tvcaption.db.search.find_recording`).
 
 A database without meaning vectors (the meaning analyser never ran) gives hybrid the text
 results and ``meaning`` a one-line error saying how to add them; the model is then not loaded.
@@ -24,10 +30,18 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 
-from tvcaption.db.paths import find_stored
 from tvcaption.db.scenes import annotations_of
 from tvcaption.db.schema import Recording, Scene
-from tvcaption.db.search import Hit, _search_error, build_search, check_limit, words
+from tvcaption.db.search import (
+    NOT_INDEXED,
+    Hit,
+    _search_error,
+    build_search,
+    check_limit,
+    find_recording,
+    without_hidden,
+    words,
+)
 from tvcaption.db.search import search as text_search
 from tvcaption.db.vectors import has_vectors, nearest
 from tvcaption.errors import TvcaptionError
@@ -47,47 +61,61 @@ def check_mode(mode: str) -> str:
 
 
 def search(engine: Engine | Any, query: str, limit: int = 20, recording: str | os.PathLike[str] | None = None,
-           mode: str = "hybrid") -> list[Hit]:
+           mode: str = "hybrid", all_captions: bool = False) -> list[Hit]:
     """Scenes for ``query`` by ``mode`` (module docstring), best first; ``score`` is the cosine
-    similarity (meaning) or the fused score (hybrid). Arguments as :func:`tvcaption.db.search.search`."""
+    similarity (meaning) or the fused score (hybrid). Arguments as :func:`tvcaption.db.search.search`;
+    ``all_captions``: out-of-domain captions (only in the word index) are searched by the words
+    and shown, marked, with every hit; without it hits come without them."""
     check_mode(mode)
     if mode == "text":
-        return text_search(engine, query, limit, recording)
+        return text_search(engine, query, limit, recording, all_captions)
     engine = getattr(engine, "engine", engine)
     limit = check_limit(limit)
     if not words(query):
         return []
     try:
         with engine.connect() as conn:
-            stored = None
-            if recording is not None:
-                row = find_stored(conn, recording)
-                if row is None:
-                    return []
-                stored = row.path
+            stored = find_recording(conn, recording)
+            if stored is NOT_INDEXED:
+                return []
             if not has_vectors(conn):
                 if mode == "meaning":
                     raise TvcaptionError(NO_VECTORS)
-                return text_search(engine, query, limit, recording)
-            ranked = _ranked(conn, query, limit, stored, mode)
-            return _hits(conn, ranked)
+                return text_search(engine, query, limit, recording, all_captions)
+            ranked = _ranked(conn, query, limit, stored, mode, all_captions)
+            hits = _hits(conn, ranked)
     except DBAPIError as exc:
         error = _search_error(engine, exc)
         if error is None:
             raise
         raise error from exc
+    return hits if all_captions else without_hidden(hits)
 
 
-def _ranked(conn, query: str, limit: int, stored: str | None, mode: str) -> list[tuple[int, float]]:
-    """(scene id, score) best first, at most ``limit``."""
+def _meaning(conn, query: str, top: int, stored) -> tuple[list[tuple[int, float]], Any]:
+    """The scenes nearest ``query`` by meaning, (id, similarity) best first above MIN_SIMILARITY,
+    and the ranking (for the ranks of text hits): from the memory-mapped matrix
+    (:mod:`tvcaption.db.vector_index`), or the blobs before migration 0007."""
+    from tvcaption.db import vector_index
     from tvcaption.embedding import embedder
 
     model = embedder()
-    ranking = nearest(conn, model.embed([query])[0], model.name, max(limit, CANDIDATES), stored)
+    vector = model.embed([query])[0]
+    found = vector_index.matrix(conn, model.name)
+    if found is None:
+        ranking = nearest(conn, vector, model.name, top, stored and stored.path)
+    else:
+        ranking = vector_index.nearest(found, vector, top, stored and stored.id)
     by_meaning = [(int(i), float(s)) for i, s in zip(ranking.ids, ranking.scores) if s >= MIN_SIMILARITY]
+    return by_meaning, ranking
+
+
+def _ranked(conn, query: str, limit: int, stored, mode: str, all_captions: bool) -> list[tuple[int, float]]:
+    """(scene id, score) best first, at most ``limit``."""
+    by_meaning, ranking = _meaning(conn, query, max(limit, CANDIDATES), stored)
     if mode == "meaning":
         return by_meaning[:limit]
-    stmt = build_search(conn.dialect.name, query, max(limit, CANDIDATES), stored)
+    stmt = build_search(conn.dialect.name, query, max(limit, CANDIDATES), stored and stored.path, all_captions)
     by_text = [int(row.id) for row in conn.execute(stmt)] if stmt is not None else []
     return fuse(by_text, by_meaning, ranking.rank_of(by_text))[:limit]
 

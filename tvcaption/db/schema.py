@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Float,
@@ -144,6 +145,16 @@ class RecordingVectors(Base):
     dim: Mapped[int] = mapped_column(Integer)
     scene_ids: Mapped[bytes] = mapped_column(LargeBinary)
     vectors: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SearchVersion(Base):
+    """Counters that triggers advance when what a search caches changes (migration 0007):
+    ``('vectors', N)`` for :mod:`tvcaption.db.vector_index`."""
+
+    __tablename__ = "search_versions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class Model(Base):

@@ -242,13 +242,10 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
         return []
     try:
         with engine.connect() as conn:
-            stored = None
-            if recording is not None:
-                row = find_stored(conn, recording)
-                if row is None:
-                    return []
-                stored = row.path
-            stmt = build_search(engine.dialect.name, query, limit, stored, all_captions)
+            stored = find_recording(conn, recording)
+            if stored is NOT_INDEXED:
+                return []
+            stmt = build_search(engine.dialect.name, query, limit, stored and stored.path, all_captions)
             rows = conn.execute(stmt).all()
             annotations = annotations_of(conn, [row.id for row in rows])
     except DBAPIError as exc:
@@ -259,6 +256,19 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
     hits = [Hit(recording=row.path, start=row.start, end=row.end, score=float(row.score),
                 annotations=annotations.get(row.id, ())) for row in rows]
     return hits if all_captions else without_hidden(hits)
+
+
+NOT_INDEXED = object()  # find_recording: a recording was named and none is stored at that path
+
+
+def find_recording(conn, recording: str | os.PathLike[str] | None) -> Any:
+    """The ``--recording`` filter of every search mode: None when no recording was named, the
+    stored ``recordings`` row that ``recording`` names (any path to it: :func:`find_stored`), or
+    :data:`NOT_INDEXED` when it names none (the search then finds nothing)."""
+    if recording is None:
+        return None
+    row = find_stored(conn, recording)
+    return NOT_INDEXED if row is None else row
 
 
 def without_hidden(hits: list[Hit]) -> list[Hit]:

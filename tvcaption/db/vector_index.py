@@ -1,0 +1,323 @@
+"""Search by meaning over one contiguous, memory-mapped matrix instead of the database's blobs.
+
+:mod:`tvcaption.db.vectors` stores a recording's vectors as one blob; scanning them meant
+fetching and decoding every blob on every query (at 1M scenes, 1.5 GB through the database
+driver: most of a hybrid search's 0.6 s). Here they are read once into a file in the user's
+cache folder (``~/.cache/tvcaption/vectors/``, one per database and model) laid out for numpy:
+
+- the scene ids (int64) of every done recording's vectors, grouped by recording (row ranges in
+  the header, for ``--recording``), and their argsort (a scene id's row by binary search);
+- the vectors, float32 (N, dim), exactly as stored: scores are the same numbers as before;
+- above :data:`EXACT_MAX` vectors also a coarse copy: the vectors minus their mean, projected
+  on their :data:`COARSE_DIM` leading principal directions (float32, (N, 64): a sixth of the
+  bytes to stream per query).
+
+The file names the database's vectors version (migration 0007: triggers count every change of
+``recording_vectors`` and of a recording's status) and is rebuilt by the first search that
+finds another; it is written beside and renamed over the old one, so a process that has the old
+one mapped keeps reading it intact. Where the cache folder cannot be written the matrix is built
+in memory. A process keeps the matrix it opened until the version changes.
+
+Ranking: up to :data:`EXACT_MAX` vectors every query is an exact scan (as before). Above it, the
+coarse scores pick the ``max(RERANK, 20 x top)`` candidates and those are ranked by their exact
+scores; a scene outside them is ranked by its coarse score (on all-MiniLM-L6-v2 vectors the
+leading 64 directions carry 75% of the variance, and the exact top 100 of 3,000 captions were
+all among the coarse top 500). ``bench/search_latency.py`` measures the overlap with the exact
+ranking at 1M scenes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection
+
+from tvcaption.db.schema import Recording, RecordingVectors
+
+EXACT_MAX = 200_000  # vectors up to which each query scans them all exactly
+COARSE_DIM = 64  # principal directions in the coarse copy
+RERANK = 2_000  # candidates of the coarse scan ranked exactly (at least 20 x the depth asked)
+PCA_SAMPLE = 20_000  # vectors the principal directions are computed from
+CHUNK = 65_536  # rows per matrix-vector product (two threads share the chunks)
+MAGIC = b"TVCVEC01"
+ALIGN = 64
+vectors_t = RecordingVectors.__table__
+recordings_t = Recording.__table__
+_VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'vectors'")
+_open: dict[str, Matrix] = {}  # cache file (or database key) -> the matrix this process opened
+_pool: ThreadPoolExecutor | None = None
+
+
+@dataclass
+class Matrix:
+    """Every searchable vector of one database and model, and how to find rows."""
+
+    version: int
+    ids: np.ndarray  # (N,) scene ids, grouped by recording
+    order: np.ndarray  # (N,) argsort of ids
+    vectors: np.ndarray  # (N, dim) float32
+    ranges: dict[int, tuple[int, int]]  # recording id -> rows [start, stop)
+    mean: np.ndarray | None = None  # (dim,) the coarse copy's centre
+    components: np.ndarray | None = None  # (dim, COARSE_DIM)
+    coarse: np.ndarray | None = None  # (N, COARSE_DIM)
+    sorted_ids: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sorted_ids = self.ids[self.order]
+
+    def rows_of(self, scene_ids: np.ndarray) -> np.ndarray:
+        """Each scene id's row, -1 where it has no vector."""
+        at = np.searchsorted(self.sorted_ids, scene_ids)
+        at = np.minimum(at, max(len(self.sorted_ids) - 1, 0))
+        found = len(self.sorted_ids) > 0
+        hit = (self.sorted_ids[at] == scene_ids) if found else np.zeros(len(scene_ids), bool)
+        return np.where(hit, self.order[at] if found else -1, -1)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The ``top`` best scenes (ids, scores, best first) and each searched scene's score, for
+    :meth:`rank_of` (1-based rank among all searched scenes)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    matrix: Matrix | None = None
+    rows: slice = field(default_factory=lambda: slice(0, 0))
+    all_scores: np.ndarray | None = None  # exact, or coarse with the candidates' exact ones written in
+
+    def rank_of(self, scene_ids) -> dict[int, int]:
+        if self.matrix is None or self.all_scores is None or not len(scene_ids):
+            return {}
+        wanted = np.asarray(list(scene_ids), np.int64)
+        rows = self.matrix.rows_of(wanted)
+        inside = (rows >= self.rows.start) & (rows < self.rows.stop)
+        if not inside.any():
+            return {}
+        own = self.all_scores[rows[inside] - self.rows.start]
+        thresholds = np.unique(own)
+        above = np.bincount(np.searchsorted(thresholds, self.all_scores, side="left"), minlength=len(thresholds) + 1)
+        greater = above[::-1].cumsum()[::-1]  # greater[j]: scores above thresholds[j-1]
+        ranks = greater[np.searchsorted(thresholds, own) + 1] + 1
+        return {int(i): int(r) for i, r in zip(wanted[inside], ranks)}
+
+
+def version(conn: Connection) -> int | None:
+    """The database's vectors version, or None before migration 0007."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with conn.begin_nested():
+            return conn.execute(_VERSION_SQL).scalar()
+    except DBAPIError:
+        return None
+
+
+def cache_folder() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tvcaption")) / "vectors"
+
+
+def _database_key(conn: Connection, model: str) -> str:
+    url = conn.engine.url
+    where = os.path.realpath(url.database) if url.get_backend_name() == "sqlite" and url.database else \
+        url.render_as_string(hide_password=True)
+    return hashlib.sha256(f"{url.get_backend_name()}\0{where}\0{model}".encode()).hexdigest()[:24]
+
+
+def matrix(conn: Connection, model: str) -> Matrix | None:
+    """The vectors of ``model`` as a :class:`Matrix`, current with the database; None before
+    migration 0007 (the caller scans the blobs as before)."""
+    current = version(conn)
+    if current is None:
+        return None
+    key = _database_key(conn, model)
+    held = _open.get(key)
+    if held is not None and held.version == current:
+        return held
+    path = cache_folder() / f"{key}.vec"
+    found = _read(path, current)
+    if found is None:
+        found = _build(conn, model, current, path)
+    _open[key] = found
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# The file
+# --------------------------------------------------------------------------------------------
+def _layout(n: int, dim: int, coarse: bool) -> tuple[list[tuple[str, str, tuple[int, ...]]], int]:
+    parts = [("ids", "<i8", (n,)), ("order", "<i8", (n,)), ("vectors", "<f4", (n, dim))]
+    if coarse:
+        parts += [("mean", "<f4", (dim,)), ("components", "<f4", (dim, COARSE_DIM)), ("coarse", "<f4", (n, COARSE_DIM))]
+    size = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for _, dt, shape in parts)
+    return parts, size
+
+
+def _read(path: Path, current: int) -> Matrix | None:
+    """The file's matrix when it holds version ``current``, else None."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return None
+            head = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        if head.get("version") != current:
+            return None
+        arrays: dict[str, np.ndarray] = {}
+        offset = head["offset"]
+        for name, dt, shape in _layout(head["n"], head["dim"], head["coarse"])[0]:
+            count = int(np.prod(shape))
+            arrays[name] = (np.memmap(path, dt, "r", offset, shape) if count else np.zeros(shape, dt))
+            offset += count * np.dtype(dt).itemsize
+    except (OSError, ValueError, KeyError):
+        return None
+    ranges = {int(r): (int(a), int(b)) for r, a, b in head["ranges"]}
+    return Matrix(current, ranges=ranges, **arrays)
+
+
+def _rows(conn: Connection, model: str):
+    return conn.execute(select(vectors_t.c.recording_id, vectors_t.c.dim, vectors_t.c.scene_ids, vectors_t.c.vectors)
+                        .join(recordings_t, recordings_t.c.id == vectors_t.c.recording_id)
+                        .where(vectors_t.c.model == model, recordings_t.c.status == "done")
+                        .order_by(vectors_t.c.recording_id)).yield_per(64)
+
+
+def _build(conn: Connection, model: str, current: int, path: Path) -> Matrix:
+    """Read every blob once into the matrix; written to ``path`` when the folder allows."""
+    sizes = conn.execute(select(func.sum(func.length(vectors_t.c.scene_ids)), func.max(vectors_t.c.dim))
+                         .join(recordings_t, recordings_t.c.id == vectors_t.c.recording_id)
+                         .where(vectors_t.c.model == model, recordings_t.c.status == "done")).first()
+    n, dim = int(sizes[0] or 0) // 8, int(sizes[1] or 0)
+    parts, size = _layout(n, dim, n > EXACT_MAX)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError:
+        tmp = None
+    arrays, offset = _allocate(tmp, parts, size)
+    ranges: list[tuple[int, int, int]] = []
+    at = 0
+    for row in _rows(conn, model):
+        ids = np.frombuffer(row.scene_ids, "<i8")
+        arrays["ids"][at:at + len(ids)] = ids
+        arrays["vectors"][at:at + len(ids)] = np.frombuffer(row.vectors, "<f4").reshape(len(ids), int(row.dim))
+        ranges.append((int(row.recording_id), at, at + len(ids)))
+        at += len(ids)
+    if at != n:  # written while we read (another transaction): the next search reads it again
+        arrays = {k: v[:at] if k in ("ids", "vectors", "order", "coarse") else v for k, v in arrays.items()}
+        current = -1
+    arrays["order"][:] = np.argsort(arrays["ids"], kind="stable")
+    if "coarse" in arrays:
+        _fill_coarse(arrays)
+    found = Matrix(current, ranges={r: (a, b) for r, a, b in ranges}, **arrays)
+    if tmp is not None and current == -1:
+        os.unlink(tmp)
+    elif tmp is not None:
+        head = {"version": current, "n": at, "dim": dim, "coarse": "coarse" in arrays, "offset": offset,
+                "ranges": ranges}
+        _finish(tmp, path, head, offset, arrays)
+    return found
+
+
+def _allocate(tmp: str | None, parts, size: int) -> tuple[dict[str, np.ndarray], int]:
+    """The arrays, in the file ``tmp`` after room for its header (or in memory); their offset."""
+    offset = 1 << 20  # room for the header (ranges of many thousand recordings)
+    arrays: dict[str, np.ndarray] = {}
+    if tmp is not None:
+        with open(tmp, "r+b") as f:
+            f.truncate(offset + size)
+    at = offset
+    for name, dt, shape in parts:
+        count = int(np.prod(shape))
+        if tmp is not None and count:
+            arrays[name] = np.memmap(tmp, dt, "r+", at, shape)
+        else:
+            arrays[name] = np.zeros(shape, dt)
+        at += count * np.dtype(dt).itemsize
+    return arrays, offset
+
+
+def _finish(tmp: str, path: Path, head: dict[str, Any], offset: int, arrays: dict[str, np.ndarray]) -> None:
+    for array in arrays.values():
+        if isinstance(array, np.memmap):
+            array.flush()
+    blob = json.dumps(head).encode()
+    if len(MAGIC) + 8 + len(blob) > offset:  # too many recordings for the header's room: memory only
+        os.unlink(tmp)
+        return
+    with open(tmp, "r+b") as f:
+        f.write(MAGIC + len(blob).to_bytes(8, "little") + blob)
+    os.replace(tmp, path)
+
+
+def _fill_coarse(arrays: dict[str, np.ndarray]) -> None:
+    """The principal directions of a sample, and every vector's coordinates along them."""
+    vectors = arrays["vectors"]
+    rng = np.random.default_rng(0)
+    sample = vectors[np.sort(rng.choice(len(vectors), min(PCA_SAMPLE, len(vectors)), replace=False))]
+    mean = sample.mean(0)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    arrays["mean"][:] = mean
+    arrays["components"][:] = 0  # fewer samples than directions: the rest stay zero
+    arrays["components"][:, :min(COARSE_DIM, len(vt))] = vt[:COARSE_DIM].T
+    for lo in range(0, len(vectors), CHUNK):
+        arrays["coarse"][lo:lo + CHUNK] = (vectors[lo:lo + CHUNK] - mean) @ arrays["components"]
+
+
+# --------------------------------------------------------------------------------------------
+# Ranking
+# --------------------------------------------------------------------------------------------
+def _dot(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """rows @ query, a chunk at a time on two threads (one product is bound by one core's reads)."""
+    global _pool
+    out = np.empty(len(rows), np.float32)
+    if len(rows) <= CHUNK:
+        np.dot(rows, query, out=out)
+        return out
+    if _pool is None:
+        _pool = ThreadPoolExecutor(2, thread_name_prefix="tvcaption-vectors")
+    spans = [(lo, min(lo + CHUNK, len(rows))) for lo in range(0, len(rows), CHUNK)]
+    list(_pool.map(lambda s: np.dot(rows[s[0]:s[1]], query, out=out[s[0]:s[1]]), spans))
+    return out
+
+
+def _best(ids: np.ndarray, scores: np.ndarray, top: int) -> np.ndarray:
+    """Positions of the ``top`` best scores, best first, ties by scene id."""
+    top = min(top, len(scores))
+    if top <= 0:
+        return np.zeros(0, np.int64)
+    best = np.argpartition(-scores, top - 1)[:top] if top < len(scores) else np.arange(len(scores))
+    return best[np.lexsort((ids[best], -scores[best]))]
+
+
+def nearest(found: Matrix, query: np.ndarray, top: int, recording_id: int | None = None) -> Ranking:
+    """The ``top`` scenes most similar to the unit vector ``query`` (all, or one recording's)."""
+    query = np.asarray(query, np.float32)
+    rows = slice(0, len(found.ids))
+    if recording_id is not None:
+        rows = slice(*found.ranges.get(int(recording_id), (0, 0)))
+    ids, vectors = found.ids[rows], found.vectors[rows]
+    if not len(ids):
+        return Ranking(ids, np.zeros(0, np.float32))
+    if found.coarse is None or len(ids) <= EXACT_MAX:
+        scores = _dot(vectors, query)
+        best = _best(ids, scores, top)
+        return Ranking(ids[best], scores[best], found, rows, scores)
+    scores = _dot(found.coarse[rows], (query @ found.components).astype(np.float32))
+    scores += np.float32(found.mean @ query)
+    candidates = np.sort(_best(ids, scores, max(RERANK, 20 * top)))
+    exact = vectors[candidates] @ query
+    scores[candidates] = exact
+    best = candidates[_best(ids[candidates], exact, top)]
+    return Ranking(ids[best], scores[best], found, rows, scores)
