@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +157,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"{report['config']['scenes']:,} scenes, SQLite; times in ms (page: the whole GET; search: the "
-             "function alone)", f"{'':<11} {'page median':>11} {'page p95':>9} {'page max':>9} {'search p95':>11}"]
+    lines = [(f"{report['config']['scenes']:,} scenes, SQLite; times in ms (page: the whole GET; search: the "
+              "function alone)"), f"{'':<11} {'page median':>11} {'page p95':>9} {'page max':>9} {'search p95':>11}"]
     for name, r in report["results"].items():
         lines.append(f"{name:<11} {r['page']['median_ms']:>11.1f} {r['page']['p95_ms']:>9.1f} "
                      f"{r['page']['max_ms']:>9.1f} {r['search_alone']['p95_ms']:>11.1f}")
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     warmup = make_queries(grammar, args.warmup, args.seed + 1) if args.warmup else []
     recordings, per = layout(args.scenes)
     report: dict[str, Any] = {
-        "benchmark": "page_search", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "page_search", "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python bench/page_search.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "config": {"scenes": args.scenes, "recordings": recordings, "scenes_per_recording": per,
                    "queries": args.queries, "warmup": args.warmup, "seed": args.seed, "per_page": PER_PAGE},
