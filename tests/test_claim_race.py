@@ -53,7 +53,7 @@ def _race(url: str, config, engine, clip: Path, window: threading.Event, held: t
         assert window.wait(120), "the worker never reached the window"
         opened, digest = time.monotonic(), content_hash(clip)
         threading.Timer(3 * TIMEOUT, held.set).start()  # the worker goes on then, whatever the thief is doing
-        while not held.is_set():  # a claim blocked by the save's row lock returns once it commits
+        while not held.is_set():  # a claim during the save returns None at once
             if thief.claim(str(clip.resolve()), digest, THIEF, model=engine.model_name) is not None:
                 stolen.append(round(time.monotonic() - opened, 2))
             time.sleep(0.05)
@@ -92,7 +92,7 @@ def test_the_claim_holds_between_captioning_and_the_save(toy, tmp_path, monkeypa
 @pytest.mark.postgres
 def test_the_claim_holds_inside_the_save_transaction(toy, tmp_path, monkeypatch, request):
     """The save marks the row done first, then writes the scenes: while it writes, the row is
-    locked (a claimant's INSERT ... ON CONFLICT waits for the commit) and then done; no claimant
+    locked (a claimant is told at once that it is not its to take) and then done; no claimant
     gets in between."""
     import tvcaption.db.store as store_module
 
@@ -126,3 +126,65 @@ def test_control_without_the_heartbeat_the_claim_lapses(toy, tmp_path, monkeypat
     monkeypatch.setattr(Store, "keep_alive", no_heartbeat)
     stolen, report = _race(url, config, engine, clip, window, held)
     assert stolen and stolen[0] < 2 * TIMEOUT and not report.done and len(report.skipped) == 1, (stolen, report)
+
+
+def _in_thread(fn) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.setdefault("value", fn()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.postgres
+def test_a_claim_does_not_wait_for_a_worker_saving_the_recording(fresh_pg_url, monkeypatch):
+    """PostgreSQL: the save holds the recording's row lock for its whole transaction. A claimant
+    (another ``index`` walking the same folder) is told at once that the recording is not its to
+    take; it used to wait for the save's commit (its INSERT ... ON CONFLICT waited on the lock)."""
+    import tvcaption.db.store as store_module
+    from tvcaption.db.store import Store
+
+    url = fresh_pg_url()
+    saving, held = threading.Event(), threading.Event()
+    insert_scenes = store_module.insert_scenes
+
+    def held_insert(*args, **kwargs):
+        saving.set()
+        held.wait(30)
+        return insert_scenes(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "insert_scenes", held_insert)
+    with Store(url, claim_timeout=600) as saver, Store(url, claim_timeout=600) as other:
+        claim = saver.claim("/a.ts", "h", "saver:1:x", model="m")
+        save, _ = _in_thread(lambda: saver.save_result(claim, [], "m"))
+        try:
+            assert saving.wait(30)
+            ask, asked = _in_thread(lambda: other.claim("/a.ts", "h", "other:2:y", model="m"))
+            ask.join(5)
+            assert not ask.is_alive(), "the claim waited for the save's transaction"
+            assert asked["value"] is None
+        finally:
+            held.set()
+            save.join(30)
+        assert other.claim("/a.ts", "h", "other:2:y", model="m") is None  # done
+        assert other.get_recording("/a.ts").status == "done"
+
+
+@pytest.mark.postgres
+def test_a_claim_skips_a_claim_in_progress_and_never_doubles_it(fresh_pg_url):
+    """A row another claimant's transaction has locked is skipped at once, whatever it said when
+    last committed (here: pending), and that claimant keeps it."""
+    from sqlalchemy import update
+
+    from tvcaption.db.store import Store, _now, recordings_t
+
+    url = fresh_pg_url()
+    with Store(url, claim_timeout=600) as store:
+        store.release(store.claim("/b.ts", "h", "first:1:x").recording_id)
+        with store.engine.connect() as rival, rival.begin():
+            rival.execute(update(recordings_t).where(recordings_t.c.path == "/b.ts").values(
+                status="processing", claimed_by="rival:3:z", claimed_at=_now()))
+            ask, asked = _in_thread(lambda: store.claim("/b.ts", "h", "other:2:y"))
+            ask.join(5)
+            assert not ask.is_alive(), "the claim waited for the rival's transaction"
+        assert asked["value"] is None
+        assert store.get_recording("/b.ts").claimed_by == "rival:3:z"

@@ -4,7 +4,8 @@ Every write is one transaction (:func:`~tvcaption.db.engine.begin_write`: on SQL
 the write lock up front). A recording's result, its scenes with every analyser's annotations,
 replaces the old one in a single transaction, so search sees either the old scenes or the new
 ones, never a mix. Parallel workers on several machines should use PostgreSQL, where
-:meth:`Store.claim` uses ``SELECT ... FOR UPDATE SKIP LOCKED``.
+:meth:`Store.claim` uses ``SELECT ... FOR UPDATE SKIP LOCKED`` and never waits for a row another
+worker has locked (claiming or saving it).
 
 :func:`connect` opens a database (:func:`tvcaption.db.engine.open_engine`) and brings its schema
 to the newest revision on first use (:mod:`tvcaption.db.migrate`). Commands that only read open
@@ -57,6 +58,7 @@ recordings_t = Recording.__table__
 models_t = Model.__table__
 
 ERROR_MAX_CHARS = 10_000
+_TAKEN = object()  # Store._row_to_claim: the row is locked by another transaction
 
 
 @dataclass(frozen=True)
@@ -297,10 +299,13 @@ class Store:
         """Take ``path`` for indexing, or None when there is nothing to do or someone else is on it.
 
         None when the recording is done with the same content hash (and ``model``, when given)
-        unless ``reindex``, or when another worker's claim is younger than ``claim_timeout``
-        (or, on PostgreSQL, another worker is claiming it right now). A claim by a worker of our
-        process space whose process is gone (see :func:`worker_is_dead`) is taken at once. ``probe`` is a dict or a
-        dataclass such as ``VideoInfo``; its ``duration`` is kept in its own column.
+        unless ``reindex``, or when another worker's claim is younger than ``claim_timeout``. A
+        claim by a worker of our process space whose process is gone (see :func:`worker_is_dead`)
+        is taken at once. ``probe`` is a dict or a dataclass such as ``VideoInfo``; its
+        ``duration`` is kept in its own column.
+
+        On PostgreSQL a recording whose row another transaction has locked (a worker claiming it,
+        or saving its result) is skipped at once, never waited for (:meth:`_row_to_claim`).
         """
         path = str(path)
         probe_data = _probe_dict(probe)
@@ -309,14 +314,12 @@ class Store:
         values = dict(status="processing", content_hash=content_hash, probe=probe_data,
                       duration=duration, claimed_by=worker, claimed_at=now, error=None)
         with self._write() as conn:
-            query = select(recordings_t).where(recordings_t.c.path == path)
-            postgres = conn.dialect.name == "postgresql"
-            if postgres:
-                query = query.with_for_update(skip_locked=True)
-            row = conn.execute(query).first()
+            row = self._row_to_claim(conn, path)
+            if row is _TAKEN:
+                return None
             if row is None:
                 stmt = _dialect_insert(conn, recordings_t).values(path=path, **values)
-                if postgres:  # the row may exist but be locked by a worker claiming it now
+                if conn.dialect.name == "postgresql":  # another claimant may be inserting it right now
                     stmt = stmt.on_conflict_do_nothing(index_elements=[recordings_t.c.path])
                 recording_id = conn.execute(stmt.returning(recordings_t.c.id)).scalar()
                 if recording_id is None:
@@ -335,6 +338,24 @@ class Store:
                 recording_id = row.id
                 conn.execute(update(recordings_t).where(recordings_t.c.id == row.id).values(**values))
         return Claim(recording_id=recording_id, path=path, content_hash=content_hash, worker=worker, claimed_at=now)
+
+    @staticmethod
+    def _row_to_claim(conn: Connection, path: str) -> Any:
+        """``path``'s row, locked for this transaction; None when there is none; ``_TAKEN`` when
+        another transaction holds its lock (a worker claiming it, renewing its claim or saving its
+        result): not ours to take, and never waited for.
+
+        On SQLite the write transaction holds the database's lock. On PostgreSQL the row is read
+        ``FOR UPDATE SKIP LOCKED``, which cannot tell a locked row from a missing one: a plain read
+        tells. (An INSERT ... ON CONFLICT in its place waited for the lock, so a claim used to wait
+        for a save's whole transaction.)"""
+        query = select(recordings_t).where(recordings_t.c.path == path)
+        if conn.dialect.name != "postgresql":
+            return conn.execute(query).first()
+        row = conn.execute(query.with_for_update(skip_locked=True)).first()
+        if row is None and conn.execute(select(recordings_t.c.id).where(recordings_t.c.path == path)).first():
+            return _TAKEN
+        return row
 
     def release(self, recording_id: int) -> None:
         """Give a claim back unfinished (interrupted worker): the recording is pending again."""
