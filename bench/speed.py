@@ -47,12 +47,13 @@ from broadcast import make_broadcast, repeat  # noqa: E402
 def _machine() -> dict:
     import torch
 
-    from machine import cpu_model
+    from machine import cpu_features, cpu_model
 
     cpu = cpu_model() or ""
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_features": cpu_features(), "gpu": gpu,
+            "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
 
 
@@ -74,11 +75,17 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     return doc["wall"], doc["rss"], doc["out"]
 
 
-def _index(recording: Path, work: Path, single_pass: bool) -> dict:
-    db = work / f"index-{recording.stem}-{'once' if single_pass else 'twice'}.db"
+CAPTION_AND_TAGS = {"TVCAPTION_INDEX__ANALYSERS": "caption,tags"}  # what the speed target counts
+
+
+def _index(recording: Path, work: Path, single_pass: bool = True, **settings: str) -> dict:
+    """``tvcaption index`` in a fresh process on a fresh SQLite file; ``settings``: more
+    TVCAPTION_* variables (analysers, runtime, threads)."""
+    tag = "-".join(f"{k.split('__')[-1].lower()}={v}" for k, v in sorted(settings.items()))
+    db = work / f"index-{recording.stem}-{'once' if single_pass else 'twice'}{'-' + tag if tag else ''}.db"
     db.unlink(missing_ok=True)
     env = dict(os.environ, TVCAPTION_DATABASE__URL=f"sqlite:///{db}",
-               TVCAPTION_INDEX__SINGLE_PASS="true" if single_pass else "false")
+               TVCAPTION_INDEX__SINGLE_PASS="true" if single_pass else "false", **settings)
     exe = [sys.executable, "-m", "tvcaption", "index", str(recording), "-c", str(ROOT / "tvcaption.toml")]
     wall, rss, _ = _timed(exe, env)
     import sqlite3
@@ -104,6 +111,72 @@ def _startup(runs: int = 7) -> dict:
         return statistics.median(times)
 
     return {"help_s": median([exe, "--help"]), "python_bare_s": median([sys.executable, "-c", "pass"]), "runs": runs}
+
+
+_FIRST_FRAME = """\
+import os, sys, time
+t0 = float(os.environ["BENCH_T0"])
+import tvcaption.video.pyav as pyav
+frames = pyav.PyavCursor.frames
+def timed(self):
+    first = True
+    for item in frames(self):
+        if first:
+            first = False
+            print("FIRST_FRAME", time.time() - t0, file=sys.stderr, flush=True)
+        yield item
+pyav.PyavCursor.frames = timed  # the harness watches the decoder; nothing else changes
+from tvcaption.cli import main
+sys.argv = ["tvcaption", "index", *sys.argv[1:]]
+main()
+"""
+
+
+def _first_frame(recording: Path, work: Path, runs: int = 3, **settings: str) -> dict:
+    """Seconds from process start (just before the spawn) to the first decoded frame of a
+    ``tvcaption index`` run, and to its end; median of ``runs`` fresh processes."""
+    import statistics
+
+    firsts, walls = [], []
+    for i in range(runs):
+        db = work / f"first-frame-{i}.db"
+        db.unlink(missing_ok=True)
+        env = dict(os.environ, TVCAPTION_DATABASE__URL=f"sqlite:///{db}", **settings)
+        env["BENCH_T0"] = repr(time.time())
+        t = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", _FIRST_FRAME, str(recording), "-c", str(ROOT / "tvcaption.toml")],
+                             env=env, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t)
+        if res.returncode:
+            raise SystemExit(f"first-frame run failed: {res.stderr[-2000:]}")
+        firsts.append(float(next(l.split()[1] for l in res.stderr.splitlines() if l.startswith("FIRST_FRAME"))))
+    return {"first_frame_s": statistics.median(firsts), "wall_s": statistics.median(walls), "runs": runs,
+            "file": recording.name}
+
+
+def _short_clips(source: Path, work: Path, count: int = 100, seconds: float = 10.0) -> dict:
+    """``count`` clips of ``seconds`` cut (stream copy) from ``source``: index them all in one
+    process, against decoding + scene detection of each (tvcaption's scene stage, in this process)."""
+    folder = work / f"clips-{count}x{seconds:g}s"
+    if len(list(folder.glob("*.ts"))) != count:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(source), "-map", "0", "-c", "copy",
+                        "-t", f"{count * seconds}", "-f", "segment", "-segment_time", f"{seconds}",
+                        "-reset_timestamps", "1", str(folder / "clip%03d.ts")], check=True)
+    clips = sorted(folder.glob("*.ts"))[:count]
+    from tvcaption.config import load_config
+    from tvcaption.scenes import detect_scenes
+    from tvcaption.video import probe
+
+    scenes_config = load_config(ROOT / "tvcaption.toml").scenes
+    t = time.perf_counter()
+    for clip in clips:
+        detect_scenes(probe(clip), scenes_config)
+    detect_s = time.perf_counter() - t
+    index = _index(folder, work, **CAPTION_AND_TAGS)
+    return {"clips": len(clips), "seconds_each": seconds, "decode_detect_s": detect_s, "index": index,
+            "index_vs_decode_detect": index["wall_s"] / detect_s}
 
 
 def _floor(recording: Path) -> dict:
@@ -190,11 +263,11 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
                        for i in range(0, len(sampled), 16)])
     out["backbone_s"] = time.perf_counter() - t
     out["backbone_ms_per_frame"] = 1e3 * out["backbone_s"] / max(1, len(local))
+    out["backbone_runtime"] = getattr(engine.backbone, "runtime", "torch")
+    out["runtimes_ms_per_frame"] = _runtimes(config, np.concatenate([s.frames for s in sampled[:32]]))
 
     # each analyser alone over the whole recording, on the features above, 16 scenes at a time
-    from tvcaption.analysers import SceneInput
-
-    inputs = [SceneInput(s.scene, s.times, None, x) for s, x in zip(sampled, local.split(engine.frames))]
+    inputs = [engine._input(s.scene, s.times, s.frames, x) for s, x in zip(sampled, local.split(engine.frames))]
     annotated = [s.scene for s in sampled]
     for analyser in engine.analysers:
         t = time.perf_counter()
@@ -214,6 +287,30 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
     return out
 
 
+def _runtimes(config, frames) -> dict:
+    """ms a frame of each backbone runtime on the same frames (SD, full size: resize included),
+    with 1 thread and with every core; the same frames through each."""
+    import dataclasses
+
+    import torch
+
+    from tvcaption.features import extract, load_backbone
+    from tvcaption.features.onnx_backbone import load_onnx_backbone
+
+    out = {}
+    for threads in (1, os.cpu_count() or 1):
+        features = dataclasses.replace(config.features, device="cpu", threads=threads)
+        for name, load in (("torch", lambda f: load_backbone(f, device="cpu")), ("onnx", load_onnx_backbone)):
+            torch.set_num_threads(threads)
+            backbone = load(features)
+            extract(backbone, frames[:4])  # warm up
+            t = time.perf_counter()
+            extract(backbone, frames, batch_size=config.features.batch_size)
+            out[f"{name}_{threads}t"] = 1e3 * (time.perf_counter() - t) / len(frames)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return out
+
+
 def _agreement(ours: list[float], theirs: list[float], tol: float = 0.05) -> dict:
     import numpy as np
 
@@ -222,7 +319,7 @@ def _agreement(ours: list[float], theirs: list[float], tol: float = 0.05) -> dic
     return {"ours": len(a), "theirs": len(b), "matched_within_s": tol, "matched": int(matched)}
 
 
-def run(minutes: float, long_minutes: float, work: Path, out: Path) -> dict:
+def run(minutes: float, long_minutes: float, work: Path, out: Path, clips: int = 100) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     rec = work / f"broadcast-{minutes:g}min.ts"
     if not rec.exists():
@@ -239,60 +336,96 @@ def run(minutes: float, long_minutes: float, work: Path, out: Path) -> dict:
     print("stages one by one ...", flush=True)
     result["stages"] = _stages(rec, {})
     result["scene_agreement"] = _agreement(result["stages"].pop("scene_starts"), result["peer"].pop("starts", []))
-    print("tvcaption index (single pass) ...", flush=True)
-    result["index"] = _index(rec, work, single_pass=True)
-    print("tvcaption index (two passes) ...", flush=True)
-    result["index_two_pass"] = _index(rec, work, single_pass=False)
+    print("tvcaption index, every default analyser ...", flush=True)
+    result["index"] = _index(rec, work)
+    runs = {"index_caption_tags": {}, "index_caption_tags_torch": {"TVCAPTION_FEATURES__RUNTIME": "torch"},
+            "index_caption_tags_1thread": {"TVCAPTION_FEATURES__THREADS": "1"},
+            "index_caption_tags_two_pass": {"single_pass": False}}
+    for key, settings in runs.items():
+        print(f"tvcaption index, caption + tags ({key}) ...", flush=True)
+        single = settings.pop("single_pass", True)
+        result[key] = _index(rec, work, single_pass=single, **CAPTION_AND_TAGS, **settings)
     duration = result["stages"]["duration_s"]
     result["recording"]["duration_s"] = duration
+    long_rec = rec
     if long_minutes > 0:
         times = max(2, round(long_minutes / minutes))
         long_rec = work / f"broadcast-{minutes * times:g}min.ts"
         if not long_rec.exists():
             repeat(rec, long_rec, times)
         print(f"tvcaption index on {long_rec.name} ...", flush=True)
-        result["index_long"] = _index(long_rec, work, single_pass=True) | {"minutes": minutes * times}
-    s = result["stages"]
-    result["summary"] = {
-        "index_rtf": duration / result["index"]["wall_s"],
-        "index_two_pass_rtf": duration / result["index_two_pass"]["wall_s"],
-        "single_vs_two_pass_speedup": result["index_two_pass"]["wall_s"] / result["index"]["wall_s"],
-        "floor_ffmpeg_rtf": duration / result["floor"]["ffmpeg_null_s"],
-        "floor_decord_rtf": duration / result["floor"]["decord_s"],
-        "floor_pyav_rtf": duration / result["floor"]["pyav_s"],
-        "scene_stage_rtf": duration / s["scene_stage_s"],
-        "peer_scenedetect_rtf": duration / result["peer"]["wall_s"] if "wall_s" in result["peer"] else None,
-        "scene_stage_vs_peer_speedup": result["peer"]["wall_s"] / s["scene_stage_s"] if "wall_s" in result["peer"] else None,
-        "stages_sum_s": sum(s[k] for k in ("probe_s", "hash_s", "one_pass_s", "backbone_s", "lstap_decode_s",
-                                           "tags_s", "database_s")),
-        "peak_rss_mb": result["index"]["peak_rss_mb"],
-        "peak_rss_long_mb": result.get("index_long", {}).get("peak_rss_mb"),
-    }
+        result["index_long"] = _index(long_rec, work) | {"minutes": minutes * times}
+    if clips:
+        print(f"{clips} short clips ...", flush=True)
+        result["short_clips"] = _short_clips(long_rec, work, clips)
+        first = sorted((work / f"clips-{clips}x10s").glob("*.ts"))[0]
+        print("start-up to the first decoded frame ...", flush=True)
+        result["first_frame"] = _first_frame(first, work, **CAPTION_AND_TAGS)
+        result["first_frame_all_analysers"] = _first_frame(first, work)
+    result["summary"] = _summary(result, duration)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
+def _summary(result: dict, duration: float) -> dict:
+    s, peer = result["stages"], result["peer"].get("wall_s")
+    ct = result["index_caption_tags"]["wall_s"]
+    return {
+        "index_rtf": duration / result["index"]["wall_s"],
+        "index_caption_tags_rtf": duration / ct,
+        "index_caption_tags_vs_scenedetect_cli": ct / peer if peer else None,  # the target: at most 1
+        "onnx_vs_torch_index_speedup": result["index_caption_tags_torch"]["wall_s"] / ct,
+        "two_vs_one_thread_index_speedup": result["index_caption_tags_1thread"]["wall_s"] / ct,
+        "single_vs_two_pass_speedup": result["index_caption_tags_two_pass"]["wall_s"] / ct,
+        "floor_ffmpeg_rtf": duration / result["floor"]["ffmpeg_null_s"],
+        "floor_decord_rtf": duration / result["floor"]["decord_s"],
+        "floor_pyav_rtf": duration / result["floor"]["pyav_s"],
+        "scene_stage_rtf": duration / s["scene_stage_s"],
+        "peer_scenedetect_rtf": duration / peer if peer else None,
+        "scene_stage_vs_peer_speedup": peer / s["scene_stage_s"] if peer else None,
+        "stages_sum_s": sum(s[k] for k in ("probe_s", "hash_s", "one_pass_s", "backbone_s", "lstap_decode_s",
+                                           "tags_s", "database_s")),
+        "peak_rss_mb": result["index"]["peak_rss_mb"],
+        "peak_rss_caption_tags_mb": result["index_caption_tags"]["peak_rss_mb"],
+        "peak_rss_long_mb": result.get("index_long", {}).get("peak_rss_mb"),
+        "short_clips_index_vs_decode_detect": result.get("short_clips", {}).get("index_vs_decode_detect"),
+        "first_frame_s": result.get("first_frame", {}).get("first_frame_s"),
+    }
+
+
 def table(result: dict) -> str:
     s, m, st = result["summary"], result["machine"], result["stages"]
     d = result["recording"]["duration_s"]
-    rows = [
-        ("`tvcaption index`, one pass (default)", f"{result['index']['wall_s']:.1f} s", f"{s['index_rtf']:.1f}x"),
-        ("`tvcaption index`, detect then seek", f"{result['index_two_pass']['wall_s']:.1f} s", f"{s['index_two_pass_rtf']:.1f}x"),
-        ("tvcaption scene stage (decode + detect)", f"{st['scene_stage_s']:.1f} s", f"{s['scene_stage_rtf']:.1f}x"),
-    ]
+
+    def row(label: str, wall: float) -> tuple[str, str, str]:
+        return label, f"{wall:.1f} s", f"{d / wall:.1f}x"
+
+    rows = [row("`tvcaption index`, caption + tags (the target)", result["index_caption_tags"]["wall_s"]),
+            row("... with the PyTorch backbone (`runtime = \"torch\"`)", result["index_caption_tags_torch"]["wall_s"]),
+            row("... with 1 inference thread", result["index_caption_tags_1thread"]["wall_s"]),
+            row("... detect, then seek (two passes)", result["index_caption_tags_two_pass"]["wall_s"]),
+            row("`tvcaption index`, every default analyser", result["index"]["wall_s"]),
+            row("tvcaption scene stage (decode + detect)", st["scene_stage_s"])]
     if s.get("peer_scenedetect_rtf"):
-        rows.append(("`scenedetect -i FILE detect-adaptive`", f"{result['peer']['wall_s']:.1f} s", f"{s['peer_scenedetect_rtf']:.1f}x"))
-    rows += [
-        ("floor: `ffmpeg -i FILE -f null -`", f"{result['floor']['ffmpeg_null_s']:.1f} s", f"{s['floor_ffmpeg_rtf']:.1f}x"),
-        ("floor: decord, every frame", f"{result['floor']['decord_s']:.1f} s", f"{s['floor_decord_rtf']:.1f}x"),
-        ("floor: PyAV, every frame", f"{result['floor']['pyav_s']:.1f} s", f"{s['floor_pyav_rtf']:.1f}x"),
-    ]
-    lines = [f"{result['recording']['minutes']:g}-minute {result['recording']['format']}, "
-             f"{st['scenes']} scenes; {m['cpu']}, {m['cores']} cores, torch {m['torch']}, no GPU" if not m["gpu"] else "",
-             "", "| what | wall | real-time factor |", "|---|---:|---:|"]
+        rows.append(row("`scenedetect -i FILE detect-adaptive`", result["peer"]["wall_s"]))
+    rows += [row("floor: `ffmpeg -i FILE -f null -`", result["floor"]["ffmpeg_null_s"]),
+             row("floor: decord, every frame", result["floor"]["decord_s"]),
+             row("floor: PyAV, every frame", result["floor"]["pyav_s"])]
+    head = (f"{result['recording']['minutes']:g}-minute {result['recording']['format']}, {st['scenes']} scenes; "
+            f"{m['cpu']} ({', '.join(m.get('cpu_features', []))}), {m['cores']} cores, torch {m['torch']}, "
+            + (f"GPU {m['gpu']}" if m["gpu"] else "no GPU"))
+    lines = [head, "", "| what | wall | real-time factor |", "|---|---:|---:|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    lines += ["", "| stage (run alone, in order) | seconds | share |", "|---|---:|---:|"]
+    if s.get("index_caption_tags_vs_scenedetect_cli"):
+        lines += ["", f"caption + tags index / PySceneDetect CLI: {s['index_caption_tags_vs_scenedetect_cli']:.2f} "
+                      "(target: at most 1.00)"]
+    rt = st.get("runtimes_ms_per_frame", {})
+    if rt:
+        lines += ["", "backbone, ms a frame (SD frames, resize included): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in rt.items())]
+    lines += ["", f"| stage (run alone, in order; backbone: {st.get('backbone_runtime', 'torch')}) | seconds | share |",
+              "|---|---:|---:|"]
     parts = [("probe + content hash", st["probe_s"] + st["hash_s"]),
              ("decode (one pass)", st["one_pass_parts_s"]["decode"]),
              ("scene detection (downscale + detector)", st["one_pass_parts_s"]["detect"]),
@@ -301,14 +434,27 @@ def table(result: dict) -> str:
              ("L-STAP encoder + beam search", st["lstap_decode_s"]),
              ("tags", st["tags_s"]),
              ("database write", st["database_s"])]
+    parts += [(f"analyser {k[9:-2]}", v) for k, v in st.items()
+              if k.startswith("analyser_") and k not in ("analyser_caption_s", "analyser_tags_s")]
     total = sum(v for _, v in parts)
     lines += [f"| {a} | {v:.1f} | {100 * v / total:.0f}% |" for a, v in parts]
     lines += [f"| sum (index overlaps decoding with the model: {result['index']['wall_s']:.1f} s) | {total:.1f} | |"]
     if "startup" in result:
         lines += ["", f"`tvcaption --help`: {result['startup']['help_s']:.2f} s "
                       f"(a bare `python -c pass`: {result['startup']['python_bare_s']:.2f} s)"]
+    if "first_frame" in result:
+        ff, fa = result["first_frame"], result["first_frame_all_analysers"]
+        lines += [f"process start to first decoded frame: {ff['first_frame_s']:.2f} s caption + tags, "
+                  f"{fa['first_frame_s']:.2f} s every default analyser (whole 10 s clip: {ff['wall_s']:.2f} / "
+                  f"{fa['wall_s']:.2f} s)"]
+    if "short_clips" in result:
+        sc = result["short_clips"]
+        lines += [f"{sc['clips']} clips of {sc['seconds_each']:g} s, caption + tags, one `tvcaption index`: "
+                  f"{sc['index']['wall_s']:.1f} s; their decode + scene detection alone: {sc['decode_detect_s']:.1f} s "
+                  f"({sc['index_vs_decode_detect']:.2f}x)"]
     long = result.get("index_long")
-    rss = f"peak RSS {s['peak_rss_mb']:.0f} MB for {result['recording']['minutes']:g} min"
+    rss = (f"peak RSS {s['peak_rss_mb']:.0f} MB (every default analyser), {s['peak_rss_caption_tags_mb']:.0f} MB "
+           f"(caption + tags) for {result['recording']['minutes']:g} min")
     if long:
         rss += f", {long['peak_rss_mb']:.0f} MB for {long['minutes']:g} min ({d * long['minutes'] / result['recording']['minutes'] / long['wall_s']:.1f}x real time)"
     lines += ["", rss + f"; scene starts matching PySceneDetect's CLI within 50 ms: "
@@ -323,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", type=float, default=60.0, help="length of the memory-test recording (0: skip)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work", help="where recordings and databases go")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
+    ap.add_argument("--clips", type=int, default=100, help="short 10 s clips to index in one run (0: skip)")
     ap.add_argument("--table", action="store_true", help="only print the table of an existing --out file")
     ap.add_argument("--startup-only", action="store_true", help="measure start-up only; merge it into --out")
     args = ap.parse_args(argv)
@@ -336,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(json.loads(args.out.read_text())))
         return 0
-    result = run(args.minutes, args.long, args.work, args.out)
+    result = run(args.minutes, args.long, args.work, args.out, args.clips)
     print(table(result))
     print(f"\nwrote {args.out}")
     return 0

@@ -52,13 +52,19 @@ class FeaturesConfig:
     global_descriptor: str = "mean"  # e(V): mean | meanmax (from the 2D backbone)
     batch_size: int = 32  # frames per CNN forward pass
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # inference threads on CPU (torch and ONNX Runtime); 0 = all cores
+    threads: int = 0  # inference threads on CPU (torch and ONNX Runtime); 0 = all cores but one, left to decoding
     runtime: str = "auto"  # auto (ONNX Runtime on CPU, PyTorch on CUDA) | onnx | torch; training always uses torch
     cache_dir: str = "features"  # feature cache for training, relative to the config file
 
     def __post_init__(self) -> None:
         if self.runtime not in ("auto", "onnx", "torch"):
             raise ConfigError(f"[features] runtime = {self.runtime!r}: use auto, onnx or torch")
+
+    @property
+    def inference_threads(self) -> int:
+        """``threads``, or every core but one: indexing decodes in a thread of its own beside the
+        CNN, and on 2 cores two inference threads measured slower than one (bench/speed.py)."""
+        return self.threads if self.threads > 0 else max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ class TextConfig:
     min_score: float = 0.6  # recognition confidence below which a text is dropped as noise
     min_chars: int = 2  # texts shorter than this (after trimming) are dropped
     det_side: int = 544  # text is found on frames scaled down to this longer side (smaller: faster, misses small text), read at full size
-    threads: int = 0  # onnxruntime threads; 0 = all cores
+    threads: int = 0  # onnxruntime threads; 0 = every core but one
 
 
 @dataclass(frozen=True)

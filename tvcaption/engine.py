@@ -24,8 +24,7 @@ class Engine:
     def __init__(self, config: Config):
         import torch
 
-        if config.features.threads:
-            torch.set_num_threads(config.features.threads)
+        torch.set_num_threads(config.features.inference_threads)
         self.config = config
         self.context = AnalyserContext(config)
         self.analysers = load_analysers(config.index.analysers, self.context)

@@ -31,6 +31,7 @@ from tvcaption.errors import TvcaptionError
 
 log = logging.getLogger(__name__)
 OPSET = 17
+RUN_FRAMES = 8  # frames per ONNX Runtime run
 FORMAT = 1  # bump when what is cached (or how) changes
 
 
@@ -75,7 +76,10 @@ class OnnxBackbone:
 
     def __call__(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = self.preprocess(frames).contiguous().numpy()  # NCHW
-        fmap = self.session.run(None, {self.input_name: x})[0]  # (N, C, 7, 7)
+        # a few frames a run: as fast per frame as 32, and the activations of 32 SD frames would
+        # hold ~0.5 GB more (measured in bench/speed.py's memory figures)
+        fmap = np.concatenate([self.session.run(None, {self.input_name: x[i:i + RUN_FRAMES]})[0]
+                               for i in range(0, len(x), RUN_FRAMES)])  # (N, C, 7, 7)
         return torch.from_numpy(fmap).permute(0, 2, 3, 1)
 
     forward = __call__
@@ -182,10 +186,12 @@ def load_onnx_backbone(config: FeaturesConfig) -> OnnxBackbone:
     card = _Card(**json.loads((entry / "card.json").read_text()))
     head = np.load(entry / "head.npz")
     options = ort.SessionOptions()
-    threads = config.threads or (os.cpu_count() or 1)
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = config.inference_threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle inference threads sleep instead of spinning: the decoding thread needs those cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = False  # the arena keeps the largest run's activations for good
     try:
         session = ort.InferenceSession(str(entry / "trunk.onnx"), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # a truncated or foreign file in the cache
@@ -207,6 +213,4 @@ def load_inference_backbone(config: FeaturesConfig):
             import onnxruntime  # noqa: F401
         except ImportError:
             return load_backbone(config, device)
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
     return load_onnx_backbone(config)
