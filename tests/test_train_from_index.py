@@ -207,3 +207,35 @@ def test_too_few_clips_is_one_line(toy, tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "m.json").exists()
     both = runner.invoke(app, ["train", str(tmp_path), "--from-index"])
     assert both.exit_code == 1 and "--from-index" in both.stderr
+
+
+def test_collect_reads_latest_corrections_and_description_tracks(tmp_path):
+    from annotated import annotated
+
+    from tvcaption.train_from_index import collect, parse_span
+
+    store = Store(connect(f"sqlite:///{tmp_path / 'tv.db'}"))
+    news, gone = tmp_path / "news.ts", tmp_path / "gone.ts"
+    news.write_bytes(b"not read here")  # collect only needs the file to be there
+    for path in (news, gone):
+        claim = store.claim(str(path), f"hash-{path.stem}", "w", {"duration": 9.0})
+        store.save_result(claim.recording_id, [annotated(3.0 * i, 3.0 * i + 3.0, 75 * i, 75 * i + 75, "a toy says")
+                                               for i in range(3)], "m")
+    ids = {Path(r.path).name: r.id for r in store.recordings()}
+    store.add_correction(ids["news.ts"], 1, "an anchor reads the news", "ann")
+    store.add_correction(ids["news.ts"], 1, "an anchor reads the evening news", "bob")  # the one in force
+    store.add_correction(ids["gone.ts"], 0, "a scene whose file is gone", "ann")
+    (tmp_path / "news.ad.vtt").write_text(
+        "WEBVTT\n\n00:00.500 --> 00:02.000\nA <i>presenter</i> walks in.\n\n"
+        "00:00.500 --> 00:02.000\nSomeone enters the studio.\n\n00:04.000 --> 00:04.050\ntoo short\n\n"
+        "00:06.000 --> 00:08.500\nThe map shows rain.\n", encoding="utf-8")
+    data = collect(store.engine)
+    clips = {(parse_span(c.video)[1:], c.captions) for c in data.clips}
+    assert clips == {((3.0, 6.0), ("an anchor reads the evening news",)),
+                     ((0.5, 2.0), ("A presenter walks in.", "Someone enters the studio.")),
+                     ((6.0, 8.5), ("The map shows rain.",))}
+    assert all(parse_span(c.video)[0] == str(news) for c in data.clips)
+    assert len({c.id for c in data.clips}) == 3 and all(c.id.count("hash-news") == 1 for c in data.clips)
+    assert (data.reviewed_scenes, data.ad_cues, data.recordings) == (1, 3, 1)
+    assert data.ad_tracks == [str(tmp_path / "news.ad.vtt")] and data.missing == [str(gone)]
+    store.engine.dispose()
