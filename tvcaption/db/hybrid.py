@@ -99,6 +99,7 @@ def _meaning(conn, query: str, top: int, stored) -> tuple[list[tuple[int, float]
     from tvcaption.db import vector_index
     from tvcaption.embedding import embedder
 
+    vector_index.one_blas_thread()
     model = embedder()
     vector = model.embed([query])[0]
     found = vector_index.matrix(conn, model.name)

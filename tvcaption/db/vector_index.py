@@ -55,6 +55,7 @@ recordings_t = Recording.__table__
 _VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'vectors'")
 _open: dict[str, Matrix] = {}  # cache file (or database key) -> the matrix this process opened
 _pool: ThreadPoolExecutor | None = None
+_blas_set = False
 
 
 @dataclass
@@ -278,6 +279,30 @@ def _fill_coarse(arrays: dict[str, np.ndarray]) -> None:
 # --------------------------------------------------------------------------------------------
 # Ranking
 # --------------------------------------------------------------------------------------------
+def one_blas_thread() -> None:
+    """Keep numpy's OpenBLAS to one thread in this process (once): a search's products are small
+    or split over :func:`_dot`'s own two threads, and on a loaded 2-core machine OpenBLAS's own
+    threads wait on each other (a query's embedding took 180-490 ms with them, 37-95 ms without)."""
+    global _blas_set
+    if _blas_set:
+        return
+    _blas_set = True
+    import ctypes
+    from pathlib import Path as _P
+
+    folder = _P(np.__file__).parent.parent / "numpy.libs"
+    for lib in sorted(folder.glob("*openblas*")) if folder.is_dir() else []:
+        try:
+            handle = ctypes.CDLL(str(lib))
+        except OSError:
+            continue
+        for symbol in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            setter = getattr(handle, symbol, None)
+            if setter is not None:
+                setter(1)
+                return
+
+
 def _dot(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     """rows @ query, a chunk at a time on two threads (one product is bound by one core's reads)."""
     global _pool
