@@ -64,7 +64,7 @@ def with_ray(folder: Path, config) -> dict:
     from tvcaption.ray_index import index_paths_ray
 
     started = time.perf_counter()
-    ray.init(num_cpus=WORKERS, object_store_memory=100 * 1024 * 1024, include_dashboard=False,
+    ray.init(address="local", num_cpus=WORKERS, object_store_memory=100 * 1024 * 1024, include_dashboard=False,
              logging_level="warning", log_to_driver=False)
     up = time.perf_counter()
     first: list[float] = []

@@ -4,6 +4,7 @@
 - A worker killed with SIGKILL while it indexes: Ray restarts it, the recording is indexed again,
   every recording ends indexed exactly once with what a clean run stores.
 - Bad files fail one by one (exit code 1); SQLite is refused in one line.
+- ``--ray`` alone starts a cluster of its own on this machine; ``--ray-address`` names one.
 
 Skipped with the reason when Ray is not installed; with TVCAPTION_REQUIRE_MEDIA=1 (CI) that fails.
 The long fault trials are ``scripts/ray_faults.py`` (``-m slow`` runs a longer version here).
@@ -57,7 +58,7 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
 def ray_cluster():
     ray = need_module("ray", "tvcaption index --ray runs on it: pip install -e '.[ray]'")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False,
+    ray.init(address="local", num_cpus=2, object_store_memory=80 * 1024 * 1024, include_dashboard=False,
              logging_level="warning", log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -142,11 +143,77 @@ def test_ray_cli_reports_bad_files_and_refuses_sqlite(toy, clean, ray_cluster, f
     (bad / "broken.mp4").write_bytes(b"not a video")
     (bad / "one.mp4").symlink_to(folder / "green.mp4")
     config = ray_config(toy, tmp_path / "cfg", fresh_pg_url())
-    result = CliRunner().invoke(app, ["index", str(bad), "--ray", "local", "--config", str(config)])
+    result = CliRunner().invoke(app, ["index", str(bad), "--ray", "--config", str(config)])
     assert result.exit_code == 1, result.output
     assert "broken.mp4" in result.output and "failed" in result.output
-    sqlite = CliRunner().invoke(app, ["index", str(bad), "--ray", "auto", "--db", str(tmp_path / "x.db")])
+    sqlite = CliRunner().invoke(app, ["index", str(bad), "--ray-address", "auto", "--db", str(tmp_path / "x.db")])
     assert sqlite.exit_code == 1 and "PostgreSQL" in sqlite.output and len(sqlite.output.strip().splitlines()) == 1
+
+
+def test_which_cluster_ray_and_ray_address_name(monkeypatch, tmp_path):
+    """``--ray`` alone: $RAY_ADDRESS, else a cluster of our own; ``--ray-address`` names one (and
+    implies --ray); the old ``--ray auto FOLDER`` is refused in one line, not read as a folder."""
+    from tvcaption import ray_index
+    from tvcaption.cli import app
+    from tvcaption.errors import TvcaptionError
+    from tvcaption.pipeline import IndexReport
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_index.cluster_address(None, [tmp_path]) is None
+    assert ray_index.cluster_address("local", [tmp_path]) is None
+    assert ray_index.cluster_address("auto", [tmp_path]) == "auto"
+    with pytest.raises(TvcaptionError, match="--ray-address auto"):
+        ray_index.cluster_address(None, [Path("auto"), tmp_path])
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    assert ray_index.cluster_address(None, [tmp_path]) == "head:6379"
+    assert ray_index.cluster_address("local", [tmp_path]) is None
+    monkeypatch.delenv("RAY_ADDRESS")
+
+    asked = []
+
+    def index_paths_ray(paths, cfg, address, **kwargs):
+        asked.append(address)
+        return IndexReport()
+
+    monkeypatch.setattr(ray_index, "index_paths_ray", index_paths_ray)
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    for argv, address in ((["--ray"], None), (["--ray-address", "auto"], "auto"),
+                          (["--ray", "--ray-address", "ray://head:10001"], "ray://head:10001")):
+        result = CliRunner().invoke(app, ["index", str(tmp_path), *argv, "--db", url])
+        assert result.exit_code == 0, result.output
+        assert asked.pop() == address
+    old = CliRunner().invoke(app, ["index", "--ray", "auto", str(tmp_path), "--db", url])
+    assert old.exit_code == 1 and "--ray-address auto" in old.output and not asked
+    assert "--ray-address" in CliRunner().invoke(app, ["index", "--help"]).output
+
+    inits = []
+    fake = type("FakeRay", (), {"is_initialized": staticmethod(lambda: False),
+                                "init": staticmethod(lambda **kw: inits.append(kw))})
+    assert ray_index._start_ray(fake, None, None) and inits[-1]["address"] == "local"  # never one ray start made
+    assert ray_index._start_ray(fake, "auto", None) and inits[-1]["address"] == "auto"
+
+
+@pytest.mark.postgres
+def test_bare_ray_flag_starts_a_cluster_of_its_own(toy, clean, fresh_pg_url, tmp_path):
+    """``tvcaption index FOLDER --ray`` in a process of its own: it starts a local cluster for the
+    run (none is running for it), indexes, and stops it."""
+    import shutil
+    import subprocess
+
+    from toymodel import subprocess_env, tvcaption_exe
+
+    need_module("ray", "tvcaption index --ray runs on it: pip install -e '.[ray]'")
+    folder, expected = clean
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(folder / "blue.mp4", one / "blue.mp4")
+    url = fresh_pg_url()
+    config = ray_config(toy, tmp_path / "cfg", url)
+    env = {k: v for k, v in subprocess_env(RAY_USAGE_STATS_ENABLED="0").items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([*tvcaption_exe(), "index", str(one), "--ray", "--config", str(config)], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert snapshot(url) == {"blue.mp4": expected["blue.mp4"]}
 
 
 @pytest.mark.postgres

@@ -160,10 +160,13 @@ def index(
     model: ModelOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
-    ray: Annotated[Optional[str], typer.Option("--ray", metavar="ADDRESS", help=(
-        "Index on a Ray cluster, one loaded model per worker ([ray] in the config): 'local' starts one "
-        "here, 'auto' joins the one `ray start` made, HOST:PORT or ray://HOST:10001 another. Needs "
-        "PostgreSQL and the recordings at the same path on every node."))] = None,
+    ray: Annotated[bool, typer.Option("--ray", help=(
+        "Index on a Ray cluster, one loaded model per worker ([ray] in the config): the one --ray-address "
+        "names, else $RAY_ADDRESS, else a cluster of its own started on this machine for the run. Needs "
+        "PostgreSQL and the recordings at the same path on every node."))] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDRESS", help=(
+        "The Ray cluster (implies --ray): 'auto' joins the one `ray start` made here, HOST:6379 or "
+        "ray://HOST:10001 another, 'local' starts one here."))] = None,
 ) -> None:
     """Index recordings: scenes and what each analyser says of them (caption, tags, ...) into the
     database; skips what is already done.
@@ -173,13 +176,13 @@ def index(
     from tvcaption import views
 
     cfg = _with_model(_config(config, db), model)
-    if ray is not None:
-        from tvcaption.ray_index import check_database, index_paths_ray
+    if ray or ray_address:
+        from tvcaption.ray_index import check_database, cluster_address, index_paths_ray
 
-        check_database(cfg)  # SQLite is refused before anything starts
+        address = cluster_address(ray_address, paths)  # before anything starts, as is the check below
+        check_database(cfg)  # SQLite is refused in one line
         with views.IndexView(err) as view:
-            report = index_paths_ray(paths, cfg, address=None if ray == "local" else ray, reindex=reindex,
-                                     on_event=view)
+            report = index_paths_ray(paths, cfg, address=address, reindex=reindex, on_event=view)
     else:
         from tvcaption.engine import Engine
         from tvcaption.pipeline import index_paths

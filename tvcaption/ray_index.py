@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -203,12 +203,25 @@ class _Shown:
         self.emit(event)
 
 
+def cluster_address(given: str | None, paths: Sequence[str | Path] = ()) -> str | None:
+    """The cluster of ``index --ray [--ray-address ADDRESS]``: ``given``, else ``$RAY_ADDRESS``,
+    else None: a cluster of our own on this machine (as ``local`` asks). ``--ray`` takes no value,
+    so ``--ray auto FOLDER`` would index a folder named auto: refused in one line when there is none."""
+    first = str(paths[0]) if paths else ""
+    if given is None and first in ("auto", "local") and not Path(first).exists():
+        raise TvcaptionError(f"--ray takes no value: name the cluster with --ray-address {first}")
+    address = given or os.environ.get("RAY_ADDRESS") or "local"
+    return None if address == "local" else address
+
+
 def _start_ray(ray: Any, address: str | None, init: dict | None) -> bool:
-    """Join the cluster at ``address`` (``auto``: the one ``ray start`` made here) or start a
-    local one; True when we started it (and must shut it down)."""
+    """Join the cluster at ``address`` (``auto``: the one ``ray start`` made here) or, when it is
+    None, start one of our own (never one that ``ray start`` or $RAY_ADDRESS names); True when
+    we connected (and must disconnect, which stops a cluster of our own)."""
     if ray.is_initialized():
         return False
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "warning"}
+    options: dict[str, Any] = {"address": "local", "include_dashboard": False, "log_to_driver": True,
+                               "logging_level": "warning"}
     if address:
         options = {"address": address, "log_to_driver": True, "logging_level": "warning"}
     ray.init(**{**options, **(init or {})})
