@@ -12,15 +12,16 @@ one-process run gives the reference. Each trial then indexes the same folder wit
 (two workers, one per node) from an empty database and:
 
 - ``worker``: SIGKILLs ``--kills`` worker processes, each a random moment after it claimed a
-  recording (so mostly while it captions it with its claim open); Ray restarts the actor and
-  retries the task;
+  recording and while it still holds the claim; Ray restarts the actor and retries the task. A
+  kill counts only if the recording was still the dead worker's once it was gone (one that saved
+  just before it died is listed as missed, and another kill follows);
 - ``node``: SIGKILLs the second node's raylet and every process under it (its worker with it)
   while that worker holds a claim, then starts a new node that joins the head, as an autoscaler
   would; Ray restarts the actor there once it has seen the node die.
 
 After each trial every recording must be done exactly once with the reference's scenes and
 captions (one caption per scene, no duplicate scene, no claim left, search finds each), and the
-batch must report no failure. Both nodes run on one host, so a dead worker's claim is taken at
+batch must report no failure, after ``--kills`` kills. Both nodes run on one host, so a dead worker's claim is taken at
 once by the pid check; across hosts the driver gives it back (tvcaption/ray_index.py). Exit 0
 when every trial passed; ``--json`` writes a summary. Every process started is stopped at the end.
 """
@@ -43,6 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "bench"))  # machine.py: what the summary says of the machine
 RAY = str(Path(sys.executable).parent / "ray")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a trial cluster on 127.0.0.1: no tokens to hand round
@@ -143,15 +145,20 @@ def index_in_thread(folder: Path, config_path: Path, url: str, address: str) -> 
     return thread, out
 
 
-def kill_during(run: threading.Thread, url: str, rng: random.Random, kills: int, cluster: Cluster | None) -> list[dict]:
-    """Kill workers (or the node of one) a random moment after they claimed a recording."""
+def kill_during(run: threading.Thread, url: str, rng: random.Random, kills: int, cluster: Cluster | None,
+                delay: float = 1.5) -> list[dict]:
+    """Kill workers (or the node of one) a random moment (up to ``delay`` s) after they claimed a recording.
+
+    A kill counts only when it interrupted the claim: the recording was still being indexed by
+    the killed worker once that process was gone (a worker that had saved in the meantime was
+    killed for nothing: such misses are listed with ``"missed": true`` and another kill follows)."""
     from tvcaption.db.store import Store
 
     done: list[dict] = []
     killed: set[str] = set()
     started = time.monotonic()
     with Store(url) as store:
-        while run.is_alive() and len(done) < kills:
+        while run.is_alive() and sum(not k.get("missed") for k in done) < kills:
             time.sleep(0.05)
             claims = [(r.path, r.claimed_by) for r in store.recordings(status="processing")
                       if r.claimed_by and r.claimed_by not in killed]  # a dead worker's claim stays until retried
@@ -160,16 +167,52 @@ def kill_during(run: threading.Thread, url: str, rng: random.Random, kills: int,
                 claims = [c for c in claims if int(c[1].split(":")[1]) in node]
             if not claims:
                 continue
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, delay))
             path, holder = rng.choice(claims)
+            if not holds(store, path, holder):
+                continue  # it finished the recording meanwhile: choose again
             killed.add(holder)
+            pid = int(holder.split(":")[1])
             if cluster is None:
-                _kill(int(holder.split(":")[1]), signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
             else:
                 cluster.kill_node()
+            gone(pid)
+            kill = {"at": round(time.monotonic() - started, 2), "recording": Path(path).name}
+            done.append(kill if holds(store, path, holder) else {**kill, "missed": True})
+            if cluster is not None:
                 cluster.add_node()
-            done.append({"at": round(time.monotonic() - started, 2), "recording": Path(path).name})
     return done
+
+
+def holds(store, path: str, holder: str) -> bool:
+    row = store.get_recording(path)
+    return row is not None and row.status == "processing" and row.claimed_by == holder
+
+
+def gone(pid: int, wait: float = 10.0) -> None:
+    """Until ``pid`` no longer runs (killed: a zombie counts as gone)."""
+    until = time.monotonic() + wait
+    while time.monotonic() < until:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.01)
+
+
+def this_machine() -> dict:
+    """What the summary says of the machine: the trials share it with whatever else runs there."""
+    import platform
+
+    import ray
+    from machine import cpu_model, proc_field
+
+    return {"host": platform.node(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "memory": proc_field("/proc/meminfo", "MemTotal"), "python": platform.python_version(),
+            "ray": ray.__version__, "load_average_before": [round(x, 2) for x in os.getloadavg()]}
 
 
 def trial(args, rng, db, folder, config, reference, words, cluster: Cluster) -> dict:
@@ -178,7 +221,7 @@ def trial(args, rng, db, folder, config, reference, words, cluster: Cluster) -> 
     url = db.fresh()
     started = time.monotonic()
     run, out = index_in_thread(folder, config, url, cluster.address)
-    kills = kill_during(run, url, rng, args.kills, cluster if args.mode == "node" else None)
+    kills = kill_during(run, url, rng, args.kills, cluster if args.mode == "node" else None, args.delay)
     run.join(timeout=900)
     problems = [] if not run.is_alive() else ["the batch did not end within 900 s"]
     report = out.get("report")
@@ -186,8 +229,9 @@ def trial(args, rng, db, folder, config, reference, words, cluster: Cluster) -> 
         problems.append(f"the batch raised {out['error']}")
     elif report is not None and report.failed:
         problems += [f"reported failed: {reason}" for _, reason in report.failed]
-    if len(kills) < args.kills:
-        problems.append(f"the batch ended after {len(kills)} of {args.kills} kills")
+    hits = [k for k in kills if not k.get("missed")]
+    if len(hits) < args.kills:
+        problems.append(f"the batch ended after {len(hits)} of {args.kills} kills")
     problems += check_final(url, reference, words, {})
     return {"kills": kills, "seconds": round(time.monotonic() - started, 1), "problems": problems,
             "done": len(report.done) if report else 0, "skipped": len(report.skipped) if report else 0}
@@ -227,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     from crash_trials import Database, make_recordings
     from toymodel import build_toy, write_config
 
+    machine = this_machine()
     work = Path(tempfile.mkdtemp(prefix="tvcaption-rayfaults-"))
     rng = random.Random(args.seed)
     server = cluster = None
@@ -247,13 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         reference, words, clean = reference_run(db, folder, config)
         print(f"{len(reference)} recordings, {sum(map(len, reference.values()))} scenes; clean one-process run "
               f"{clean:.1f}s", flush=True)
+        # a kill waits up to one recording's time of the clean run after the claim: longer, and
+        # the worker has mostly saved it already (recordings of a few seconds take about 0.5 s)
+        args.delay = clean / len(reference)
         cluster = Cluster(Path(tempfile.mkdtemp(prefix="rf-", dir="/tmp")))
         cluster.start()
         results = []
         for i in range(args.trials):
             r = trial(args, rng, db, folder, config, reference, words, cluster)
             results.append(r)
-            hits = ", ".join(f"{k['recording']} at {k['at']}s" for k in r["kills"])
+            hits = ", ".join(f"{k['recording']} at {k['at']}s{' (missed)' if k.get('missed') else ''}"
+                             for k in r["kills"])
             print(f"trial {i + 1}/{args.trials} ({args.mode} kills: {hits}): {r['seconds']}s, "
                   f"{'ok' if not r['problems'] else 'FAILED'}", flush=True)
             for p in r["problems"]:
@@ -265,8 +314,13 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
     failed = [r for r in results if r["problems"]]
-    summary = {"mode": args.mode, "trials": len(results), "kills": sum(len(r["kills"]) for r in results),
+    summary = {"mode": args.mode, "trials": len(results),
+               "kills": sum(not k.get("missed") for r in results for k in r["kills"]),
+               "missed_kills": sum(bool(k.get("missed")) for r in results for k in r["kills"]),
                "recordings": len(reference), "clean_seconds": round(clean, 1), "failed_trials": len(failed),
+               "kill_delay_max_s": round(args.delay, 2),
+               "command": " ".join(["scripts/ray_faults.py", *(argv if argv is not None else sys.argv[1:])]),
+               "machine": {**machine, "load_average_after": [round(x, 2) for x in os.getloadavg()]},
                "results": results}
     print(f"{args.mode}: {summary['trials']} trials, {summary['kills']} kills, {len(failed)} failed trial(s)")
     if args.json:
