@@ -5,22 +5,26 @@
 
 On one benchmark recording (720x576 25 fps MPEG-2 in MPEG-TS, from bench/broadcast.py):
 
-* ``tvcaption index`` end to end (a fresh SQLite database, the default model, default config):
-  wall time, real-time factor (recording seconds per wall second), peak RSS; once with the
-  default single pass and once with ``index.single_pass = false`` (detect, then seek);
+* ``tvcaption index`` end to end (a fresh SQLite database, the default model): with analysers
+  caption + tags (what the speed target counts: "no slower than PySceneDetect's CLI detecting
+  scenes alone") and with every default analyser; caption + tags again with the PyTorch backbone
+  (``runtime = "torch"``), with inference on every core (the default leaves one to decoding), and
+  in two passes (detect, then seek). Wall time, real-time factor, peak RSS of each;
 * the same stages one after another in this process, each timed alone: probe, decode + scene
-  detection + frame sampling (one pass, its three parts timed inside), backbone, L-STAP encoder
-  + caption decoding, tags, database write. Their sum against the index wall time shows what
-  running decoding beside the model buys;
+  detection + frame sampling (one pass, its three parts timed inside), backbone, each analyser,
+  database write; and the backbone's ms a frame in each runtime with 1 thread and every core;
 * the floor: decoding every frame with nothing else (ffmpeg to null; decord; PyAV, our decoder);
 * the peer: ``scenedetect -i FILE detect-adaptive`` (PySceneDetect's CLI) against tvcaption's
   scene stage (decode + detection, no sampling) on the same file, and whether their cuts agree;
-* peak RSS of ``tvcaption index`` on the 10-minute and a 60-minute recording (the 10-minute one
-  six times over, stream-copied): it must not grow with length;
-* start-up: ``tvcaption --help`` (the installed console script, a fresh process each time,
-  median of 7) and ``python -c pass`` beside it; ``--startup-only`` measures just this and
-  merges it into an existing results file.
+* peak RSS on a 60-minute recording (the 10-minute one six times over, stream-copied): it must
+  not grow with length;
+* fixed costs: 100 clips of 10 s cut from it, indexed by one ``tvcaption index`` against their
+  decoding + scene detection alone; seconds from process start to the first decoded frame of a
+  ``tvcaption index`` run (a harness watching the decoder; median of 3); ``tvcaption --help``
+  (median of 7 fresh processes) beside a bare interpreter. ``--startup-only`` measures just
+  ``--help`` and merges it into an existing results file.
 
+The machine (CPU model and its vector extensions: AVX2, AVX-512, VNNI, bf16, AMX) is recorded.
 Every figure is measured in this one run on this machine; compare ratios, not absolute times,
 across machines. Results go to a JSON file; ``--table`` prints the README table from it.
 """
@@ -339,7 +343,7 @@ def run(minutes: float, long_minutes: float, work: Path, out: Path, clips: int =
     print("tvcaption index, every default analyser ...", flush=True)
     result["index"] = _index(rec, work)
     runs = {"index_caption_tags": {}, "index_caption_tags_torch": {"TVCAPTION_FEATURES__RUNTIME": "torch"},
-            "index_caption_tags_1thread": {"TVCAPTION_FEATURES__THREADS": "1"},
+            "index_caption_tags_all_cores": {"TVCAPTION_FEATURES__THREADS": str(os.cpu_count() or 1)},
             "index_caption_tags_two_pass": {"single_pass": False}}
     for key, settings in runs.items():
         print(f"tvcaption index, caption + tags ({key}) ...", flush=True)
@@ -376,7 +380,7 @@ def _summary(result: dict, duration: float) -> dict:
         "index_caption_tags_rtf": duration / ct,
         "index_caption_tags_vs_scenedetect_cli": ct / peer if peer else None,  # the target: at most 1
         "onnx_vs_torch_index_speedup": result["index_caption_tags_torch"]["wall_s"] / ct,
-        "two_vs_one_thread_index_speedup": result["index_caption_tags_1thread"]["wall_s"] / ct,
+        "default_vs_all_cores_threads_speedup": result["index_caption_tags_all_cores"]["wall_s"] / ct,
         "single_vs_two_pass_speedup": result["index_caption_tags_two_pass"]["wall_s"] / ct,
         "floor_ffmpeg_rtf": duration / result["floor"]["ffmpeg_null_s"],
         "floor_decord_rtf": duration / result["floor"]["decord_s"],
@@ -403,7 +407,8 @@ def table(result: dict) -> str:
 
     rows = [row("`tvcaption index`, caption + tags (the target)", result["index_caption_tags"]["wall_s"]),
             row("... with the PyTorch backbone (`runtime = \"torch\"`)", result["index_caption_tags_torch"]["wall_s"]),
-            row("... with 1 inference thread", result["index_caption_tags_1thread"]["wall_s"]),
+            row(f"... inference on every core ({m['cores']} threads; default: all but one)",
+                result["index_caption_tags_all_cores"]["wall_s"]),
             row("... detect, then seek (two passes)", result["index_caption_tags_two_pass"]["wall_s"]),
             row("`tvcaption index`, every default analyser", result["index"]["wall_s"]),
             row("tvcaption scene stage (decode + detect)", st["scene_stage_s"])]
