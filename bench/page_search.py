@@ -31,6 +31,7 @@ Target (issue 16): page p95 under 150 ms on 100,000 scenes on this CPU.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -118,7 +119,7 @@ def measure(url: str, args: argparse.Namespace, queries: list[tuple[str, str]],
     from tvcaption.web.app import create_app
 
     engine = connect(url)
-    cache = Path(tempfile.mkdtemp(prefix="tvcaption-page-cache-"))
+    cache = Path(url.removeprefix("sqlite:///")).parent / "app-cache"  # thumbnails (none are asked for)
     client = TestClient(create_app(engine, cache_dir=cache, allowed_hosts={"testserver"}, per_page=PER_PAGE),
                         raise_server_exceptions=True)
     runs = {"hybrid p1": ("hybrid", 1, queries), "text p1": ("text", 1, queries),
@@ -182,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
     }
     with tempfile.TemporaryDirectory(prefix="tvcaption-page-bench-") as work:
+        # search's caches (the meaning vectors' matrix file) go with the archive, not into the user's folder
+        os.environ["XDG_CACHE_HOME"] = str(Path(work) / "cache")
         url = f"sqlite:///{Path(work) / 'archive.db'}"
         if not args.quiet:
             print(f"building {args.scenes:,} scenes", file=sys.stderr, flush=True)
