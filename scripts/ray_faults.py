@@ -147,7 +147,8 @@ def index_in_thread(folder: Path, config_path: Path, url: str, address: str) -> 
 
 def kill_during(run: threading.Thread, url: str, rng: random.Random, kills: int, cluster: Cluster | None,
                 delay: float = 1.5) -> list[dict]:
-    """Kill workers (or the node of one) a random moment (up to ``delay`` s) after they claimed a recording.
+    """Kill workers (or the node of one) a random moment (up to ``delay`` s, halved each time the
+    worker finished first) after they claimed a recording.
 
     A kill counts only when it interrupted the claim: the recording was still being indexed by
     the killed worker once that process was gone (a worker that had saved in the meantime was
@@ -170,7 +171,8 @@ def kill_during(run: threading.Thread, url: str, rng: random.Random, kills: int,
             time.sleep(rng.uniform(0.0, delay))
             path, holder = rng.choice(claims)
             if not holds(store, path, holder):
-                continue  # it finished the recording meanwhile: choose again
+                delay /= 2  # it finished the recording meanwhile: choose again, sooner
+                continue
             killed.add(holder)
             pid = int(holder.split(":")[1])
             if cluster is None:
@@ -237,7 +239,9 @@ def trial(args, rng, db, folder, config, reference, words, cluster: Cluster) -> 
             "done": len(report.done) if report else 0, "skipped": len(report.skipped) if report else 0}
 
 
-def reference_run(db, folder: Path, config_path: Path) -> tuple[dict, list[str], float]:
+def reference_run(db, folder: Path, config_path: Path) -> tuple[dict, list[str], float, float]:
+    """What a clean one-process run stores: scenes by recording, words to search for, its seconds
+    and the mean seconds of one recording (claim to save, about)."""
     from crash_trials import searchable_words
 
     from tvcaption.config import load_config
@@ -253,7 +257,8 @@ def reference_run(db, folder: Path, config_path: Path) -> tuple[dict, list[str],
         stored = {r.path: store.scenes_of(r.path) for r in store.recordings()}
     reference = {p: [(round(s.start, 4), round(s.end, 4), s.caption) for s in found] for p, found in stored.items()}
     words = sorted({w for found in stored.values() for s in found for w in searchable_words(s)})[:12]
-    return reference, words, time.monotonic() - started
+    per_recording = sum(seconds for _, _, seconds in report.done) / len(report.done)
+    return reference, words, time.monotonic() - started, per_recording
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,12 +294,12 @@ def main(argv: list[str] | None = None) -> int:
             server = LocalServer(find_pg_bin()).start()  # its own folder: it may run as another user
             url = server.url("postgres")
         db = Database(url, work)
-        reference, words, clean = reference_run(db, folder, config)
+        reference, words, clean, per_recording = reference_run(db, folder, config)
         print(f"{len(reference)} recordings, {sum(map(len, reference.values()))} scenes; clean one-process run "
               f"{clean:.1f}s", flush=True)
-        # a kill waits up to one recording's time of the clean run after the claim: longer, and
-        # the worker has mostly saved it already (recordings of a few seconds take about 0.5 s)
-        args.delay = clean / len(reference)
+        # a kill waits up to one recording's time in the clean run after the claim is seen: longer,
+        # and the worker has mostly saved it already (these recordings take 0.2-1 s each)
+        args.delay = per_recording
         cluster = Cluster(Path(tempfile.mkdtemp(prefix="rf-", dir="/tmp")))
         cluster.start()
         results = []
