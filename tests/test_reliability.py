@@ -283,14 +283,14 @@ def crash_trials(toy, tmp_path: Path, trials: int, db_url: str | None = None) ->
 
     summary = tmp_path / "summary.json"
     cmd = [sys.executable, str(REPO / "scripts" / "crash_trials.py"), "--trials", str(trials), "--model", str(toy.model),
-           "--work", str(tmp_path / "work"), "--json", str(summary), "--seed", "11"]
+           "--work", str(tmp_path / "work"), "--json", str(summary), "--seed", "11", "--min-kills", "1"]
     if db_url:
         cmd += ["--db-url", db_url]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=3600)
     print(proc.stdout)  # one line per trial (shown with -s)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     result = json.loads(summary.read_text())
-    assert result["trials"] == trials and result["failures"] == [], result
+    assert trials <= result["trials"] <= 3 * trials and result["failures"] == [], result
     assert result["kills"] >= 1  # a kill that comes after the batch ended is counted as no kill
     return result
 

@@ -43,9 +43,9 @@ def test_one_pass_gives_the_scenes_and_frames_of_two(name, media, scenes_dir):
     options = ScenesConfig(max_scene_len=4.0)  # some scenes get split too
     scenes, reads = _two_pass(info, options, 6)
     stats = StreamStats()
-    got = list(stream_scenes(info, options, 6, stats=stats))
+    got = list(stream_scenes(info, options, 6, budget_bytes=192 << 20, stats=stats))
     assert [g.scene for g in got] == scenes
-    assert stats.max_stride == 1  # short clips fit the default budget: every frame was available
+    assert stats.max_stride == 1  # these clips' scenes fit 192 MB: every frame was available
     for g, (frames, times) in zip(got, reads):
         np.testing.assert_array_equal(g.times, times)
         np.testing.assert_array_equal(g.frames, frames)

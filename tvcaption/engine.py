@@ -24,6 +24,9 @@ class Engine:
     def __init__(self, config: Config):
         import torch
 
+        from tvcaption.memory import map_big_blocks
+
+        map_big_blocks()  # frames and batches come and go: keep them out of the heap
         torch.set_num_threads(config.features.inference_threads)
         self.config = config
         self.context = AnalyserContext(config)

@@ -11,7 +11,7 @@ Memory is bounded whatever the scene length: the buffer keeps every frame of the
 to ``budget_bytes`` and then thins itself to every 2nd, 4th, ... frame (always keeping the
 scene's first). A sample then comes from the kept frame shown at (or just before) its time, at
 most ``stride - 1`` frames earlier than the exact one; for scenes that fit the budget (about
-12 s of SD or 2.4 s of 1080p at the default) the frames are exactly those the two-pass
+6 s of SD or 1.2 s of 1080p at the default) the frames are exactly those the two-pass
 reader returns.
 
 A cut is reported a few frames after the frame it falls on (PySceneDetect's adaptive detector
@@ -44,7 +44,7 @@ from tvcaption.video import output_size, sample_times
 from tvcaption.video.pyav import PyavCursor, converter
 
 _EPS = 1e-6
-DEFAULT_BUDGET = 192 << 20  # bytes of decoded pictures kept for the open scene
+DEFAULT_BUDGET = 96 << 20  # bytes of decoded pictures kept for the open scene (peak RSS: bench/speed.py)
 
 
 class StreamMismatch(RuntimeError):
