@@ -150,11 +150,11 @@ def test_encodings():
 def test_sidecars_are_found_by_name(tmp_path):
     for name in ("show.mp4", "show.srt", "show.en.srt", "show.fr.vtt", "show.pt-BR.forced.srt", "show.ASS",
                  "show.part2.mp4", "show.part2.srt", "show.eng.srt", "other.srt", "show.srt.bak", "showtime.srt",
-                 "show.x1.srt"):
+                 "show.x1.srt", "show.ad.srt", "show.AD.vtt", "show.en.ad.srt"):
         (tmp_path / name).write_text("")
     found = {p.name: lang for p, lang in find_sidecars(tmp_path / "show.mp4", (".mp4", ".ts"))}
     assert found == {"show.srt": None, "show.en.srt": "en", "show.fr.vtt": "fr", "show.pt-BR.forced.srt": "pt-br",
-                     "show.ASS": None, "show.eng.srt": "en"}
+                     "show.ASS": None, "show.eng.srt": "en"}  # no description track (.ad.) taken as speech
     assert [p.name for p, _ in find_sidecars(tmp_path / "show.part2.mp4", (".mp4",))] == ["show.part2.srt"]
     assert find_sidecars(tmp_path / "nowhere" / "x.mp4") == []
 

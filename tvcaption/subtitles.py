@@ -26,6 +26,9 @@ SIDECAR_SUFFIXES = (".srt", ".vtt", ".ass", ".ssa")
 # the part between NAME. and the suffix: a language tag and/or flags ("en", "pt-BR", "en.forced")
 _TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 _FLAGS = {"forced", "sdh", "cc", "hi", "default", "full"}
+# NAME.ad.srt is a description track (audio description: what is seen, not what is said), which
+# `train --from-index` learns from; "ad" is no ISO 639 language, so it is never speech
+_DESCRIPTION = "ad"
 _ISO639_2 = {  # the three-letter codes of stream metadata, as the two-letter ones of file names
     "eng": "en", "fra": "fr", "fre": "fr", "deu": "de", "ger": "de", "spa": "es", "ita": "it", "por": "pt",
     "nld": "nl", "dut": "nl", "rus": "ru", "zho": "zh", "chi": "zh", "jpn": "ja", "kor": "ko", "ara": "ar",
@@ -102,6 +105,8 @@ def find_sidecars(path: str | Path, video_extensions: Iterable[str] = ()) -> lis
         middle = base[len(stem) + 1:]
         parts = middle.split(".") if middle else []
         if middle in others or not all(_TAG.match(p) or p.lower() in _FLAGS for p in parts):
+            continue
+        if any(p.lower() == _DESCRIPTION for p in parts):
             continue
         language = next((p for p in parts if p.lower() not in _FLAGS), None)
         if (folder / name).is_file():
