@@ -25,7 +25,7 @@ median / p95 / max of the page and of the search alone, the slowest pages, every
 Target (issue 16): page p95 under 150 ms on 100,000 scenes on this CPU.
 
     python bench/page_search.py                         # 100,000 scenes, 200 queries
-    python bench/page_search.py --scenes 20000 --queries 40 --out /tmp/page.json   # a quick run
+    python bench/page_search.py --scenes 20000 --queries 40 --out bench/work/page.json   # a quick run
 """
 
 from __future__ import annotations
