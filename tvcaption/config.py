@@ -64,7 +64,12 @@ class FeaturesConfig:
     def inference_threads(self) -> int:
         """``threads``, or every core but one: indexing decodes in a thread of its own beside the
         CNN, and on 2 cores two inference threads measured slower than one (bench/speed.py)."""
-        return self.threads if self.threads > 0 else max(1, (os.cpu_count() or 1) - 1)
+        return inference_threads(self.threads)
+
+
+def inference_threads(threads: int) -> int:
+    """A ``threads`` option: itself when set, else every core but one (decoding runs beside inference)."""
+    return threads if threads > 0 else max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass(frozen=True)

@@ -93,10 +93,9 @@ class TextAnalyser(Analyser):
             # RapidOCR's "max" limit only ever shrinks past 960 px and its "min" one enlarges a PAL
             # frame: frames are scaled in read_frame instead; the thread count is the global one
             # (RapidOCR copies it over the per-model ones); 0: every core but one, as for the CNN
-            import os
+            from tvcaption.config import inference_threads
 
-            threads = self.options.threads or max(1, (os.cpu_count() or 1) - 1)
-            self._ocr = RapidOCR(det_limit_type="max", intra_op_num_threads=threads)
+            self._ocr = RapidOCR(det_limit_type="max", intra_op_num_threads=inference_threads(self.options.threads))
         return self._ocr
 
     def analyse(self, batch: Sequence[SceneInput]) -> list[list[Annotation]]:

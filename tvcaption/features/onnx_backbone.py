@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,8 @@ def _export(config: FeaturesConfig, folder: Path) -> None:
     backbone = load_backbone(config, device="cpu")
     size = backbone.image_size
     example = torch.zeros(2, 3, size, size)
-    with torch.inference_mode(), _quiet_export():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.onnx.export's own deprecation notes: nothing a user acts on
         torch.onnx.export(backbone.trunk, (example,), str(folder / "trunk.onnx"), dynamo=False,
                           input_names=["x"], output_names=["fmap"], opset_version=OPSET,
                           dynamic_axes={"x": {0: "n"}, "fmap": {0: "n"}})
@@ -135,20 +137,6 @@ def _export(config: FeaturesConfig, folder: Path) -> None:
     card = {"name": backbone.name, "channels": backbone.channels, "mean": backbone.mean, "std": backbone.std,
             "weights_id": backbone.weights_id, "image_size": size}
     (folder / "card.json").write_text(json.dumps(card))
-
-
-class _quiet_export:
-    """torch.onnx.export warns about its own deprecations on every export; a user needs none of it."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc):
-        self._catch.__exit__(*exc)
 
 
 def _cached_entry(config: FeaturesConfig) -> Path:
