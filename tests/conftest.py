@@ -6,7 +6,9 @@ Without ffmpeg, Java or ``../shared/data`` the tests that need them skip with th
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,6 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 # (a database in the user's data folder, a tvcaption.toml in the config folder) point into a
 # fresh folder per test process, inherited by every tvcaption the tests start.
 _USER_HOME = Path(tempfile.mkdtemp(prefix="tvcaption-user-"))
+# removed when the test process ends: CI machines run the suite hundreds of times, and each
+# process's folder holds an exported ONNX backbone (~18 MB) and the search caches
+atexit.register(shutil.rmtree, _USER_HOME, ignore_errors=True)
 os.environ["XDG_CONFIG_HOME"] = str(_USER_HOME / "config")
 os.environ["XDG_DATA_HOME"] = str(_USER_HOME / "data")
 os.environ["XDG_CACHE_HOME"] = str(_USER_HOME / "cache")

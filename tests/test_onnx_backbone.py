@@ -101,3 +101,23 @@ def test_runtime_choice(monkeypatch):
     with pytest.raises(ConfigError, match="runtime"):
         FeaturesConfig(runtime="tensorrt")
     assert dataclasses.replace(FeaturesConfig(), runtime="onnx").runtime == "onnx"
+
+
+def test_a_read_only_cache_exports_for_the_run_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Where the cache folder cannot be made (a read-only home), the backbone is exported into a
+    temporary folder for this run, loaded, and that folder deleted: runs must not pile up copies."""
+    import tempfile
+
+    from tvcaption.config import FeaturesConfig
+    from tvcaption.features import onnx_backbone
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setattr(onnx_backbone, "cache_folder", lambda: blocker / "backbones")
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    backbone = onnx_backbone.load_onnx_backbone(FeaturesConfig(device="cpu", threads=1))
+    frames = np.zeros((2, 224, 224, 3), np.uint8)
+    assert tuple(backbone(frames).shape)[:3] == (2, 7, 7)
+    assert not list(scratch_root.glob(onnx_backbone.SCRATCH_PREFIX + "*"))  # (torch keeps its own caches there)

@@ -33,6 +33,7 @@ from tvcaption.errors import TvcaptionError
 log = logging.getLogger(__name__)
 OPSET = 17
 RUN_FRAMES = 8  # frames per ONNX Runtime run
+SCRATCH_PREFIX = "tvcaption-backbone-"  # a read-only home's one-run export, deleted once loaded
 FORMAT = 1  # bump when what is cached (or how) changes
 
 
@@ -150,7 +151,7 @@ def _cached_entry(config: FeaturesConfig) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
     except OSError:  # a read-only home: export into a temporary folder, for this run only
-        scratch = Path(tempfile.mkdtemp(prefix="tvcaption-backbone-"))
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
         _export(config, scratch)
         return scratch
     _export(config, scratch)
@@ -171,8 +172,19 @@ def load_onnx_backbone(config: FeaturesConfig) -> OnnxBackbone:
         raise TvcaptionError("[features] runtime = \"onnx\" needs onnxruntime: pip install onnxruntime "
                              "(or set runtime = \"torch\")") from None
     entry = _cached_entry(config)
+    try:
+        return _load_entry(ort, entry, config)
+    finally:
+        if entry.name.startswith(SCRATCH_PREFIX):  # exported for this run only (read-only home): read, so gone
+            import shutil
+
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _load_entry(ort, entry: Path, config: FeaturesConfig) -> OnnxBackbone:
     card = _Card(**json.loads((entry / "card.json").read_text()))
-    head = np.load(entry / "head.npz")
+    with np.load(entry / "head.npz") as head_file:
+        head = {name: head_file[name] for name in ("weight", "bias")}
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.inference_threads
     options.inter_op_num_threads = 1
