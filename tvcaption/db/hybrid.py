@@ -1,7 +1,8 @@
 """Search by words, by meaning, or both fused: ``tvcaption search --mode text|meaning|hybrid``.
 
 - ``text``: full-text search (:mod:`tvcaption.db.search`), unchanged; it loads no model and
-  imports neither torch nor numpy.
+  imports no torch, and no numpy below ``search.INDEX_MIN_SCENES`` scenes (above, the ranking
+  comes from numpy posting lists: :mod:`tvcaption.db.text_index`; so does hybrid's text ranking).
 - ``meaning``: the query's sentence embedding (:mod:`tvcaption.embedding`, numpy, no torch)
   against every scene's meaning vector, best cosine similarity first, scenes below
   :data:`MIN_SIMILARITY` left out. "motorcycle" finds "moped, motor scooter". The vectors are
@@ -27,11 +28,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from tvcaption.db.scenes import annotations_of
-from tvcaption.db.schema import Recording, Scene
 from tvcaption.db.search import (
     NOT_INDEXED,
     Hit,
@@ -39,6 +38,8 @@ from tvcaption.db.search import (
     build_search,
     check_limit,
     find_recording,
+    hits_of,
+    indexed_ranking,
     without_hidden,
     words,
 )
@@ -83,7 +84,7 @@ def search(engine: Engine | Any, query: str, limit: int = 20, recording: str | o
                     raise TvcaptionError(NO_VECTORS)
                 return text_search(engine, query, limit, recording, all_captions)
             ranked = _ranked(conn, query, limit, stored, mode, all_captions)
-            hits = _hits(conn, ranked)
+            hits = hits_of(conn, ranked)
     except DBAPIError as exc:
         error = _search_error(engine, exc)
         if error is None:
@@ -116,8 +117,13 @@ def _ranked(conn, query: str, limit: int, stored, mode: str, all_captions: bool)
     by_meaning, ranking = _meaning(conn, query, max(limit, CANDIDATES), stored)
     if mode == "meaning":
         return by_meaning[:limit]
-    stmt = build_search(conn.dialect.name, query, max(limit, CANDIDATES), stored and stored.path, all_captions)
-    by_text = [int(row.id) for row in conn.execute(stmt)] if stmt is not None else []
+    depth = max(limit, CANDIDATES)
+    indexed = indexed_ranking(conn, query, depth, stored, all_captions)
+    if indexed is not None:
+        by_text = [scene_id for scene_id, _ in indexed]
+    else:
+        stmt = build_search(conn.dialect.name, query, depth, stored and stored.path, all_captions)
+        by_text = [int(row.id) for row in conn.execute(stmt)] if stmt is not None else []
     return fuse(by_text, by_meaning, ranking.rank_of(by_text))[:limit]
 
 
@@ -134,17 +140,3 @@ def fuse(by_text: list[int], by_meaning: list[tuple[int, float]], text_hit_ranks
     text_rank = {scene_id: rank for rank, scene_id in enumerate(by_text, 1)}
     order = sorted(score, key=lambda s: (-score[s], text_rank.get(s, len(by_text) + 1), s))
     return [(scene_id, score[scene_id]) for scene_id in order]
-
-
-def _hits(conn, ranked: list[tuple[int, float]]) -> list[Hit]:
-    """The hits for (scene id, score) pairs, in their order, with every annotation."""
-    if not ranked:
-        return []
-    scenes, recordings = Scene.__table__, Recording.__table__
-    ids = [scene_id for scene_id, _ in ranked]
-    rows = {row.id: row for row in conn.execute(
-        select(scenes.c.id, scenes.c.start, scenes.c.end, recordings.c.path)
-        .join(recordings, recordings.c.id == scenes.c.recording_id).where(scenes.c.id.in_(ids)))}
-    annotations = annotations_of(conn, ids)
-    return [Hit(recording=rows[i].path, start=rows[i].start, end=rows[i].end, score=score,
-                annotations=annotations.get(i, ())) for i, score in ranked if i in rows]

@@ -30,6 +30,15 @@ Scores are higher-is-better on both backends but not comparable between them: SQ
 normalised by 1 + log(length): without it every caption holding the word once ties).
 Only recordings whose status is ``done`` are searched.
 
+Ranking FTS5's way costs a bm25 call per matching row: at 1M scenes a common word matches a
+quarter of them. On SQLite archives whose scene ids reach :data:`INDEX_MIN_SCENES` the ranking
+therefore comes from posting lists read once from the FTS5 index into a memory-mapped file
+(:mod:`tvcaption.db.text_index`, kept current by migration 0008's counter): the same scenes, the
+same scores and the same order as the SQL, which still answers what the lists cannot (CJK
+phrases, a word FTS5 splits into several tokens). Below that size the SQL takes a few ms and
+text search imports no numpy; above it numpy's import (~0.1 s) is part of a one-shot
+``tvcaption search``. PostgreSQL always ranks in SQL (``ts_rank``).
+
 Annotations under the search field 'hidden' (out-of-domain captions, migration 0006) are in the
 index's third column but answer a search only with ``all_captions``: SQLite then matches all
 columns instead of ``{text labels}`` (weight 0.25), PostgreSQL the whole ``document`` instead of
@@ -59,6 +68,9 @@ TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT = 1.0, 0.5, 0.25  # SQLite bm25 column
 VISIBLE_WEIGHTS = "{a,b}"  # PostgreSQL: the document's weights an ordinary search reads (C: hidden)
 MAX_WORDS = 64  # longer queries are cut: nobody types more, and each word costs a lookup
 MAX_LIMIT = 10_000  # more results than anyone reads; larger limits are cut to this
+# SQLite archives whose scene ids reach this are ranked from posting lists (module docstring);
+# below it FTS5's own bm25 takes a few ms and text search needs no numpy (0.1 s to import)
+INDEX_MIN_SCENES = 100_000
 TS_CONFIG = "english"
 # Unicode categories that are word characters on both backends: letters, digits (N*), combining
 # accents (Mn: folded into the letter by unicode61, part of the word for PostgreSQL), private use
@@ -245,17 +257,47 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
             stored = find_recording(conn, recording)
             if stored is NOT_INDEXED:
                 return []
-            stmt = build_search(engine.dialect.name, query, limit, stored and stored.path, all_captions)
-            rows = conn.execute(stmt).all()
-            annotations = annotations_of(conn, [row.id for row in rows])
+            ranked = indexed_ranking(conn, query, limit, stored, all_captions)
+            if ranked is None:
+                stmt = build_search(engine.dialect.name, query, limit, stored and stored.path, all_captions)
+                ranked = [(row.id, float(row.score)) for row in conn.execute(stmt)]
+            hits = hits_of(conn, ranked)
     except DBAPIError as exc:
         error = _search_error(engine, exc)
         if error is None:
             raise
         raise error from exc
-    hits = [Hit(recording=row.path, start=row.start, end=row.end, score=float(row.score),
-                annotations=annotations.get(row.id, ())) for row in rows]
     return hits if all_captions else without_hidden(hits)
+
+
+def indexed_ranking(conn, query: str, limit: int, stored, all_captions: bool) -> list[tuple[int, float]] | None:
+    """(scene id, score) best first from the posting lists (:mod:`tvcaption.db.text_index`), the
+    same as the SQL's; None where they do not answer: PostgreSQL, an archive whose scene ids stay
+    below INDEX_MIN_SCENES, and what :func:`tvcaption.db.text_index.ranking` leaves to the SQL."""
+    if conn.dialect.name != "sqlite" or limit < 1:
+        return None
+    if (conn.execute(select(func.max(_scenes.c.id))).scalar() or 0) < INDEX_MIN_SCENES:
+        return None
+    plain, phrases = split_query(query)
+    if phrases:
+        return None  # CJK: a phrase of character pairs, which needs positions
+    from tvcaption.db import text_index
+
+    return text_index.ranking(conn, [w for w in plain if not _is_stop_word(w)], limit,
+                              stored and stored.id, all_captions)
+
+
+def hits_of(conn, ranked: list[tuple[int, float]]) -> list[Hit]:
+    """The hits for (scene id, score) pairs, in their order, with every annotation."""
+    if not ranked:
+        return []
+    ids = [scene_id for scene_id, _ in ranked]
+    rows = {row.id: row for row in conn.execute(
+        select(_scenes.c.id, _scenes.c.start, _scenes.c.end, _recordings.c.path)
+        .join(_recordings, _recordings.c.id == _scenes.c.recording_id).where(_scenes.c.id.in_(ids)))}
+    annotations = annotations_of(conn, ids)
+    return [Hit(recording=rows[i].path, start=rows[i].start, end=rows[i].end, score=score,
+                annotations=annotations.get(i, ())) for i, score in ranked if i in rows]
 
 
 NOT_INDEXED = object()  # find_recording: a recording was named and none is stored at that path

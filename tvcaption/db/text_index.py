@@ -1,0 +1,407 @@
+"""Full-text ranking on SQLite from memory-mapped posting lists instead of FTS5's bm25 per query.
+
+FTS5 ranks a query by calling ``bm25()`` on every matching row and sorting them all: at 1M
+scenes a common word matches a quarter of them and one search took 60-500 ms. Here the FTS5
+index is read once into numpy arrays in a file in the user's cache folder
+(``~/.cache/tvcaption/text/``, one per database):
+
+- the terms, sorted by their UTF-8 bytes (one blob and offsets: a term is found by binary
+  search without loading them);
+- per term two posting lists, each sorted by scene id: every row holding the term in ``text``
+  or ``labels`` with its weighted frequency ``1.0 x text + 0.5 x labels`` (what a search without
+  ``all_captions`` reads), and every row holding it anywhere with ``+ 0.25 x hidden``;
+- per row: its scene id, ``k1 x (1 - b + b x length / average length)`` (bm25's length part),
+  its place in the order ``recording path, scene start`` and its recording (-1 when the scene is
+  gone or its recording is not done).
+
+The tokens are FTS5's own: the index is read through an ``fts5vocab`` table of type 'instance'
+(term, row, column of every token FTS5 stored), and a query's words are turned into tokens by
+FTS5 itself (inserted into a TEMP fts5 table with the index's ``tokenize`` option, read back
+through its own ``fts5vocab``; remembered per word), so matching is exactly FTS5's: every word
+must be in one of the columns searched.
+
+Scores are the numbers ``-bm25(scene_fts, 1.0, 0.5, 0.25)`` gives, bit for bit: SQLite's
+``fts5Bm25Function`` (fts5_aux.c) sums over the query's phrases, in their order,
+``idf x f x (k1 + 1) / (f + k1 x (1 - b + b x D / avgdl))`` with k1 = 1.2, b = 0.75, f the
+weighted frequency in the row, D the row's tokens in all columns, avgdl the table's tokens per
+row and ``idf = log((N - n + 0.5) / (n + 0.5))`` (at least 1e-6) over all N rows of the table,
+n the rows the phrase matches; with the column filter ``{text labels}`` both f and n count those
+columns only (measured: tests/test_text_index.py compares every score with the SQL). The same
+operations in the same order in float64 give the same doubles, so ties tie here as in SQLite,
+and they are broken as ``build_search``'s ORDER BY does: recording path, then scene start.
+
+What the posting lists cannot answer, :func:`ranking` leaves to the SQL (it returns None):
+a CJK run (a phrase of character pairs: needs positions), a word FTS5 splits into several
+tokens ("don't", "e-mail": a phrase), a query of words without any token, a database before
+migration 0008, a tokenizer option that cannot be read, and a connection on which a TEMP table
+cannot be written.
+
+The file names the database's text version (migration 0008: triggers count every change of
+the index, of a scene's start, of a recording's status or path) and is rebuilt by the first
+search that finds another version (1M scenes: see bench/results/text_index.json); it is written
+beside and renamed over the old one, so a process that has the old one mapped keeps reading it
+intact. Where the cache folder cannot be written the lists are built in memory. A process keeps
+the lists it opened until the version changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from tvcaption.db.schema import SEARCH_TABLE
+
+K1, B = 1.2, 0.75  # fts5_aux.c's bm25 constants
+MIN_IDF = 1e-6  # fts5_aux.c: an idf at or below 0 counts as this
+WEIGHTS = {"text": 1.0, "labels": 0.5, "hidden": 0.25}  # search.TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT
+VISIBLE = ("text", "labels")
+MAGIC = b"TVCTXT01"
+HEADER = 1 << 16  # bytes before the arrays
+CHUNK = 1 << 18  # index rows fetched at a time while building
+WORD_CACHE = 100_000  # words whose tokens a process remembers
+_VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'text'")
+_INSTANCES = "tvcaption_fts_instances"  # TEMP fts5vocab over the index
+_QUERY, _QUERY_TOKENS = "tvcaption_query", "tvcaption_query_tokens"  # TEMP fts5 table for query words
+# name, dtype; the arrays of a file, in this order
+ARRAYS = (("terms", "u1"), ("term_at", "<i8"), ("vis_at", "<i8"), ("vis_row", "<i4"), ("vis_freq", "<f4"),
+          ("all_at", "<i8"), ("all_row", "<i4"), ("all_freq", "<f4"),
+          ("scene", "<i8"), ("norm", "<f8"), ("place", "<i8"), ("recording", "<i8"))
+_open: dict[str, Postings] = {}  # database key -> the lists this process opened
+_tokens: dict[tuple[str, str], tuple[str, ...]] = {}  # (tokenize option, word) -> FTS5's tokens
+
+
+@dataclass
+class Postings:
+    """The posting lists of one database's search index at one version (module docstring)."""
+
+    version: int
+    rows: int  # N: rows in the FTS5 table (all, whatever their recording's status)
+    arrays: dict[str, np.ndarray]
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["arrays"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def term(self, token: str) -> int:
+        """The term's number, -1 when no row holds it."""
+        key = token.encode()
+        terms, at = self.arrays["terms"], self.arrays["term_at"]
+        lo, hi = 0, len(at) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if terms[at[mid]:at[mid + 1]].tobytes() < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(at) - 1 and terms[at[lo]:at[lo + 1]].tobytes() == key else -1
+
+    def postings(self, term: int, visible: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, weighted frequencies) of a term: in text and labels, or in any column."""
+        side = "vis" if visible else "all"
+        at = self.arrays[f"{side}_at"]
+        lo, hi = int(at[term]), int(at[term + 1])
+        return self.arrays[f"{side}_row"][lo:hi], self.arrays[f"{side}_freq"][lo:hi]
+
+
+# --------------------------------------------------------------------------------------------
+# Searching
+# --------------------------------------------------------------------------------------------
+def ranking(conn: Connection, words: list[str], limit: int, recording_id: int | None,
+            all_captions: bool) -> list[tuple[int, float]] | None:
+    """(scene id, score) of the ``limit`` best rows holding every word, best first, as
+    ``build_search`` ranks them; None when the SQL must answer (module docstring).
+
+    ``words``: the query's plain words without stop words, as :func:`~tvcaption.db.search.fts5_query`
+    quotes them; ``recording_id``: only that recording's scenes."""
+    if not words:
+        return None
+    try:
+        option = tokenize_option(conn)
+        if option is None:
+            return None
+        tokens = tokenize(conn, option, words)
+        if any(len(t) > 1 for t in tokens) or not any(tokens):
+            return None  # a phrase, or no token at all: FTS5's phrase logic, left to the SQL
+        found = postings(conn)
+    except DBAPIError:
+        return None  # e.g. TEMP tables not writable here: the SQL still answers
+    if found is None:
+        return None
+    return rank(found, [t[0] for t in tokens if t], limit, recording_id, not all_captions)
+
+
+def rank(found: Postings, tokens: list[str], limit: int, recording_id: int | None,
+         visible: bool) -> list[tuple[int, float]]:
+    """bm25 of the rows holding every token (one phrase each, in order), the ``limit`` best."""
+    lists = []
+    for token in tokens:
+        term = found.term(token)
+        if term < 0:
+            return []
+        lists.append(found.postings(term, visible))
+    if any(len(rows) == 0 for rows, _ in lists):
+        return []
+    # candidates: the shortest list, then every other list's position of each candidate
+    first = min(range(len(lists)), key=lambda j: len(lists[j][0]))
+    rows = np.asarray(lists[first][0], np.int64)
+    owner = found.recording[rows]
+    keep = owner >= 0 if recording_id is None else owner == recording_id
+    rows = rows[keep]
+    where: list[np.ndarray | None] = [None] * len(lists)
+    where[first] = np.flatnonzero(keep)
+    for j, (others, _) in enumerate(lists):
+        if j == first or not len(rows):
+            continue
+        at = np.minimum(np.searchsorted(others, rows), len(others) - 1)
+        hit = others[at] == rows
+        rows = rows[hit]
+        where = [w[hit] if w is not None else None for w in where]
+        where[j] = at[hit]
+    if not len(rows):
+        return []
+    norm = found.norm[rows]
+    score = np.zeros(len(rows), np.float64)
+    for (postings_rows, freq), at in zip(lists, where):
+        n = len(postings_rows)
+        idf = math.log((found.rows - n + 0.5) / (n + 0.5))
+        if idf <= 0.0:
+            idf = MIN_IDF
+        f = freq[at].astype(np.float64)
+        score += idf * ((f * (K1 + 1.0)) / (f + norm))
+    best = _best(score, found.place[rows], limit)
+    return [(int(s), float(v)) for s, v in zip(found.scene[rows[best]], score[best])]
+
+
+def _best(score: np.ndarray, place: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` best scores, best first; equal scores by ``place``."""
+    n = len(score)
+    if n > limit:
+        kth = np.partition(score, n - limit)[n - limit]  # the limit-th best score
+        above = np.flatnonzero(score > kth)
+        tied = np.flatnonzero(score == kth)
+        need = limit - len(above)
+        if len(tied) > need:
+            tied = tied[np.argpartition(place[tied], need - 1)[:need]]
+        chosen = np.concatenate([above, tied])
+    else:
+        chosen = np.arange(n)
+    return chosen[np.lexsort((place[chosen], -score[chosen]))]
+
+
+def tokenize_option(conn: Connection) -> str | None:
+    """The index's ``tokenize`` option as its CREATE statement spells it, or None."""
+    sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (SEARCH_TABLE,)).scalar()
+    found = re.search(r"tokenize\s*=\s*'((?:[^']|'')*)'", sql or "")
+    return found.group(1).replace("''", "'") if found else None
+
+
+def tokenize(conn: Connection, option: str, words: list[str]) -> list[tuple[str, ...]]:
+    """Each word's tokens as FTS5 makes them with ``option`` (a TEMP fts5 table and its vocabulary)."""
+    missing = list(dict.fromkeys(w for w in words if (option, w) not in _tokens))
+    if missing:
+        quoted = option.replace("'", "''")
+        conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_QUERY} USING fts5(word, tokenize = '{quoted}')")
+        conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_QUERY_TOKENS} "
+                             f"USING fts5vocab(temp, {_QUERY}, instance)")
+        conn.exec_driver_sql(f"DELETE FROM temp.{_QUERY}")
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.executemany(f"INSERT INTO temp.{_QUERY} (rowid, word) VALUES (?, ?)", list(enumerate(missing)))
+            made: dict[int, list[tuple[int, str]]] = {}
+            for doc, offset, term in cursor.execute(f'SELECT doc, "offset", term FROM temp.{_QUERY_TOKENS}'):
+                made.setdefault(doc, []).append((offset, term))
+            cursor.execute(f"DELETE FROM temp.{_QUERY}")
+        finally:
+            cursor.close()
+        if len(_tokens) + len(missing) > WORD_CACHE:
+            _tokens.clear()
+        for i, word in enumerate(missing):
+            _tokens[(option, word)] = tuple(term for _, term in sorted(made.get(i, [])))
+    return [_tokens[(option, w)] for w in words]
+
+
+# --------------------------------------------------------------------------------------------
+# Keeping the lists current
+# --------------------------------------------------------------------------------------------
+def version(conn: Connection) -> int | None:
+    """The database's text version, or None before migration 0008."""
+    try:
+        with conn.begin_nested():
+            return conn.execute(_VERSION_SQL).scalar()
+    except DBAPIError:
+        return None
+
+
+def cache_folder() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tvcaption")) / "text"
+
+
+def _database_key(conn: Connection) -> str:
+    url = conn.engine.url
+    where = os.path.realpath(url.database) if url.database else url.render_as_string(hide_password=True)
+    return hashlib.sha256(f"{url.get_backend_name()}\0{where}\0text".encode()).hexdigest()[:24]
+
+
+def postings(conn: Connection) -> Postings | None:
+    """The posting lists of the database, current with it; None before migration 0008."""
+    current = version(conn)
+    if current is None:
+        return None
+    key = _database_key(conn)
+    held = _open.get(key)
+    if held is not None and held.version == current:
+        return held
+    path = cache_folder() / f"{key}.txt.idx"
+    found = _read(path, current)
+    if found is None:
+        found = build(conn, current)
+        _write(path, found)
+    _open[key] = found
+    return found
+
+
+def build(conn: Connection, current: int) -> Postings:
+    """Read the FTS5 index (every token: term, row, column) into posting lists."""
+    conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_INSTANCES} "
+                         f"USING fts5vocab(main, {SEARCH_TABLE}, instance)")
+    names: list[str] = []
+    term_ids, docs, cols = [], [], []
+    codes = {name: i for i, name in enumerate(WEIGHTS)}
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"SELECT term, doc, col FROM temp.{_INSTANCES}")
+        last = None
+        while chunk := cursor.fetchmany(CHUNK):
+            terms_c, docs_c, cols_c = zip(*chunk)
+            t = np.array(terms_c, dtype=object)
+            new = np.empty(len(t), bool)
+            new[0] = terms_c[0] != last
+            new[1:] = t[1:] != t[:-1]
+            base = len(names)
+            names.extend(t[new].tolist())
+            term_ids.append((base - 1 + np.cumsum(new)).astype(np.int32))
+            docs.append(np.array(docs_c, np.int64))
+            cols.append(np.fromiter((codes[c] for c in cols_c), np.int8, len(cols_c)))
+            last = terms_c[-1]
+        n_rows = int(cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}").fetchone()[0])
+        done = cursor.execute("SELECT s.id, s.recording_id FROM scenes s JOIN recordings r ON r.id = s.recording_id "
+                              "WHERE r.status = 'done' ORDER BY r.path, s.start, s.id").fetchall()
+    finally:
+        cursor.close()
+    if version(conn) != current:  # written while we read (another transaction): not kept
+        current = -1
+    term = np.concatenate(term_ids) if term_ids else np.zeros(0, np.int32)
+    doc = np.concatenate(docs) if docs else np.zeros(0, np.int64)
+    col = np.concatenate(cols) if cols else np.zeros(0, np.int8)
+    return Postings(current, n_rows, _arrays(names, term, doc, col, n_rows, done))
+
+
+def _arrays(names: list[str], term: np.ndarray, doc: np.ndarray, col: np.ndarray, n_rows: int,
+            done: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """The file's arrays from every token's (term number, row, column) and the searchable scenes
+    in ranking order."""
+    keys = [name.encode() for name in names]
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # FTS5's order is bytewise too; not assumed
+    rank = np.empty(len(keys), np.int32)
+    rank[order] = np.arange(len(keys), dtype=np.int32)
+    term = rank[term] if len(term) else term
+    if len(term) > 1 and not np.all((term[1:] > term[:-1]) | ((term[1:] == term[:-1]) & (doc[1:] >= doc[:-1]))):
+        by = np.lexsort((doc, term))
+        term, doc, col = term[by], doc[by], col[by]
+    weight = np.array(list(WEIGHTS.values()))[col]
+    scene = np.unique(doc)
+    row = np.searchsorted(scene, doc)
+    length = np.bincount(row, minlength=len(scene)).astype(np.float64)  # D: tokens in all columns
+    avgdl = len(doc) / n_rows if n_rows else 0.0
+    starts = np.flatnonzero(np.r_[True, (term[1:] != term[:-1]) | (row[1:] != row[:-1])]) if len(term) else \
+        np.zeros(0, np.int64)
+    pair_term, pair_row = term[starts], row[starts]
+    freq_all = np.add.reduceat(weight, starts) if len(starts) else np.zeros(0)
+    freq_vis = np.add.reduceat(np.where(col < len(VISIBLE), weight, 0.0), starts) if len(starts) else np.zeros(0)
+    arrays = {"terms": np.frombuffer(b"".join(sorted(keys)), np.uint8).copy(),
+              "term_at": np.r_[0, np.cumsum([len(k) for k in sorted(keys)], dtype=np.int64)].astype(np.int64)}
+    for side, freq in (("vis", freq_vis), ("all", freq_all)):
+        kept = freq > 0
+        arrays[f"{side}_at"] = np.r_[0, np.cumsum(np.bincount(pair_term[kept], minlength=len(keys)))].astype(np.int64)
+        arrays[f"{side}_row"] = pair_row[kept].astype(np.int32)
+        arrays[f"{side}_freq"] = freq[kept].astype(np.float32)  # sums of 1, 0.5, 0.25: exact
+    arrays["scene"] = scene
+    # fts5_aux.c: k1 * (1 - b + b * D / avgdl), the same operations in the same order
+    arrays["norm"] = K1 * ((1 - B) + B * length / avgdl) if avgdl else np.full(len(scene), K1 * (1 - B))
+    arrays["place"] = np.full(len(scene), np.iinfo(np.int64).max, np.int64)
+    arrays["recording"] = np.full(len(scene), -1, np.int64)
+    if done and len(scene):
+        ids = np.array([d[0] for d in done], np.int64)
+        at = np.minimum(np.searchsorted(scene, ids), len(scene) - 1)
+        hit = scene[at] == ids
+        arrays["place"][at[hit]] = np.flatnonzero(hit)
+        arrays["recording"][at[hit]] = np.array([d[1] for d in done], np.int64)[hit]
+    return arrays
+
+
+# --------------------------------------------------------------------------------------------
+# The file
+# --------------------------------------------------------------------------------------------
+def _read(path: Path, current: int) -> Postings | None:
+    """The file's lists when it holds version ``current``, else None."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return None
+            head = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        if head.get("version") != current:
+            return None
+        arrays: dict[str, np.ndarray] = {}
+        offset = HEADER
+        for name, dt in ARRAYS:
+            count = int(head["sizes"][name])
+            arrays[name] = np.memmap(path, dt, "r", offset, (count,)) if count else np.zeros(0, dt)
+            offset += _padded(count * np.dtype(dt).itemsize)
+    except (OSError, ValueError, KeyError):
+        return None
+    return Postings(current, int(head["rows"]), arrays)
+
+
+def _padded(size: int) -> int:
+    return -(-size // 64) * 64
+
+
+def _write(path: Path, found: Postings) -> None:
+    """Write the lists beside ``path`` and rename it over; nothing when the folder is not writable
+    or the lists are not of a version (read while the index changed)."""
+    if found.version == -1:
+        return
+    head = json.dumps({"version": found.version, "rows": found.rows,
+                       "sizes": {name: len(found.arrays[name]) for name, _ in ARRAYS}}).encode()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write((MAGIC + len(head).to_bytes(8, "little") + head).ljust(HEADER, b"\0"))
+            for name, dt in ARRAYS:
+                data = np.ascontiguousarray(found.arrays[name], dt).tobytes()
+                f.write(data.ljust(_padded(len(data)), b"\0"))
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
