@@ -41,6 +41,12 @@ and punctuation skipped) as a plain scan of the captions among the annotations:
 PostgreSQL's LIKE is case-sensitive, so it uses ILIKE there (SQLite's LIKE ignores ASCII case).
 The LIKE baseline sees captions only; search sees captions and tags.
 
+Since issue 15, ``search`` ranks a large SQLite archive from posting lists
+(``tvcaption/db/text_index.py``; ``first_search_s`` is the first search, which builds them);
+every query is also timed through the SQL ranking it replaced (``search_sql``, FTS5's bm25), in
+the same loop, and ``same_hits`` counts the queries where both gave the same hits in the same
+order. PostgreSQL ranks in SQL either way (both timings are its ``ts_rank``).
+
 Results: ``--out`` (default ``bench/results/search_latency.json``) and a small table on stdout.
 Per backend: build timings and database size, median / p95 / max of ``search``, ``like_limit``
 and ``like_all``, their p95 ratios, search by query kind, ``search_cost`` (a least-squares fit
@@ -69,6 +75,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -138,14 +145,40 @@ class Like:
                 "like_all_ms": round(all_ms, 3), "like_all_rows": all_rows}
 
 
+@contextmanager
+def sql_ranking():
+    """``search`` with the posting lists off (:mod:`tvcaption.db.text_index`): FTS5's bm25 in SQL,
+    the path before issue 15, timed in the same run for the ratio."""
+    import tvcaption.db.search as text_search
+
+    saved = text_search.INDEX_MIN_SCENES
+    text_search.INDEX_MIN_SCENES = 1 << 62
+    try:
+        yield
+    finally:
+        text_search.INDEX_MIN_SCENES = saved
+
+
+def first_search(engine) -> float:
+    """Seconds of the first search: on an archive ranked from posting lists it builds (or maps) them."""
+    from tvcaption.db.search import search
+
+    t = time.perf_counter()
+    search(engine, "warm up")
+    return time.perf_counter() - t
+
+
 def time_queries(engine, queries: Queries, warmup: Queries, limit: int, progress: bool) -> list[dict[str, Any]]:
-    """Each query through ``search`` and, for its first word, both LIKE scans, interleaved (so
-    that background load hits all three alike), after the untimed ``warmup``."""
+    """Each query through ``search``, through its SQL ranking (``sql_ranking``) and, for its first
+    word, both LIKE scans, interleaved (so that background load hits all alike), after the
+    untimed ``warmup``. ``same_hits``: both rankings gave the same scenes in the same order."""
     from tvcaption.db.search import search
 
     like = Like(engine, limit)
     for _kind, q in warmup:
         search(engine, q)
+        with sql_ranking():
+            search(engine, q)
         word = like_word(q)
         if word:
             like.both(word)
@@ -156,8 +189,14 @@ def time_queries(engine, queries: Queries, warmup: Queries, limit: int, progress
         t = time.perf_counter()
         hits = search(engine, q)
         search_ms = (time.perf_counter() - t) * 1000.0
+        with sql_ranking():
+            t = time.perf_counter()
+            sql_hits = search(engine, q)
+            sql_ms = (time.perf_counter() - t) * 1000.0
         word = like_word(q)
         records.append({"query": q, "kind": kind, "hits": len(hits), "search_ms": round(search_ms, 3),
+                        "search_sql_ms": round(sql_ms, 3),
+                        "same_hits": [(h.recording, h.start) for h in hits] == [(h.recording, h.start) for h in sql_hits],
                         "like_word": word, **(like.both(word) if word else {})})
         if progress and (i + 1) % 50 == 0:
             print(f"  {engine.dialect.name}: {i + 1}/{len(queries)} queries ({time.perf_counter() - started:.0f} s)",
@@ -176,6 +215,10 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "like_limit/search": round(out["like_limit"]["p95_ms"] / out["search"]["p95_ms"], 2),
         "like_all/search": round(out["like_all"]["p95_ms"] / out["search"]["p95_ms"], 2),
     }
+    out["search_sql"] = summary([r["search_sql_ms"] for r in records])
+    out["ratio_sql"] = {"p95 search_sql/search": round(out["search_sql"]["p95_ms"] / out["search"]["p95_ms"], 2),
+                        "median search_sql/search": round(out["search_sql"]["median_ms"] / out["search"]["median_ms"], 2)}
+    out["same_hits"] = sum(r["same_hits"] for r in records)
     out["search_by_kind"] = {kind: summary([r["search_ms"] for r in records if r["kind"] == kind])
                              for kind, _ in QUERY_MIX if any(r["kind"] == kind for r in records)}
     out["search_cost"] = cost_fit(records, TARGET_P95_MS)
@@ -202,7 +245,9 @@ def bench_backend(url: str, args: argparse.Namespace, work: Workload) -> dict[st
                   f"running {len(work.queries)} queries", file=sys.stderr, flush=True)
         result["limit"] = limit
         result["load_average_before_queries"] = load_average()
+        result["first_search_s"] = round(first_search(engine), 2)
         records = time_queries(engine, work.queries, work.warmup, limit, progress)
+        result["load_average_after_queries"] = load_average()
         for rec in records:  # untimed, after the timing: how many scenes each query matches in all
             rec["matches"] = count_matches(engine, rec["query"])
         result.update(summarise(records))

@@ -250,8 +250,8 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
     """
     engine = getattr(engine, "engine", engine)
     limit = check_limit(limit)
-    if build_search(engine.dialect.name, query, limit) is None:
-        return []
+    if not words(query) or (engine.dialect.name == "sqlite" and not fts5_query(query)):
+        return []  # what build_search answers with None, without building the statement
     try:
         with engine.connect() as conn:
             stored = find_recording(conn, recording)
