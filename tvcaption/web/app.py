@@ -64,6 +64,7 @@ class Settings:
     allowed_hosts: set[str] = field(default_factory=set)  # Host names accepted on loopback (tests add theirs)
     media: Any = None  # tvcaption.web.media.Media
     per_page: int = 20
+    places: Any = None  # tvcaption.web.routes.Places: where hits' scenes are, cached per recording
 
 
 def _cookies(scope: dict) -> dict[str, str]:
@@ -172,14 +173,15 @@ def create_app(engine: Engine | str, *, reviewer: str | None = None, token: str 
     from starlette.applications import Starlette
 
     from tvcaption.web.media import Media
-    from tvcaption.web.routes import error_handlers, routes
+    from tvcaption.web.routes import Places, error_handlers, routes
 
     if isinstance(engine, str):
         from tvcaption.db.store import connect
 
         engine = connect(engine, create=False)
     settings = Settings(engine=engine, reviewer=reviewer or None, token=token or None, host=host,
-                        allowed_hosts=set(allowed_hosts or ()), media=Media(cache_dir), per_page=per_page)
+                        allowed_hosts=set(allowed_hosts or ()), media=Media(cache_dir), per_page=per_page,
+                        places=Places())
     app = Starlette(routes=routes(), exception_handlers=error_handlers())
     app.state.settings = settings
     return Guard(app, settings)
