@@ -108,6 +108,25 @@ def test_search_page_ranks_as_the_cli_and_shows_each_scene(archive: dict):
     assert "said:" in cyclist and "here comes the cyclist" in cyclist
 
 
+def test_hits_link_their_scene_after_the_recording_is_indexed_again_with_other_cuts(archive: dict):
+    """The page keeps each recording's scene starts between requests; indexing it again must not
+    leave a hit pointing at an old scene (or dropped)."""
+    c = client(archive)
+    before = c.get("/", params={"q": "cyclist", "mode": "text", "recording": archive["bikes"]})
+    assert f'href="/recordings/{archive["bikes"]}/scenes/2"' in before.text  # bikes.mp4's third cut
+    store, path = archive["store"], archive["bikes_path"]
+    claim = store.claim(path, "bikes-hash", "test", reindex=True)
+    annotations = (Annotation("caption", "caption", "a cyclist waves", -0.4, "text"),)
+    store.save_result(claim, [Scene(0.0, 5.0, 0, 125), Scene(5.0, 10.0, 125, 250, annotations=annotations)], "toy",
+                      probe={"duration": 10.0})
+    after = c.get("/", params={"q": "cyclist", "mode": "text", "recording": archive["bikes"]})
+    assert after.text.count('class="result"') == 1
+    assert f'href="/recordings/{archive["bikes"]}/scenes/1"' in after.text and "00:00:05.000 →" in after.text
+    # where the page's time went, for a browser's developer tools
+    parts = dict(p.strip().split(";dur=") for p in after.headers["server-timing"].split(","))
+    assert set(parts) == {"search", "locate", "rest"} and all(float(v) >= 0 for v in parts.values())
+
+
 def test_paging_and_recording_filter(archive: dict):
     c = client(archive, per_page=2)
     first = c.get("/", params={"q": "moped", "mode": "text"})  # every scene has the tag: 12 hits
