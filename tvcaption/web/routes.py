@@ -186,39 +186,52 @@ class Places:
         hits of a recording not listed (being indexed again) go through ``reviews.locate``."""
         from tvcaption.db.reviews import SceneRef, locate
 
+        recordings = {hit.recording: listed.get(hit.recording) for hit in hits}
+        starts = self._starts_of(engine, [r for r in recordings.values() if r is not None])
         out: list[Any] = []
         others = []
         for position, hit in enumerate(hits):
-            recording = listed.get(hit.recording)
+            recording = recordings[hit.recording]
             if recording is None:
                 others.append(position)
                 out.append(None)
                 continue
-            index = self._starts_of(engine, recording).get(float(hit.start))
+            index = starts[recording.id].get(float(hit.start))
             out.append(None if index is None else SceneRef(recording.id, index))
         if others:
             for position, ref in zip(others, locate(engine, [hits[i] for i in others])):
                 out[position] = ref
         return out
 
-    def _starts_of(self, engine: Any, recording: Listed) -> dict[float, int]:
+    def _starts_of(self, engine: Any, recordings: list[Listed]) -> dict[int, dict[float, int]]:
+        """Recording id -> {scene start: scene index}; the recordings not kept read in one query."""
         from tvcaption.db.engine import mapped
         from tvcaption.db.scenes import scenes_t
 
-        key = (recording.id, recording.version)
+        found: dict[int, dict[float, int]] = {}
+        missing: dict[int, Listed] = {}
         with self._lock:
-            starts = self._starts.get(key)
-            if starts is not None:
-                self._starts.move_to_end(key)
-                return starts
-        with mapped(engine), engine.connect() as conn:
-            starts = {float(start): int(index) for start, index in conn.execute(
-                select(scenes_t.c.start, scenes_t.c["index"]).where(scenes_t.c.recording_id == recording.id))}
+            for recording in recordings:
+                key = (recording.id, recording.version)
+                if key in self._starts:
+                    self._starts.move_to_end(key)
+                    found[recording.id] = self._starts[key]
+                else:
+                    missing[recording.id] = recording
+        if not missing:
+            return found
+        read: dict[int, dict[float, int]] = {rid: {} for rid in missing}
+        s = scenes_t.c
+        with mapped(engine), engine.connect() as conn:  # .all(): fetched at once, ~10x faster than row by row
+            for rid, start, index in conn.execute(select(s.recording_id, s.start, s["index"])
+                                                  .where(s.recording_id.in_(list(missing)))).all():
+                read[rid][float(start)] = int(index)
         with self._lock:
-            self._starts[key] = starts
+            for rid, starts in read.items():
+                self._starts[(rid, missing[rid].version)] = starts
             while len(self._starts) > self.RECORDINGS:
                 self._starts.popitem(last=False)
-        return starts
+        return found | read
 
 
 # --- pages ------------------------------------------------------------------------------------
