@@ -45,13 +45,15 @@ def _worktree(rev: str, where: Path) -> Path:
     return where
 
 
-def _index_once(tree: Path, recording: Path, db: Path) -> float:
+def _index_once(tree: Path, recording: Path, db: Path, analysers: str | None = None) -> float:
     db.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "tvcaption", "index", str(recording),
            "-c", str(tree / "tvcaption.toml"), "--db", f"sqlite:///{db}"]
+    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "HOME": str(db.parent)}
+    if analysers:
+        env["TVCAPTION_INDEX__ANALYSERS"] = analysers
     t = time.perf_counter()
-    res = subprocess.run(cmd, cwd=tree, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin",
-                                            "HOME": str(db.parent)}, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if res.returncode:
         raise SystemExit(f"{tree.name}: index exited {res.returncode}: {res.stderr[-1500:]}")
@@ -64,6 +66,8 @@ def main() -> None:
     ap.add_argument("b", help="the revision to compare with it")
     ap.add_argument("--runs", type=int, default=5, help="timed runs of each (default 5)")
     ap.add_argument("--minutes", type=float, default=1.0, help="length of the recording (default 1)")
+    ap.add_argument("--analysers", help="[index] analysers for both, e.g. caption,tags (the speed target); "
+                    "default: each revision's tvcaption.toml")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()
 
@@ -76,11 +80,11 @@ def main() -> None:
             for name, rev in (("a", args.a), ("b", args.b)):
                 trees[name] = _worktree(rev, work / f"tree-{name}")
             for name, tree in trees.items():  # warm-up: page cache, .pyc files
-                _index_once(tree, rec, work / f"{name}.db")
+                _index_once(tree, rec, work / f"{name}.db", args.analysers)
             times: dict[str, list[float]] = {"a": [], "b": []}
             for i in range(args.runs):
                 for name, tree in trees.items():
-                    times[name].append(_index_once(tree, rec, work / f"{name}.db"))
+                    times[name].append(_index_once(tree, rec, work / f"{name}.db", args.analysers))
                     print(f"run {i + 1} {name} ({getattr(args, name)}): {times[name][-1]:.2f} s", flush=True)
         finally:
             for tree in trees.values():
@@ -91,6 +95,7 @@ def main() -> None:
     result = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                     "avx512": " avx512f" in f" {proc_field('/proc/cpuinfo', 'flags') or ''}"}, "recording_minutes": args.minutes, "runs": args.runs,
+        "analysers": args.analysers or "each revision's tvcaption.toml",
         "a": {"rev": args.a, "wall_s": times["a"], "median_s": med["a"]},
         "b": {"rev": args.b, "wall_s": times["b"], "median_s": med["b"]},
         "b_over_a": med["b"] / med["a"],
