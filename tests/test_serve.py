@@ -379,6 +379,24 @@ def test_serve_makes_a_token_when_bound_beyond_loopback(monkeypatch, tmp_path: P
     engine.dispose()
 
 
+def test_warm_up_loads_the_first_search_and_never_stops_the_server(archive: dict, tmp_path: Path, caplog):
+    from tvcaption.web.app import Settings, warm_up
+    from tvcaption.web.routes import templates
+
+    caplog.set_level("INFO", logger="tvcaption.web")
+    assert warm_up(client(archive).app.settings) > 0
+    assert templates.cache_info().currsize == 1
+    broken = tmp_path / "broken.db"
+    engine = connect(f"sqlite:///{broken}")
+    engine.dispose()
+    for leftover in (broken, Path(f"{broken}-wal"), Path(f"{broken}-shm")):
+        leftover.unlink(missing_ok=True)
+    broken.write_bytes(b"this is not a database" * 300)
+    assert warm_up(Settings(engine=engine)) >= 0  # only logged (INFO): the first real search says why
+    assert "warm-up search failed" in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+    engine.dispose()
+
+
 def test_cli_search_shows_a_correction_as_such(archive: dict, db_url: str):
     from typer.testing import CliRunner
 

@@ -203,11 +203,31 @@ def prepare(settings: Settings, say: Callable[[str], None] = print) -> int:
     return ready
 
 
+def warm_up(settings: Settings) -> float:
+    """Load now what the first search would (the templates, the embedding model, search's own
+    files: the meaning vectors' matrix, the text postings) by making one search; returns the
+    seconds it took. A failure is only logged: the first real search says what is wrong."""
+    import time
+
+    began = time.perf_counter()
+    try:
+        from tvcaption.db.hybrid import search
+        from tvcaption.web.routes import templates
+
+        for name in ("search.html", "scene.html", "_options.html"):
+            templates().env.get_template(name)
+        search(settings.engine, "warm up", limit=1)
+    except Exception as exc:  # noqa: BLE001 - a warm-up must never stop the server
+        log.info("warm-up search failed (the first search will say why): %s", exc)
+    return time.perf_counter() - began
+
+
 def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer: str | None = None,
           token: str | None = None, say: Callable[[str], None] = print, prepare_all: bool = False) -> None:
     """Run the app with uvicorn until interrupted. Bound to anything but loopback without a
     token, one is generated; the address to open (with the token) is said once. ``prepare_all``:
-    make the proxies of recordings browsers cannot play in a background thread from the start."""
+    make the proxies of recordings browsers cannot play in a background thread from the start.
+    The first search's loading (:func:`warm_up`) is done in a background thread at start."""
     import threading
 
     import uvicorn
@@ -215,6 +235,7 @@ def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(18)
     app = create_app(engine, reviewer=reviewer, token=token, host=host)
+    threading.Thread(target=warm_up, args=(app.settings,), name="tvcaption-warm-up", daemon=True).start()
     if prepare_all:
         threading.Thread(target=prepare, args=(app.settings, say), name="tvcaption-proxies", daemon=True).start()
     shown = host

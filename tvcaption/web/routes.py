@@ -42,8 +42,10 @@ def templates() -> Any:
     import jinja2
     from starlette.templating import Jinja2Templates
 
+    # auto_reload off: the templates are package files, and checking each one's mtime on every use
+    # (20 includes a search page) was a stat() per result
     env = jinja2.Environment(loader=jinja2.PackageLoader("tvcaption.web", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined)
+                             autoescape=True, undefined=jinja2.StrictUndefined, auto_reload=False)
     return Jinja2Templates(env=env)
 
 
@@ -155,7 +157,7 @@ def _listed(engine: Any) -> list[Listed]:
     with mapped(engine), engine.connect() as conn:
         rows = conn.execute(select(r.id, r.path, r.indexed_at, r.content_hash)
                             .where(r.status == "done").order_by(r.path)).all()
-    return [Listed(row.id, row.path, _name(row.path), (row.indexed_at, row.content_hash)) for row in rows]
+    return [Listed(rid, path, _name(path), (indexed_at, digest)) for rid, path, indexed_at, digest in rows]
 
 
 @lru_cache(maxsize=64)
