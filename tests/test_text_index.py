@@ -213,7 +213,7 @@ def test_the_cache_file_is_read_instead_of_the_index(url, monkeypatch):
     assert_same(mine, theirs)
     engine = connect(url, create=False)
     with engine.connect() as conn:
-        assert isinstance(text_index.postings(conn).scene, text_index.np.memmap)
+        assert isinstance(text_index.postings(conn).scene.base, text_index.np.memmap)
     engine.dispose()
 
 
