@@ -52,7 +52,7 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,16 +66,16 @@ K1, B = 1.2, 0.75  # fts5_aux.c's bm25 constants
 MIN_IDF = 1e-6  # fts5_aux.c: an idf at or below 0 counts as this
 WEIGHTS = {"text": 1.0, "labels": 0.5, "hidden": 0.25}  # search.TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT
 VISIBLE = ("text", "labels")
-MAGIC = b"TVCTXT01"
+MAGIC = b"TVCTXT02"
 HEADER = 1 << 16  # bytes before the arrays
 WORD_CACHE = 100_000  # words whose tokens a process remembers
 _VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'text'")
 _INSTANCES, _TERMS = "tvcaption_fts_instances", "tvcaption_fts_terms"  # TEMP fts5vocab tables over the index
 _QUERY, _QUERY_TOKENS = "tvcaption_query", "tvcaption_query_tokens"  # TEMP fts5 table for query words
 # name, dtype; the arrays of a file, in this order
-ARRAYS = (("terms", "u1"), ("term_at", "<i8"), ("vis_at", "<i8"), ("vis_row", "<i4"), ("vis_freq", "<f4"),
-          ("all_at", "<i8"), ("all_row", "<i4"), ("all_freq", "<f4"),
-          ("scene", "<i8"), ("norm", "<f8"), ("place", "<i8"), ("recording", "<i8"))
+ARRAYS = (("terms", "u1"), ("term_at", "<i8"), ("vis_at", "<i8"), ("vis_row", "<i4"), ("vis_part", "<f8"),
+          ("all_at", "<i8"), ("all_row", "<i4"), ("all_part", "<f8"),
+          ("scene", "<i8"), ("place", "<i8"), ("recording", "<i8"))
 _open: dict[str, Postings] = {}  # database key -> the lists this process opened
 _tokens: dict[tuple[str, str], tuple[str, ...]] = {}  # (tokenize option, word) -> FTS5's tokens
 
@@ -87,6 +87,10 @@ class Postings:
     version: int
     rows: int  # N: rows in the FTS5 table (all, whatever their recording's status)
     arrays: dict[str, np.ndarray]
+    all_searchable: bool = field(init=False)  # every row's recording is done: no need to look
+
+    def __post_init__(self) -> None:
+        self.all_searchable = bool((self.arrays["recording"] >= 0).all())
 
     def __getattr__(self, name: str) -> np.ndarray:
         try:
@@ -108,11 +112,11 @@ class Postings:
         return lo if lo < len(at) - 1 and terms[at[lo]:at[lo + 1]].tobytes() == key else -1
 
     def postings(self, term: int, visible: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, weighted frequencies) of a term: in text and labels, or in any column."""
+        """(rows, bm25 parts) of a term: in text and labels, or in any column."""
         side = "vis" if visible else "all"
         at = self.arrays[f"{side}_at"]
         lo, hi = int(at[term]), int(at[term + 1])
-        return self.arrays[f"{side}_row"][lo:hi], self.arrays[f"{side}_freq"][lo:hi]
+        return self.arrays[f"{side}_row"][lo:hi], self.arrays[f"{side}_part"][lo:hi]
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,36 +160,37 @@ def rank(found: Postings, tokens: list[str], limit: int, recording_id: int | Non
     # candidates: the shortest list, then every other list's position of each candidate
     first = min(range(len(lists)), key=lambda j: len(lists[j][0]))
     rows = np.asarray(lists[first][0], np.int64)
-    owner = found.recording[rows]
-    keep = owner >= 0 if recording_id is None else owner == recording_id
-    rows = rows[keep]
-    where: list[np.ndarray | None] = [None] * len(lists)
-    where[first] = np.flatnonzero(keep)
+    where: list[np.ndarray | slice | None] = [None] * len(lists)
+    where[first] = slice(None)
+    if recording_id is not None or not found.all_searchable:
+        owner = found.recording[rows]
+        keep = np.flatnonzero(owner >= 0 if recording_id is None else owner == recording_id)
+        rows, where[first] = rows[keep], keep
     for j, (others, _) in enumerate(lists):
         if j == first or not len(rows):
             continue
         at = np.minimum(np.searchsorted(others, rows), len(others) - 1)
         hit = others[at] == rows
         rows = rows[hit]
-        where = [w[hit] if w is not None else None for w in where]
+        where = [w if isinstance(w, slice) or w is None else w[hit] for w in where]
         where[j] = at[hit]
+        if isinstance(where[first], slice):
+            where[first] = hit.nonzero()[0]
     if not len(rows):
         return []
-    norm = found.norm[rows]
     score = np.zeros(len(rows), np.float64)
-    for (postings_rows, freq), at in zip(lists, where):
+    for (postings_rows, part), at in zip(lists, where):
         n = len(postings_rows)
         idf = math.log((found.rows - n + 0.5) / (n + 0.5))
         if idf <= 0.0:
             idf = MIN_IDF
-        f = freq[at].astype(np.float64)
-        score += idf * ((f * (K1 + 1.0)) / (f + norm))
-    best = _best(score, found.place[rows], limit)
+        score += idf * part[at]  # the sum in the query's order, as fts5Bm25Function adds
+    best = _best(score, found.place, rows, limit)
     return [(int(s), float(v)) for s, v in zip(found.scene[rows[best]], score[best])]
 
 
-def _best(score: np.ndarray, place: np.ndarray, limit: int) -> np.ndarray:
-    """Positions of the ``limit`` best scores, best first; equal scores by ``place``."""
+def _best(score: np.ndarray, place: np.ndarray, rows: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` best scores, best first; equal scores by ``place[rows]``."""
     n = len(score)
     if n > limit:
         kth = np.partition(score, n - limit)[n - limit]  # the limit-th best score
@@ -193,11 +198,11 @@ def _best(score: np.ndarray, place: np.ndarray, limit: int) -> np.ndarray:
         tied = np.flatnonzero(score == kth)
         need = limit - len(above)
         if len(tied) > need:
-            tied = tied[np.argpartition(place[tied], need - 1)[:need]]
+            tied = tied[np.argpartition(place[rows[tied]], need - 1)[:need]]
         chosen = np.concatenate([above, tied])
     else:
         chosen = np.arange(n)
-    return chosen[np.lexsort((place[chosen], -score[chosen]))]
+    return chosen[np.lexsort((place[rows[chosen]], -score[chosen]))]
 
 
 def tokenize_option(conn: Connection) -> str | None:
@@ -332,14 +337,16 @@ def _arrays(names: list[str], term: np.ndarray, doc: np.ndarray, col: np.ndarray
     freq_vis = np.add.reduceat(np.where(col < len(VISIBLE), weight, 0.0), starts) if len(starts) else np.zeros(0)
     arrays = {"terms": np.frombuffer(b"".join(sorted(keys)), np.uint8).copy(),
               "term_at": np.r_[0, np.cumsum([len(k) for k in sorted(keys)], dtype=np.int64)].astype(np.int64)}
+    # fts5_aux.c: k1 * (1 - b + b * D / avgdl), the same operations in the same order
+    norm = K1 * ((1 - B) + B * length / avgdl) if avgdl else np.full(len(scene), K1 * (1 - B))
     for side, freq in (("vis", freq_vis), ("all", freq_all)):
-        kept = freq > 0
+        kept = freq > 0  # f: sums of 1, 0.5, 0.25, exact in float64
         arrays[f"{side}_at"] = np.r_[0, np.cumsum(np.bincount(pair_term[kept], minlength=len(keys)))].astype(np.int64)
         arrays[f"{side}_row"] = pair_row[kept].astype(np.int32)
-        arrays[f"{side}_freq"] = freq[kept].astype(np.float32)  # sums of 1, 0.5, 0.25: exact
+        f = freq[kept]
+        # the part of a phrase's score that does not depend on the query: f * (k1 + 1) / (f + norm)
+        arrays[f"{side}_part"] = (f * (K1 + 1.0)) / (f + norm[pair_row[kept]])
     arrays["scene"] = scene
-    # fts5_aux.c: k1 * (1 - b + b * D / avgdl), the same operations in the same order
-    arrays["norm"] = K1 * ((1 - B) + B * length / avgdl) if avgdl else np.full(len(scene), K1 * (1 - B))
     arrays["place"] = np.full(len(scene), np.iinfo(np.int64).max, np.int64)
     arrays["recording"] = np.full(len(scene), -1, np.int64)
     if done and len(scene):
