@@ -339,6 +339,16 @@ def archive(args: argparse.Namespace, work: Path, code: Path | None) -> tuple[Pa
     return db, built
 
 
+def slim(report: dict[str, Any], final: str) -> None:
+    """Every query's record kept for the newest code's runs only (the others keep their summaries
+    and slowest pages): six runs' records made a 430 kB file."""
+    for run in report["runs"].values():
+        if run["code"] != final:
+            for result in run["results"].values():
+                if isinstance(result, dict):
+                    result.pop("queries", None)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.stage:
@@ -377,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           if r["code"] == final for k, v in r["results"].items() if isinstance(v, dict) and "page" in v)
     report["target"] = {"p95_ms": TARGET_P95_MS, "scenes": 100_000, "measured_p95_ms": p95, "worst": worst,
                         "run": run, "at_100k": args.scenes >= 100_000, "met": p95 < TARGET_P95_MS}
+    slim(report, final)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(dumps(report) + "\n")
     if not args.quiet:
