@@ -14,12 +14,18 @@ model (timed: it is part of every hybrid search). ``overlap`` compares the two-s
 (coarse scan + exact re-rank) with the exact scan on the same vectors: the share of the exact
 top-100 that the two-stage top-100 holds, averaged over the queries.
 
-    python bench/search_hybrid.py --db /tmp/sl/search-1000000-s0.db
+Text and hybrid search rank a large SQLite archive's words from posting lists
+(``tvcaption/db/text_index.py``, issue 15; ``first_text_search_s`` builds them); ``text_sql``
+and ``hybrid_sql`` are the same searches through the SQL ranking they replaced (FTS5's bm25),
+timed in the same loop, and ``ratio_sql`` compares them.
+
+    python bench/search_hybrid.py --db bench/work/search-1000000-s0.db
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import sys
@@ -32,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from corpus import Grammar  # noqa: E402
 from search_queries import make_queries  # noqa: E402
+from search_latency import sql_ranking  # noqa: E402
 from search_report import load_average, machine, summary  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
@@ -105,20 +112,28 @@ def main(argv=None) -> dict:
     grammar = Grammar(args.seed)
     queries = make_queries(grammar, args.queries, args.seed)
     t = time.perf_counter()
+    search(engine, "warm up", mode="text")  # builds (or maps) the posting lists
+    report["first_text_search_s"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
     search(engine, "warm up", mode="meaning")  # builds (or maps) the matrix, loads the model
     report["first_meaning_search_s"] = round(time.perf_counter() - t, 2)
     with engine.connect() as conn:
         report["vectors"] = len(vector_index.matrix(conn, MODEL).ids)
-    times: dict[str, list[float]] = {"text": [], "meaning": [], "hybrid": []}
+    times: dict[str, list[float]] = {"text": [], "text_sql": [], "meaning": [], "hybrid": [], "hybrid_sql": []}
     gc.collect()
     report["load_average_before"] = load_average()
     for _, q in queries:
-        for mode in times:
-            t = time.perf_counter()
-            search(engine, q, mode=mode)
-            times[mode].append((time.perf_counter() - t) * 1000)
+        for name in times:
+            mode, _, sql = name.partition("_")
+            with sql_ranking() if sql else contextlib.nullcontext():
+                t = time.perf_counter()
+                search(engine, q, mode=mode)
+                times[name].append((time.perf_counter() - t) * 1000)
     report["load_average_after"] = load_average()
     report["modes"] = {mode: summary(ms) for mode, ms in times.items()}
+    report["ratio_sql"] = {f"{mode} {stat} sql/lists": round(report["modes"][f"{mode}_sql"][f"{stat}_ms"]
+                                                              / report["modes"][mode][f"{stat}_ms"], 2)
+                           for mode in ("text", "hybrid") for stat in ("median", "p95")}
     report["two_stage_overlap_top100"] = round(overlap(engine, queries[:50]), 4)
     engine.dispose()
     args.out.write_text(json.dumps(report, indent=1) + "\n")
