@@ -127,6 +127,20 @@ def test_hits_link_their_scene_after_the_recording_is_indexed_again_with_other_c
     assert set(parts) == {"search", "locate", "rest"} and all(float(v) >= 0 for v in parts.values())
 
 
+def test_kept_scene_starts_are_bounded_and_still_found(archive: dict):
+    from tvcaption.db.hybrid import search
+    from tvcaption.web.routes import Places, _listed
+
+    places = Places()
+    places.SCENES = 7  # less than two recordings' 6 scenes each: one is let go
+    listed = {r.path: r for r in _listed(archive["engine"])}
+    hits = search(archive["engine"], "moped", limit=12, mode="text")
+    first = places.locate(archive["engine"], listed, hits)
+    assert places._kept <= 7 and len(places._starts) == 1
+    assert places.locate(archive["engine"], listed, hits) == first  # the other read again
+    assert {(ref.recording_id, ref.index) for ref in first} == {(archive[k], i) for k in ("bikes", "ts") for i in range(6)}
+
+
 def test_paging_and_recording_filter(archive: dict):
     c = client(archive, per_page=2)
     first = c.get("/", params={"q": "moped", "mode": "text"})  # every scene has the tag: 12 hits

@@ -173,14 +173,16 @@ class Places:
     """Where hits are: (recording id, scene index) from the recording's path and the scene's start.
 
     Each recording's scene starts are read once (one indexed range of its scenes) and kept, keyed
-    by the recording's indexing (``Listed.version``), for the :data:`RECORDINGS` most recently
-    used. :func:`tvcaption.db.reviews.locate` finds the same in one query, but with no index on
-    the start each hit scanned its recording's scenes: ~8-16 ms a page at 100,000 scenes."""
+    by the recording's indexing (``Listed.version``), for the most recently used recordings up to
+    :data:`SCENES` scenes in all (~100 bytes each). :func:`tvcaption.db.reviews.locate` finds the
+    same in one query, but with no index on the start each hit scanned its recording's scenes:
+    ~8-16 ms a page at 100,000 scenes."""
 
-    RECORDINGS = 512
+    SCENES = 200_000
 
     def __init__(self) -> None:
         self._starts: OrderedDict[tuple[int, tuple], dict[float, int]] = OrderedDict()
+        self._kept = 0  # scenes in _starts
         self._lock = threading.Lock()
 
     def locate(self, engine: Any, listed: dict[str, Listed], hits: Sequence[Any]) -> list[Any]:
@@ -230,9 +232,11 @@ class Places:
                 read[rid][float(start)] = int(index)
         with self._lock:
             for rid, starts in read.items():
-                self._starts[(rid, missing[rid].version)] = starts
-            while len(self._starts) > self.RECORDINGS:
-                self._starts.popitem(last=False)
+                key = (rid, missing[rid].version)
+                self._kept += len(starts) - len(self._starts.get(key, ()))
+                self._starts[key] = starts
+            while self._kept > self.SCENES and len(self._starts) > 1:
+                self._kept -= len(self._starts.popitem(last=False)[1])
         return found | read
 
 
