@@ -100,6 +100,7 @@ def test_a_checkpoint_without_statistics_captions_unmarked_and_says_so_once(toy,
     logger.addHandler(handler)
     try:
         analyser = CaptionAnalyser(AnalyserContext(config))
+        analyser.load()  # what the engine's loading thread does
     finally:
         logger.removeHandler(handler)
     assert sum("no training-feature statistics" in r.getMessage() for r in records) == 1

@@ -21,13 +21,13 @@ CAPTION_AND_TAGS = ("caption", "tags")  # stored as the caption model's name alo
 class Engine:
     """The configured analysers (``[index] analysers``) and the CNN backbone they share."""
 
-    def __init__(self, config: Config):
-        import torch
-
+    def __init__(self, config: Config, background: bool = True):
+        """Analysers built (cheap: what a claim and the decoder need), their models loading in
+        a thread of their own (``background``, :meth:`AnalyserContext.load_in_background`) or
+        here; everything that runs a model waits for them (:meth:`wait_loaded`)."""
         from tvcaption.memory import map_big_blocks
 
         map_big_blocks()  # frames and batches come and go: keep them out of the heap
-        torch.set_num_threads(config.features.inference_threads)
         self.config = config
         self.context = AnalyserContext(config)
         self.analysers = load_analysers(config.index.analysers, self.context)
@@ -43,6 +43,14 @@ class Engine:
         infos = [a.model_info() for a in self.analysers if a.model_info()]
         base = infos[0] if infos else {"name": self.model_name}
         self.model_info = {**base, "name": self.model_name}
+        self.context.load_in_background(self.analysers, backbone="features" in self.needs)
+        if not background:
+            self.wait_loaded()
+
+    def wait_loaded(self) -> None:
+        """Return once every model is loaded; a failure to load is a
+        :class:`~tvcaption.errors.ModelLoadError` (no recording can be indexed)."""
+        self.context.wait_loaded()
 
     @property
     def backbone(self):
@@ -64,16 +72,17 @@ class Engine:
         releasing the GIL) runs beside the CNN when decoding is ahead. Same numbers either way."""
         if "features" not in self.needs:
             return iter(sampled)
-        return self._with_pixels(sampled, self.context.backbone)  # loaded here, in the caller's thread
+        return self._with_pixels(sampled, self.context)
 
     @staticmethod
-    def _with_pixels(sampled: Iterable, backbone) -> Iterator:
+    def _with_pixels(sampled: Iterable, context) -> Iterator:
         from dataclasses import replace
 
         for item in sampled:
-            pixels = Pixels(backbone, item.frames)
+            pixels = Pixels(context, item.frames)
             yield replace(item, pixels=pixels)
-            pixels.prepare_unless_taken()
+            if context.loaded:  # while the models load, decoding goes on
+                pixels.prepare_unless_taken()
 
     def companions(self, path) -> list:
         """Every file beside the recording that an analyser reads (sorted, each once)."""
@@ -87,6 +96,7 @@ class Engine:
     def analyse(self, inputs: Sequence[SceneInput]) -> list[Scene]:
         """Every analyser on the batch; the scenes with their annotations, in analyser order.
         Each analyser's scenes hold what the analysers before it said (``scene.annotations``)."""
+        self.wait_loaded()
         from dataclasses import replace
 
         found: list[list] = [[] for _ in inputs]
@@ -197,10 +207,10 @@ class Pixels:
     """One scene's frames as the CNN takes them, made once by whichever thread asks first
     (:meth:`Engine.prepare`)."""
 
-    def __init__(self, backbone, frames) -> None:
+    def __init__(self, context, frames) -> None:
         import threading
 
-        self._backbone, self._frames = backbone, frames
+        self._context, self._frames = context, frames
         self._value = None
         self._lock = threading.Lock()
         self.taken = False  # set by the CNN thread when it receives the scene
@@ -211,7 +221,7 @@ class Pixels:
                 import torch
 
                 with torch.inference_mode():
-                    self._value = self._backbone.preprocess(self._frames)
+                    self._value = self._context.backbone.preprocess(self._frames)
                 self._frames = None
             return self._value
 

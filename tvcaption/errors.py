@@ -23,3 +23,8 @@ class DatabaseError(TvcaptionError):
 
 class MissingDatabaseError(DatabaseError):
     """A command that only reads (search, export, db current) named a database that does not exist."""
+
+
+class ModelLoadError(TvcaptionError):
+    """The analysers' models failed to load (in the background, while the first recording was
+    decoded): no recording can be indexed, so the batch stops instead of failing each file."""

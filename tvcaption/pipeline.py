@@ -234,7 +234,7 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
                report: IndexReport, emit: Callable[[IndexEvent], None]) -> None:
     """Caption one recording and save it in one transaction; failures are recorded, not raised."""
     from tvcaption.db.store import ClaimLost, worker_id
-    from tvcaption.errors import DatabaseError
+    from tvcaption.errors import DatabaseError, ModelLoadError
     from tvcaption.video import probe
 
     t0 = time.perf_counter()
@@ -269,6 +269,10 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
         emit(IndexEvent("skipped", key, str(exc), size=_file_size(f)))
     except DatabaseError:
         raise  # the database, not this file: stop the batch (the CLI prints one line)
+    except ModelLoadError:  # the models, not this file: give the claim back and stop the batch
+        if claim is not None:
+            store.release(claim.recording_id)
+        raise
     except Exception as exc:  # noqa: BLE001 - one bad file must not end a batch of thousands
         reason = _failure(f, exc)
         report.failed.append((key, reason))

@@ -94,7 +94,7 @@ class IndexWorker:
         from tvcaption.engine import Engine
 
         self.config = worker_config(config)
-        self.engine = Engine(self.config)
+        self.engine = Engine(self.config, background=False)  # a worker that cannot load fails as it starts
         self.store = Store(connect(self.config.database_url, migrate=False),
                            claim_timeout=self.config.database.claim_timeout)
         self.events = ray.get_actor(events)  # by name: a handle as an argument would sit in the object store

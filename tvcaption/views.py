@@ -61,8 +61,12 @@ class IndexView:
         self.progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        from tvcaption.errors import ModelLoadError
+
         self._drop_current()
+        if exc_type is not None and issubclass(exc_type, ModelLoadError):
+            self.progress.live.transient = True  # nothing was indexed: the error line alone
         self.progress.stop()
 
     def _drop_current(self) -> None:

@@ -49,25 +49,77 @@ class SceneInput:
 
 
 class AnalyserContext:
-    """What analysers of one run share: the configuration and, loaded once when first asked
-    for, the CNN backbone (its features feed the captioner, its classifier the tags)."""
+    """What analysers of one run share: the configuration and, loaded once, the CNN backbone
+    (its features feed the captioner, its classifier the tags).
+
+    :meth:`load_in_background` loads torch, every analyser's model (:meth:`Analyser.load`) and
+    the backbone in a thread of their own, so that the first recording is probed, claimed and
+    decoded meanwhile (about 2 s of imports and weights on a 2-core CPU); whatever needs a model
+    waits for it (:meth:`wait_loaded`; the ``backbone`` property does)."""
 
     def __init__(self, config: "Config"):
         self.config = config
         self.features_config = config.features
         self._backbone = None
+        self._loaded: "threading.Event | None" = None
+        self._load_error: BaseException | None = None
+
+    def load_in_background(self, analysers: Sequence["Analyser"], backbone: bool) -> None:
+        import threading
+
+        self._loaded = threading.Event()
+
+        def work() -> None:
+            try:
+                import torch
+
+                torch.set_num_threads(self.config.features.inference_threads)
+                for analyser in analysers:
+                    analyser.load()
+                if backbone and self._backbone is None:
+                    self._backbone = self._load_backbone()
+            except BaseException as exc:  # noqa: BLE001 - raised in the thread that waits
+                self._load_error = exc
+            finally:
+                self._loaded.set()
+
+        threading.Thread(target=work, name="tvcaption-load", daemon=True).start()
+
+    @property
+    def loaded(self) -> bool:
+        """True once loading is over (or was never started in the background)."""
+        return self._loaded is None or self._loaded.is_set()
+
+    def wait_loaded(self) -> None:
+        """Wait for the background loading; its failure raised here as a :class:`ModelLoadError`."""
+        if self._loaded is None:
+            return
+        self._loaded.wait()
+        if self._load_error is not None:
+            from tvcaption.errors import ModelLoadError, TvcaptionError
+
+            exc = self._load_error
+            reason = str(exc) if isinstance(exc, TvcaptionError) else f"{type(exc).__name__}: {exc}"
+            raise ModelLoadError(reason) from exc
+
+    def _load_backbone(self):
+        from tvcaption.features.onnx_backbone import load_inference_backbone
+
+        return load_inference_backbone(self.features_config)
 
     @property
     def backbone(self):
+        self.wait_loaded()
         if self._backbone is None:
-            from tvcaption.features.onnx_backbone import load_inference_backbone
-
-            self._backbone = load_inference_backbone(self.features_config)
+            self._backbone = self._load_backbone()
         return self._backbone
 
     @property
     def device(self):
-        return self.backbone.device
+        """The torch device models run on (what the backbone is loaded for; no need to wait for it)."""
+        from tvcaption.features.backbones import resolve_device
+
+        return self._backbone.device if self._backbone is not None else resolve_device(self.features_config.device)
 
 
 class Analyser:
@@ -86,7 +138,13 @@ class Analyser:
     keep_frames: int | None = None  # with "frames": how many of the sampled frames it reads (evenly spread); None: all
 
     def __init__(self, context: AnalyserContext):
+        """Cheap: what the engine must know before the first recording (``frames``,
+        ``identity``, ``model_info``); the weights are read by :meth:`load`."""
         self.context = context
+
+    def load(self) -> None:
+        """Load what :meth:`analyse` needs (model weights), once, in the engine's loading
+        thread, before any :meth:`analyse`. Default: nothing."""
 
     @property
     def identity(self) -> str:

@@ -32,27 +32,53 @@ class CaptionAnalyser(Analyser):
 
     def __init__(self, context: AnalyserContext):
         super().__init__(context)
-        from tvcaption.checkpoint import features_for, load_checkpoint, read_manifest
+        from tvcaption.checkpoint import features_for, read_manifest
 
         config = context.config
         stem = config.model_path
         if not (stem.with_name(stem.name + ".json").exists() or stem.exists()):
             raise CheckpointError(f"{stem}: no trained model found; pass --model, set [model] path or {TRAIN_HINT}")
-        self.captioner = load_checkpoint(stem)
-        meta = self.captioner.meta
+        manifest = read_manifest(stem)  # the JSON only: the weights load in the engine's loading thread
+        if not manifest.weights_path.is_file():
+            raise CheckpointError(f"{manifest.weights_path}: checkpoint weights not found next to "
+                                  f"{manifest.json_path.name}; copy both files together")
+        self._stem = stem
+        meta = manifest.meta
         context.features_config = features_for(meta, context.features_config)  # before the backbone loads
-        self.captioner.model.to(context.device)
         self.descriptor = meta.get("global_descriptor", config.features.global_descriptor)
         self.frames = config.model.frames or int(meta.get("frames", 10))
-        manifest = read_manifest(stem)
         self.model_name = str(meta.get("name", manifest.json_path.stem))
         self._info = {"name": self.model_name, "sha256": manifest.sha256,
                       "meta": {k: meta[k] for k in ("backbone", "frames", "data", "metrics", "domain") if k in meta}}
-        self.domain = self.captioner.domain
-        if self.domain is None or self.domain.threshold is None:
+        self._captioner = None
+        self._domain = None
+
+    def load(self) -> None:
+        from tvcaption.checkpoint import load_checkpoint
+
+        if self._captioner is not None:
+            return
+        captioner = load_checkpoint(self._stem)  # the sha256 checked against the JSON read above
+        captioner.model.to(self.context.device)
+        domain = captioner.domain
+        if domain is None or domain.threshold is None:
             log.warning("model %s has no training-feature statistics: captions get no out-of-domain mark; "
                         "add them with tvcaption model calibrate --model STEM --data DATASET", self.model_name)
-            self.domain = None
+            domain = None
+        self._domain, self._captioner = domain, captioner
+
+    @property
+    def captioner(self):
+        """The loaded checkpoint (loaded here if the engine has not loaded it yet)."""
+        if self._captioner is None:
+            self.load()
+        return self._captioner
+
+    @property
+    def domain(self):
+        """The training-feature statistics with a threshold, or None."""
+        self.load()
+        return self._domain
 
     @property
     def identity(self) -> str:

@@ -53,13 +53,26 @@ class MeaningAnalyser(Analyser):
 
     def __init__(self, context):
         super().__init__(context)
-        from tvcaption.embedding import embedder
+        from tvcaption.embedding import MODEL_NAME, model_dir
 
-        self.embedder = embedder()
+        model_dir()  # not installed: a one-line error now, not after the first recording is decoded
+        self.model_name = MODEL_NAME
+        self._embedder = None
+
+    def load(self) -> None:
+        self.embedder  # noqa: B018 - its weights, in the engine's loading thread
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from tvcaption.embedding import embedder
+
+            self._embedder = embedder()
+        return self._embedder
 
     @property
     def identity(self) -> str:
-        return f"{self.name}:{self.embedder.name}"
+        return f"{self.name}:{self.model_name}"
 
     def analyse(self, batch: Sequence[SceneInput]) -> list[list[Annotation]]:
         texts = [scene_text(item.scene) for item in batch]

@@ -85,6 +85,9 @@ class TextAnalyser(Analyser):
     def identity(self) -> str:
         return f"text:rapidocr-{version('rapidocr-onnxruntime')}"
 
+    def load(self) -> None:
+        self.ocr  # noqa: B018 - its models, in the engine's loading thread
+
     @property
     def ocr(self):
         if self._ocr is None:

@@ -1,0 +1,81 @@
+"""The engine loads its models in a thread of its own while the first recording is decoded, and
+a model that fails to load stops the batch without blaming (or keeping) any recording."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytest_plugins = ["toymodel"]  # the session's `toy` fixture
+
+
+def _broken_copy(toy, folder):
+    """The toy model with NaN weights and a matching hash: it passes the JSON checks and fails
+    only when torch reads the weights."""
+    from safetensors.torch import load_file, save_file
+
+    stem = folder / "broken"
+    folder.mkdir()
+    shutil.copyfile(toy.model.with_suffix(".json"), stem.with_suffix(".json"))
+    tensors = load_file(str(toy.model.with_suffix(".safetensors")))
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] * float("nan")
+    save_file(tensors, str(stem.with_suffix(".safetensors")))
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    doc["sha256"] = hashlib.sha256(stem.with_suffix(".safetensors").read_bytes()).hexdigest()
+    stem.with_suffix(".json").write_text(json.dumps(doc))
+    return stem
+
+
+def test_the_engine_is_built_before_its_models_are_loaded(toy, tmp_path):
+    """In a fresh process: Engine() returns at once with what a claim and the decoder need (its
+    model name, frames per scene), torch not yet needed by the caller; the models arrive later."""
+    from toymodel import subprocess_env
+
+    config = toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}")
+    script = (
+        "import time\n"
+        "from tvcaption.config import load_config\n"
+        "from tvcaption.engine import Engine\n"
+        f"cfg = load_config({str(config)!r})\n"
+        "t = time.perf_counter(); engine = Engine(cfg); built = time.perf_counter() - t\n"
+        "at_once = engine.context.loaded\n"
+        "engine.wait_loaded(); loaded = time.perf_counter() - t\n"
+        "print(at_once, engine.context.loaded, engine.frames, engine.model_name, round(built, 3), round(loaded, 3))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_env(),
+                         timeout=300, check=True).stdout.split()
+    at_once, done, frames, name, built, loaded = out
+    print(f"Engine() {built} s, models loaded after {loaded} s")
+    assert (at_once, done) == ("False", "True")
+    assert int(frames) > 0 and name
+    assert float(built) < float(loaded)
+
+
+def test_a_model_that_fails_to_load_stops_the_batch_and_keeps_no_claim(toy, tmp_path):
+    from tvcaption.config import load_config, with_overrides
+    from tvcaption.db.store import Store, connect
+    from tvcaption.errors import ModelLoadError
+    from tvcaption.pipeline import index_paths
+
+    from toymodel import make_clip
+
+    stem = _broken_copy(toy, tmp_path / "model")
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_clip(folder / name)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    config = with_overrides(load_config(toy.config(tmp_path / "cfg", url)), "model", path=str(stem))
+    with pytest.raises(ModelLoadError, match="NaN or infinite"):
+        index_paths([folder], config)
+    store = Store(connect(url))
+    statuses = {r.path.rsplit("/", 1)[-1]: r.status for r in store.recordings()}
+    # the first recording was claimed while the models loaded, then given back: not blamed, not
+    # held; the batch stopped before the second
+    assert statuses == {"a.mp4": "pending"}, statuses
