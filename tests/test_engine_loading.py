@@ -79,3 +79,22 @@ def test_a_model_that_fails_to_load_stops_the_batch_and_keeps_no_claim(toy, tmp_
     # the first recording was claimed while the models loaded, then given back: not blamed, not
     # held; the batch stopped before the second
     assert statuses == {"a.mp4": "pending"}, statuses
+
+
+def test_a_run_with_nothing_to_index_never_loads_the_models(toy, tmp_path):
+    from tvcaption.config import load_config
+    from tvcaption.engine import Engine
+    from tvcaption.pipeline import index_paths
+
+    from toymodel import make_clip
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "a.mp4")
+    config = load_config(toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}"))
+    first = Engine(config)
+    assert len(index_paths([folder], config, engine=first).done) == 1 and first.context.loaded
+    again = Engine(config)
+    report = index_paths([folder], config, engine=again)
+    assert len(report.skipped) == 1 and not report.done
+    assert not again.context.loading_started  # torch and the weights were never needed

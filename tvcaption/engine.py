@@ -22,9 +22,11 @@ class Engine:
     """The configured analysers (``[index] analysers``) and the CNN backbone they share."""
 
     def __init__(self, config: Config, background: bool = True):
-        """Analysers built (cheap: what a claim and the decoder need), their models loading in
-        a thread of their own (``background``, :meth:`AnalyserContext.load_in_background`) or
-        here; everything that runs a model waits for them (:meth:`wait_loaded`)."""
+        """Analysers built (cheap: what a claim and the decoder need). With ``background`` their
+        models load in a thread of their own from :meth:`start_loading` on (the pipeline calls
+        it as a recording's decoding starts: the connection, probe and claim before it are not
+        slowed by the import of torch, and a run with nothing to index never loads them);
+        otherwise here. Everything that runs a model waits for them (:meth:`wait_loaded`)."""
         from tvcaption.memory import map_big_blocks
 
         map_big_blocks()  # frames and batches come and go: keep them out of the heap
@@ -43,23 +45,30 @@ class Engine:
         infos = [a.model_info() for a in self.analysers if a.model_info()]
         base = infos[0] if infos else {"name": self.model_name}
         self.model_info = {**base, "name": self.model_name}
-        self.context.load_in_background(self.analysers, backbone="features" in self.needs)
         if not background:
             self.wait_loaded()
 
+    def start_loading(self) -> None:
+        """Start loading the models in the background (once)."""
+        if not self.context.loading_started:
+            self.context.load_in_background(self.analysers, backbone="features" in self.needs)
+
     def wait_loaded(self) -> None:
-        """Return once every model is loaded; a failure to load is a
-        :class:`~tvcaption.errors.ModelLoadError` (no recording can be indexed)."""
+        """Return once every model is loaded (starting that if it has not started); a failure to
+        load is a :class:`~tvcaption.errors.ModelLoadError` (no recording can be indexed)."""
+        self.start_loading()
         self.context.wait_loaded()
 
     @property
     def backbone(self):
+        self.wait_loaded()
         return self.context.backbone
 
     def features(self, frames):
         """RGB frames (N, H, W, 3) of any size -> local features (N, 7, 7, C), a CNN batch at a time."""
         from tvcaption.features import extract
 
+        self.wait_loaded()
         return extract(self.context.backbone, frames, self.config.features.batch_size)
 
     def prepare(self, sampled: Iterable) -> Iterator:
@@ -72,6 +81,7 @@ class Engine:
         releasing the GIL) runs beside the CNN when decoding is ahead. Same numbers either way."""
         if "features" not in self.needs:
             return iter(sampled)
+        self.start_loading()
         return self._with_pixels(sampled, self.context)
 
     @staticmethod

@@ -63,6 +63,7 @@ def captions_of(info, config: Config, engine: Engine, on_progress: ProgressFn | 
     caption so far (after a fall-back to two passes the list starts again, so a count taken
     from it never counts a scene twice)."""
     engine.start_recording(info)
+    engine.start_loading()  # the models load while this recording is decoded
     if config.index.single_pass:
         from tvcaption.stream import StreamMismatch, stream_scenes
 

@@ -53,9 +53,9 @@ class AnalyserContext:
     (its features feed the captioner, its classifier the tags).
 
     :meth:`load_in_background` loads torch, every analyser's model (:meth:`Analyser.load`) and
-    the backbone in a thread of their own, so that the first recording is probed, claimed and
-    decoded meanwhile (about 2 s of imports and weights on a 2-core CPU); whatever needs a model
-    waits for it (:meth:`wait_loaded`; the ``backbone`` property does)."""
+    the backbone in a thread of their own, so that the first recording is decoded meanwhile
+    (about 2 s of imports and weights on a 2-core CPU); whatever needs a model waits for it
+    (:meth:`wait_loaded`; the ``backbone`` property does)."""
 
     def __init__(self, config: "Config"):
         self.config = config
@@ -86,12 +86,17 @@ class AnalyserContext:
         threading.Thread(target=work, name="tvcaption-load", daemon=True).start()
 
     @property
+    def loading_started(self) -> bool:
+        return self._loaded is not None
+
+    @property
     def loaded(self) -> bool:
-        """True once loading is over (or was never started in the background)."""
-        return self._loaded is None or self._loaded.is_set()
+        """True once the background loading is over."""
+        return self._loaded is not None and self._loaded.is_set()
 
     def wait_loaded(self) -> None:
-        """Wait for the background loading; its failure raised here as a :class:`ModelLoadError`."""
+        """Wait for the background loading, if one was started; its failure raised here as a
+        :class:`ModelLoadError` (without one, the backbone loads when first asked for)."""
         if self._loaded is None:
             return
         self._loaded.wait()
