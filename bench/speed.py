@@ -238,7 +238,7 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
     config = load_config(ROOT / "tvcaption.toml")
     out: dict = {}
     t = time.perf_counter()
-    engine = Engine(config)
+    engine = Engine(config, background=False)  # loaded here, so that this stage is timed alone
     out["load_model_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
