@@ -87,24 +87,6 @@ def test_index_single_and_two_pass_agree(scenes_dir):
         assert a.tag_scores == pytest.approx(b.tag_scores, abs=1e-3)
 
 
-def test_frames_prepared_in_the_decoding_thread_give_the_same_features(scenes_dir):
-    """Indexing resizes and normalises frames in its decoding thread (Engine.prepare): the CNN's
-    features from those pixels are exactly the features of the frames themselves."""
-    import torch
-
-    from tvcaption.engine import Engine
-
-    config = with_overrides(Config(), "index", analysers=("caption", "tags"))
-    engine = Engine(config)
-    info = probe(scenes_dir / "bikes.mp4")
-    sampled = list(stream_scenes(info, config.scenes, engine.frames))[:3]
-    prepared = list(in_background(engine.prepare(iter(sampled))))
-    assert all(p.pixels is not None and p.pixels.get().shape[0] == len(p.frames) for p in prepared)
-    from_pixels = engine._features_of(prepared)
-    from_frames = engine.features(np.concatenate([s.frames for s in sampled]))
-    assert torch.equal(from_pixels, from_frames)
-
-
 def test_in_background_passes_items_errors_and_stops_early():
     assert list(in_background(iter(range(50)), depth=3)) == list(range(50))
 

@@ -7,7 +7,7 @@ through their interface (:mod:`tvcaption.analysers.base`).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tvcaption.analysers import AnalyserContext, SceneInput, load_analysers
 from tvcaption.config import Config
@@ -71,29 +71,6 @@ class Engine:
         self.wait_loaded()
         return extract(self.context.backbone, frames, self.config.features.batch_size)
 
-    def prepare(self, sampled: Iterable) -> Iterator:
-        """:class:`~tvcaption.stream.SampledScene` items with their ``pixels``
-        (:class:`Pixels`): each scene's frames resized and normalised for the CNN by whichever
-        thread is free first. The pipeline runs this generator in its decoding thread, which
-        prepares a scene just handed on unless the CNN thread has taken it already (then the CNN
-        thread is waiting for work and does it itself): on two cores that work (about a third of
-        a frame's CNN time: a float copy of the full frame and an antialiased resize, torch
-        releasing the GIL) runs beside the CNN when decoding is ahead. Same numbers either way."""
-        if "features" not in self.needs:
-            return iter(sampled)
-        self.start_loading()
-        return self._with_pixels(sampled, self.context)
-
-    @staticmethod
-    def _with_pixels(sampled: Iterable, context) -> Iterator:
-        from dataclasses import replace
-
-        for item in sampled:
-            pixels = Pixels(context, item.frames)
-            yield replace(item, pixels=pixels)
-            if context.loaded:  # while the models load, decoding goes on
-                pixels.prepare_unless_taken()
-
     def companions(self, path) -> list:
         """Every file beside the recording that an analyser reads (sorted, each once)."""
         return sorted({str(f): f for a in self.analysers for f in a.companions(path)}.values(), key=str)
@@ -145,19 +122,6 @@ class Engine:
             features = list(local.split([len(f) for f in frames]))
         return self.analyse([self._input(s, t, f, x) for s, t, f, x in zip(scenes, times, frames, features)])
 
-    def _features_of(self, waiting: list):
-        """The CNN's features of the sampled scenes' frames (their ``pixels`` when made already)."""
-        import numpy as np
-
-        if all(w.pixels is not None for w in waiting):
-            import torch
-
-            from tvcaption.features import extract_pixels
-
-            return extract_pixels(self.context.backbone, torch.cat([w.pixels.get() for w in waiting]),
-                                  self.config.features.batch_size)
-        return self.features(np.concatenate([w.frames for w in waiting]))
-
     def _input(self, scene: Scene, times, frames, features) -> SceneInput:
         """What the analysers get of a scene: the full-size frames only as many as they read."""
         if not self.keep:
@@ -186,7 +150,7 @@ class Engine:
 
         def run_cnn() -> None:
             if waiting:
-                local = self._features_of(waiting) if cnn else None
+                local = self.features(np.concatenate([w.frames for w in waiting])) if cnn else None
                 parts = local.split([len(w.frames) for w in waiting]) if cnn else [None] * len(waiting)
                 ready.extend(self._input(w.scene, w.times, w.frames, x) for w, x in zip(waiting, parts))
                 waiting.clear()
@@ -197,8 +161,6 @@ class Engine:
                 ready.clear()
 
         for item in sampled:
-            if item.pixels is not None:
-                item.pixels.taken = True  # from now on the decoding thread leaves its pixels to us
             waiting.append(item)
             if len(waiting) * self.frames >= batch:
                 run_cnn()
@@ -212,34 +174,3 @@ class Engine:
             on_progress(results[-1].end, results)
         return results
 
-
-class Pixels:
-    """One scene's frames as the CNN takes them, made once by whichever thread asks first
-    (:meth:`Engine.prepare`)."""
-
-    def __init__(self, context, frames) -> None:
-        import threading
-
-        self._context, self._frames = context, frames
-        self._value = None
-        self._lock = threading.Lock()
-        self.taken = False  # set by the CNN thread when it receives the scene
-
-    def get(self):
-        with self._lock:
-            if self._value is None:
-                import torch
-
-                with torch.inference_mode():
-                    self._value = self._context.backbone.preprocess(self._frames)
-                self._frames = None
-            return self._value
-
-    def prepare_unless_taken(self) -> None:
-        """The decoding thread's turn: prepare now, unless the CNN thread has the scene already
-        (or is preparing it)."""
-        if self.taken or not self._lock.acquire(blocking=False):
-            return
-        self._lock.release()
-        if not self.taken:
-            self.get()

@@ -68,8 +68,7 @@ def captions_of(info, config: Config, engine: Engine, on_progress: ProgressFn | 
         from tvcaption.stream import StreamMismatch, stream_scenes
 
         try:
-            sampled = engine.prepare(stream_scenes(info, config.scenes, engine.frames))  # both in the worker thread
-            return engine.analyse_stream(in_background(sampled),
+            return engine.analyse_stream(in_background(stream_scenes(info, config.scenes, engine.frames)),
                                          on_progress=on_progress)
         except StreamMismatch as exc:
             log.warning("%s; captioning it again in two passes", exc)

@@ -56,7 +56,6 @@ class SampledScene:
     scene: Scene
     frames: np.ndarray  # (T, H, W, 3) RGB uint8, upright and display-shaped, full size
     times: np.ndarray  # (T,) timestamp of each frame returned (seconds from the first frame)
-    pixels: Any = None  # the frames as the CNN takes them (T, 3, S, S), when made in the decoding thread
 
 
 @dataclass

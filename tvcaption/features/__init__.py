@@ -8,7 +8,6 @@ from tvcaption.features.backbones import (
     BACKBONES,
     Backbone,
     extract,
-    extract_pixels,
     load_backbone,
     register_backbone,
     resolve_device,
@@ -24,6 +23,6 @@ from tvcaption.features.labels import imagenet_labels, top_labels
 
 __all__ = [
     "BACKBONES", "Backbone", "CacheKey", "DESCRIPTORS", "FeatureCache", "build_cache",
-    "descriptor_dim", "extract", "extract_pixels", "global_descriptor", "imagenet_labels", "load_backbone",
+    "descriptor_dim", "extract", "global_descriptor", "imagenet_labels", "load_backbone",
     "register_backbone", "register_descriptor", "remove_stale", "resolve_device", "top_labels",
 ]

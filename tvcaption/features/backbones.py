@@ -99,10 +99,7 @@ class Backbone(nn.Module):
         return x.contiguous(memory_format=torch.channels_last)
 
     def forward(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-        return self.forward_pixels(self.preprocess(frames))
-
-    def forward_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        """What :meth:`preprocess` made (N, 3, S, S) -> local features (N, 7, 7, C)."""
+        x = self.preprocess(frames)
         if x.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
                 fmap = self.trunk(x)
@@ -274,12 +271,3 @@ def extract(backbone: Backbone, frames: np.ndarray | torch.Tensor, batch_size: i
         for i in range(0, n, batch_size):
             chunks.append(backbone(frames[i : i + batch_size]))
     return torch.cat(chunks)  # outside inference mode: a normal tensor
-
-
-def extract_pixels(backbone: Backbone, pixels: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """:func:`extract` of frames already through ``backbone.preprocess`` (N, 3, S, S): indexing
-    resizes and normalises frames in its decoding thread, beside the CNN (:mod:`tvcaption.pipeline`)."""
-    batch_size = max(1, int(batch_size))
-    with torch.inference_mode():
-        chunks = [backbone.forward_pixels(pixels[i:i + batch_size]) for i in range(0, len(pixels), batch_size)]
-    return torch.cat(chunks)

@@ -77,11 +77,7 @@ class OnnxBackbone:
         return Backbone.preprocess(self, frames)  # the very same resize and normalisation
 
     def __call__(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-        return self.forward_pixels(self.preprocess(frames))
-
-    def forward_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """What :meth:`preprocess` made (N, 3, S, S) -> local features (N, 7, 7, C)."""
-        x = pixels.contiguous().numpy()  # NCHW
+        x = self.preprocess(frames).contiguous().numpy()  # NCHW
         # a few frames a run: as fast per frame as 32, and the activations of 32 SD frames would
         # hold ~0.5 GB more (measured in bench/speed.py's memory figures)
         fmap = np.concatenate([self.session.run(None, {self.input_name: x[i:i + RUN_FRAMES]})[0]
