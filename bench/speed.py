@@ -360,6 +360,11 @@ def run(minutes: float, long_minutes: float, work: Path, out: Path, clips: int =
         print(f"tvcaption index on {long_rec.name} ...", flush=True)
         result["index_long"] = _index(long_rec, work) | {"minutes": minutes * times}
     if clips:
+        if long_rec == rec and clips * 10.0 > minutes * 60:  # no long recording: one long enough to cut them from
+            times = int(clips * 10.0 // (minutes * 60)) + 1
+            long_rec = work / f"broadcast-{minutes * times:g}min.ts"
+            if not long_rec.exists():
+                repeat(rec, long_rec, times)
         print(f"{clips} short clips ...", flush=True)
         result["short_clips"] = _short_clips(long_rec, work, clips)
         first = sorted((work / f"clips-{clips}x10s").glob("*.ts"))[0]
