@@ -98,3 +98,26 @@ def test_a_run_with_nothing_to_index_never_loads_the_models(toy, tmp_path):
     report = index_paths([folder], config, engine=again)
     assert len(report.skipped) == 1 and not report.done
     assert not again.context.loading_started  # torch and the weights were never needed
+
+
+def test_the_summary_of_a_run_with_nothing_to_index_shows_no_speed(toy, tmp_path):
+    """A second `tvcaption index` of the same folder skips it: its summary shows no speed
+    (it used to say "0.0x real time", as if indexing had crawled)."""
+    from typer.testing import CliRunner
+
+    from tvcaption.cli import app
+
+    from toymodel import make_clip
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    make_clip(folder / "a.mp4")
+    config = toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}")
+    first = CliRunner().invoke(app, ["index", str(folder), "--config", str(config)], env={"COLUMNS": "120"})
+    assert first.exit_code == 0, first.output
+    assert "x real time" in first.output
+    again = CliRunner().invoke(app, ["index", str(folder), "--config", str(config)], env={"COLUMNS": "120"})
+    assert again.exit_code == 0, again.output
+    assert "x real time" not in again.output
+    row = next(line for line in again.output.splitlines() if line.count("│") >= 6 and "1" in line)
+    assert [c.strip() for c in row.strip().strip("│").split("│")] == ["0", "0", "1", "0", "-"]

@@ -117,8 +117,9 @@ def print_summary(report, console: Console, extensions: Sequence[str] = ()) -> N
     table.add_column("failed", justify="right")
     table.add_column("speed", justify="right")
     rtf = report.recording_seconds / report.wall_seconds if report.wall_seconds else 0.0
+    speed = f"{rtf:.1f}x real time" if report.done else "-"  # nothing indexed: no speed to show
     table.add_row(str(len(report.done)), str(sum(n for _, n, _ in report.done)), str(len(report.skipped)),
-                  str(len(report.failed)), f"{rtf:.1f}x real time")
+                  str(len(report.failed)), speed)
     console.print(table)
     if report.failed:
         console.print(f"{len(report.failed)} file(s) failed; each is named above with the fix", highlight=False)
