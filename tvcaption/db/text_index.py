@@ -53,7 +53,6 @@ the lists it opened until the version changes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -67,6 +66,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from tvcaption.db import search_cache
 from tvcaption.db.schema import SEARCH_TABLE
 
 K1, B = 1.2, 0.75  # fts5_aux.c's bm25 constants
@@ -252,23 +252,11 @@ def tokenize(conn: Connection, option: str, words: list[str]) -> list[tuple[str,
 # --------------------------------------------------------------------------------------------
 def version(conn: Connection) -> int | None:
     """The database's text version, or None before migration 0008."""
-    try:
-        with conn.begin_nested():
-            return conn.execute(_VERSION_SQL).scalar()
-    except DBAPIError:
-        return None
+    return search_cache.version(conn, _VERSION_SQL)
 
 
 def cache_folder() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("tvcaption")) / "text"
-
-
-def _database_key(conn: Connection) -> str:
-    url = conn.engine.url
-    where = os.path.realpath(url.database) if url.database else url.render_as_string(hide_password=True)
-    return hashlib.sha256(f"{url.get_backend_name()}\0{where}\0text".encode()).hexdigest()[:24]
+    return search_cache.cache_folder("text")
 
 
 def postings(conn: Connection) -> Postings | None:
@@ -276,7 +264,7 @@ def postings(conn: Connection) -> Postings | None:
     current = version(conn)
     if current is None:
         return None
-    key = _database_key(conn)
+    key = search_cache.database_key(conn, "text")
     held = _open.get(key)
     if held is not None and held.version == current:
         return held

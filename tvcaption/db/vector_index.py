@@ -28,7 +28,6 @@ ranking at 1M scenes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -41,6 +40,7 @@ import numpy as np
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
+from tvcaption.db import search_cache
 from tvcaption.db.schema import Recording, RecordingVectors
 
 EXACT_MAX = 200_000  # vectors up to which each query scans them all exactly
@@ -113,26 +113,11 @@ class Ranking:
 
 def version(conn: Connection) -> int | None:
     """The database's vectors version, or None before migration 0007."""
-    from sqlalchemy.exc import DBAPIError
-
-    try:
-        with conn.begin_nested():
-            return conn.execute(_VERSION_SQL).scalar()
-    except DBAPIError:
-        return None
+    return search_cache.version(conn, _VERSION_SQL)
 
 
 def cache_folder() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("tvcaption")) / "vectors"
-
-
-def _database_key(conn: Connection, model: str) -> str:
-    url = conn.engine.url
-    where = os.path.realpath(url.database) if url.get_backend_name() == "sqlite" and url.database else \
-        url.render_as_string(hide_password=True)
-    return hashlib.sha256(f"{url.get_backend_name()}\0{where}\0{model}".encode()).hexdigest()[:24]
+    return search_cache.cache_folder("vectors")
 
 
 def matrix(conn: Connection, model: str) -> Matrix | None:
@@ -141,7 +126,7 @@ def matrix(conn: Connection, model: str) -> Matrix | None:
     current = version(conn)
     if current is None:
         return None
-    key = _database_key(conn, model)
+    key = search_cache.database_key(conn, model)
     held = _open.get(key)
     if held is not None and held.version == current:
         return held

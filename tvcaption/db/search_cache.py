@@ -1,0 +1,36 @@
+"""What the search caches in the user's cache folder share (:mod:`tvcaption.db.vector_index`,
+:mod:`tvcaption.db.text_index`): the database's version counter for each (migrations 0007 and
+0008), the folder, and the key that names one database's file there."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+
+def version(conn: Connection, sql) -> int | None:
+    """The counter ``sql`` reads from ``search_versions``, or None before its migration."""
+    try:
+        with conn.begin_nested():
+            return conn.execute(sql).scalar()
+    except DBAPIError:
+        return None
+
+
+def cache_folder(kind: str) -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tvcaption")) / kind
+
+
+def database_key(conn: Connection, tag: str) -> str:
+    """A file name for this database's cache of ``tag``: a SQLite file by its real path (any
+    spelling of it meets the same cache), a server database by its URL (password hidden)."""
+    url = conn.engine.url
+    where = os.path.realpath(url.database) if url.get_backend_name() == "sqlite" and url.database else \
+        url.render_as_string(hide_password=True)
+    return hashlib.sha256(f"{url.get_backend_name()}\0{where}\0{tag}".encode()).hexdigest()[:24]
