@@ -130,22 +130,9 @@ def test_a_huge_limit_is_clamped(indexed):
 
 
 def test_damaged_weights_with_a_matching_hash_are_one_line(toy, tmp_path, wide):
-    import hashlib
-    import shutil
+    from toymodel import make_clip, nan_weights_copy
 
-    from safetensors.torch import load_file, save_file
-    from toymodel import make_clip
-
-    stem = tmp_path / "model" / "broken"
-    stem.parent.mkdir()
-    shutil.copyfile(toy.model.with_suffix(".json"), stem.with_suffix(".json"))
-    tensors = load_file(str(toy.model.with_suffix(".safetensors")))
-    name = next(iter(tensors))
-    tensors[name] = tensors[name] * float("nan")
-    save_file(tensors, str(stem.with_suffix(".safetensors")))
-    doc = json.loads(stem.with_suffix(".json").read_text())
-    doc["sha256"] = hashlib.sha256(stem.with_suffix(".safetensors").read_bytes()).hexdigest()
-    stem.with_suffix(".json").write_text(json.dumps(doc))
+    stem = nan_weights_copy(toy, tmp_path / "model")
     clip = make_clip(tmp_path / "clip.mp4")
     config = toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}")
     for command in ("caption", "index"):

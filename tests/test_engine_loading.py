@@ -3,33 +3,12 @@ a model that fails to load stops the batch without blaming (or keeping) any reco
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 pytest_plugins = ["toymodel"]  # the session's `toy` fixture
-
-
-def _broken_copy(toy, folder):
-    """The toy model with NaN weights and a matching hash: it passes the JSON checks and fails
-    only when torch reads the weights."""
-    from safetensors.torch import load_file, save_file
-
-    stem = folder / "broken"
-    folder.mkdir()
-    shutil.copyfile(toy.model.with_suffix(".json"), stem.with_suffix(".json"))
-    tensors = load_file(str(toy.model.with_suffix(".safetensors")))
-    name = next(iter(tensors))
-    tensors[name] = tensors[name] * float("nan")
-    save_file(tensors, str(stem.with_suffix(".safetensors")))
-    doc = json.loads(stem.with_suffix(".json").read_text())
-    doc["sha256"] = hashlib.sha256(stem.with_suffix(".safetensors").read_bytes()).hexdigest()
-    stem.with_suffix(".json").write_text(json.dumps(doc))
-    return stem
 
 
 def test_the_engine_is_built_before_its_models_are_loaded(toy, tmp_path):
@@ -63,9 +42,9 @@ def test_a_model_that_fails_to_load_stops_the_batch_and_keeps_no_claim(toy, tmp_
     from tvcaption.errors import ModelLoadError
     from tvcaption.pipeline import index_paths
 
-    from toymodel import make_clip
+    from toymodel import make_clip, nan_weights_copy
 
-    stem = _broken_copy(toy, tmp_path / "model")
+    stem = nan_weights_copy(toy, tmp_path / "model")
     folder = tmp_path / "clips"
     folder.mkdir()
     for name in ("a.mp4", "b.mp4"):

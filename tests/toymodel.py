@@ -102,3 +102,25 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.update(COLUMNS="200", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
+
+
+def nan_weights_copy(toy: Toy, folder: Path) -> Path:
+    """The toy model copied into ``folder`` (made here) as ``broken``, with NaN weights and a
+    matching hash: it passes every check of its JSON and fails only when torch reads the weights."""
+    import hashlib
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    stem = folder / "broken"
+    folder.mkdir()
+    shutil.copyfile(toy.model.with_suffix(".json"), stem.with_suffix(".json"))
+    tensors = load_file(str(toy.model.with_suffix(".safetensors")))
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] * float("nan")
+    save_file(tensors, str(stem.with_suffix(".safetensors")))
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    doc["sha256"] = hashlib.sha256(stem.with_suffix(".safetensors").read_bytes()).hexdigest()
+    stem.with_suffix(".json").write_text(json.dumps(doc))
+    return stem
