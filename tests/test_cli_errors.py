@@ -7,7 +7,6 @@ database on SQLite and PostgreSQL, with the session's toy model.
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
