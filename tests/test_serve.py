@@ -77,7 +77,8 @@ def client(archive: dict, **options):
     from tvcaption.web.app import create_app
 
     options.setdefault("allowed_hosts", {"testserver"})
-    app = create_app(archive["engine"], cache_dir=archive["cache"], **options)
+    options.setdefault("cache_dir", archive["cache"])
+    app = create_app(archive["engine"], **options)
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -449,3 +450,74 @@ def test_prepare_makes_the_proxies_ahead(archive: dict):
     said: list[str] = []
     assert prepare(app.settings, said.append) == 2 and not said  # bikes.mp4 as it is, the TS by its proxy
     assert len(list((archive["cache"] / "proxies").glob("*.mp4"))) == 1
+
+
+def _cut_times(path: Path, fps: float = 25.0) -> list[float]:
+    """Times (s, on the file's own timeline from its first frame) of the two largest jumps between
+    consecutive frames: where the scene cuts are in a file of two or more scenes."""
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vf", "scale=64:36,format=gray",
+                          "-f", "rawvideo", "-"], capture_output=True, check=True, timeout=60).stdout
+    frames = [raw[i:i + 64 * 36] for i in range(0, len(raw), 64 * 36)]
+    jumps = [sum(abs(a - b) for a, b in zip(frames[i - 1], frames[i], strict=True)) for i in range(1, len(frames))]
+    best = sorted(range(len(jumps)), key=jumps.__getitem__, reverse=True)[:2]
+    return sorted((i + 1) / fps for i in best)
+
+
+def test_a_scene_plays_from_its_own_proxy_until_the_whole_one_is_made(archive: dict):
+    """The scene view of an MPEG-2 TS does not wait for the whole proxy: media.json?scene=N answers
+    with a proxy of that scene alone (a second before it to a second after), whose cuts sit where
+    the recording's do once the offset is applied, while the whole proxy is made in the background;
+    once it is there, the same question answers with it."""
+    import time
+
+    c = client(archive)
+    ts = archive["ts"]
+    info = c.get(f"/recordings/{ts}/media.json?scene=3").json()
+    begin, stop = CUTS[3] - 1.0, CUTS[4] + 1.0
+    assert info["src"] == f"/recordings/{ts}/scenes/3/video" and info["proxy"] is True
+    assert info["part"] == [pytest.approx(begin), pytest.approx(stop)]
+    assert info["offset"] == pytest.approx(-begin, abs=0.05)  # scene time t plays at t + offset
+    part = c.get(info["src"])
+    assert part.status_code == 200 and part.content[4:8] == b"ftyp"
+    ranged = c.get(info["src"], headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and ranged.content == part.content[:100]
+    parts = list((archive["cache"] / "proxies" / "parts").rglob("*.mp4"))
+    assert len(parts) == 1
+    # the cuts at the scene's start and end are where the page will look for them (one frame's leeway)
+    want = [CUTS[3] + info["offset"], CUTS[4] + info["offset"]]
+    assert _cut_times(parts[0]) == [pytest.approx(want[0], abs=0.05), pytest.approx(want[1], abs=0.05)]
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,pix_fmt",
+                                       "-of", "json", str(parts[0])], capture_output=True, check=True).stdout)
+    assert sorted((s["codec_type"], s["codec_name"]) for s in probe["streams"]) == [("audio", "aac"), ("video", "h264")]
+    # the whole proxy is being made in the background; then the scene is served from it
+    whole = archive["cache"] / "proxies"
+    deadline = time.monotonic() + 120
+    while not list(whole.glob("*.mp4")):
+        assert time.monotonic() < deadline, "the whole proxy was not made in the background"
+        time.sleep(0.1)
+    info = c.get(f"/recordings/{ts}/media.json?scene=3").json()
+    assert info["src"] == f"/recordings/{ts}/video" and "part" not in info and 0.0 <= info["offset"] < 0.5
+    # a playable recording is served as it is, scene or not; a scene that does not exist is a 404
+    assert c.get(f"/recordings/{archive['bikes']}/media.json?scene=2").json()["src"] == f"/recordings/{archive['bikes']}/video"
+    c.app.settings.media.close()
+    fresh = client(archive, cache_dir=archive["cache"] / "other")
+    assert fresh.get(f"/recordings/{ts}/media.json?scene=99").status_code == 404
+    assert fresh.get(f"/recordings/{ts}/scenes/99/video").status_code == 404
+    assert fresh.get(f"/recordings/{ts}/media.json?scene=x").status_code == 400
+    fresh.app.settings.media.close()
+
+
+def test_closing_the_media_stops_the_background_proxy(archive: dict):
+    """Stopping the server stops the whole proxy being made: no ffmpeg left running, no half file."""
+    import time
+
+    c = client(archive)
+    media = c.app.settings.media
+    assert c.get(f"/recordings/{archive['ts']}/media.json?scene=0").status_code == 200
+    deadline = time.monotonic() + 30
+    while not media._children and not list((archive["cache"] / "proxies").glob("*.mp4")):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    media.close()
+    assert not media._children and (media._worker is None or not media._worker.is_alive())
+    assert not list((archive["cache"] / "proxies").glob(".*.tmp"))

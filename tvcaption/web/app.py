@@ -188,15 +188,16 @@ def create_app(engine: Engine | str, *, reviewer: str | None = None, token: str 
 
 
 def prepare(settings: Settings, say: Callable[[str], None] = print) -> int:
-    """Make every indexed recording's browser proxy now, one at a time (what opening each would
-    do); returns how many are ready. A recording that cannot be served is said and skipped."""
+    """Make every indexed recording's browser proxy now, one at a time, at a lower priority than the
+    page's own ffmpeg runs; returns how many are ready. A recording that cannot be served is said
+    and skipped."""
     from tvcaption.db.store import Store
     from tvcaption.web.media import MediaError
 
     ready = 0
     for recording in Store(settings.engine).recordings(status="done"):
         try:
-            settings.media.served(recording)
+            settings.media.served(recording, background=True)
             ready += 1
         except MediaError as exc:
             say(f"warning: {exc}")
@@ -253,4 +254,7 @@ def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer
     shown = f"[{shown}]" if ":" in shown else shown
     address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     say(f"tvcaption review app on {address} (Ctrl-C stops it)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    finally:
+        app.settings.media.close()  # stop the proxies being made; their half-written files go

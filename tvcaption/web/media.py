@@ -2,10 +2,17 @@
 
 Browsers play H.264 (with AAC or MP3 sound) in MP4, progressive. An indexed recording in that
 form is served as it is; any other (MPEG-2 in MPEG-TS, MXF, AVI, interlaced H.264, Matroska, ...)
-gets a proxy made once with ffmpeg on first request: H.264 (yuv420p, square pixels,
-deinterlaced where the frames say they are interlaced, a key frame every 2 s for seeking) and
-stereo AAC in MP4 with its index at the front (``+faststart``), so playback starts before the
-whole file has come. Thumbnails are one JPEG per scene, 320 px wide, from the scene's middle.
+gets a proxy made once with ffmpeg: H.264 (yuv420p, square pixels, deinterlaced where the frames
+say they are interlaced, a key frame every 2 s for seeking) and stereo AAC in MP4 with its index
+at the front (``+faststart``), so playback starts before the whole file has come. Thumbnails are
+one JPEG per scene, 320 px wide, from the scene's middle.
+
+A whole proxy takes a while (a quarter of an hour for an hour of MPEG-2 on two cores), so the
+scene view does not wait for it: until it is there, a scene is played from a *part*, a proxy of
+the scene alone (a second before it to a second after, at most :data:`PART_MAX` s), made in
+about a third of its length, while one background thread (:meth:`Media.make_later`, at a lower
+CPU priority, outside the interactive ffmpeg slots) makes the whole proxy, which later openings
+then use.
 
 Both live in the user's cache folder (``~/.cache/tvcaption/`` on Linux, by ``platformdirs``),
 named after the recording's content hash, so a replaced file gets new ones and a moved one keeps
@@ -13,9 +20,13 @@ them; each is written to a temporary name and renamed, so a reader never sees ha
 Files are only ever found from a recording stored in the database (by its id, in the routes),
 never from a path in a request. At most :data:`JOBS` ffmpeg processes run at once.
 
-``offset`` is where the first video frame sits on the served file's timeline (scene times count
-from the first video frame; in a proxy of an MPEG-TS whose sound starts first it comes a little
-later): the page seeks to a scene's start plus it and shifts the description track's cues by it.
+``offset`` maps the recording's time to the served file's timeline: a scene time ``t`` (scene
+times count from the first video frame) plays at ``t + offset``. For a whole file it is where the
+first video frame sits (in a proxy of an MPEG-TS whose sound starts first it comes a little later);
+for a part, which starts at 0, it is negative (minus the part's start). The page seeks to a
+scene's start plus it and shifts the description track's cues by it. (A part keeping the
+recording's times, ffmpeg's ``-output_ts_offset``, would be simpler for the page, but Chromium
+misreads an MP4 that starts late by an edit list: tried, its duration and seeks came out wrong.)
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
 import subprocess
 import threading
@@ -34,6 +46,11 @@ from tvcaption.errors import TvcaptionError
 
 JOBS = 2  # ffmpeg processes at once (thumbnails of a page of results, a proxy)
 PROXY_VERSION = 1  # part of the proxy's name: a change in how proxies are made makes new ones
+PART_VERSION = 1  # the same for scene parts
+PART_LEAD = 1.0  # seconds of a part before its scene's start (a seek lands on a decoded frame; context)
+PART_TAIL = 1.0  # and after its end
+PART_MAX = 60.0  # seconds a part holds at most (a longer scene plays its first minute until the whole proxy is made)
+BACKGROUND_NICE = 10  # the whole proxy made in the background yields the CPU to the page's own ffmpeg runs
 THUMB_WIDTH = 320
 PLAYABLE_FORMATS = {"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}  # ffprobe's names for the MP4 family
 PLAYABLE_AUDIO = {"aac", "mp3"}
@@ -48,7 +65,8 @@ class MediaError(TvcaptionError):
 class Served:
     path: Path  # the file to send
     proxy: bool  # a copy made for the browser (else the recording itself)
-    offset: float  # seconds from the file's start to the first video frame
+    offset: float  # a scene time t plays at t + offset on the file's timeline
+    part: tuple[float, float] | None = None  # for a part: the span of the recording it holds (scene times)
 
 
 def cache_root() -> Path:
@@ -97,6 +115,13 @@ def video_offset(info: dict[str, Any]) -> float:
         return 0.0
 
 
+def _start(entry: dict[str, Any]) -> float:
+    try:
+        return float(entry.get("start_time"))
+    except (TypeError, ValueError):
+        return 0.0
+
+
 class Media:
     """Proxies and thumbnails of recordings, cached under ``folder`` (default: the user's cache folder)."""
 
@@ -106,6 +131,13 @@ class Media:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._served: dict[tuple[str, str], Served] = {}
+        self._infos: dict[tuple[str, str], dict[str, Any]] = {}
+        self._background_slot = threading.Lock()  # the whole proxies made in the background: one at a time
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._asked: set[str] = set()
+        self._worker: threading.Thread | None = None
+        self._children: set[subprocess.Popen] = set()
+        self._closed = False
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
@@ -124,36 +156,109 @@ class Media:
             raise MediaError(f"{recording.path}: the recording is no longer there; index it again where it is now")
         return path
 
-    def served(self, recording: Any) -> Served:
-        """The file to play for ``recording``: itself when a browser can play it, else its proxy
-        (made now if missing; this can take a while for a long recording)."""
+    def _info(self, source: Path, key: str) -> dict[str, Any]:
+        """ffprobe's view of the recording, probed once per file."""
+        memo = (key, str(source))
+        if memo not in self._infos:
+            self._infos[memo] = _probe(source)
+        return self._infos[memo]
+
+    def _proxy_path(self, key: str) -> Path:
+        return self.folder / "proxies" / f"{key}.v{PROXY_VERSION}.mp4"
+
+    def ready(self, recording: Any) -> Served | None:
+        """What :meth:`served` gives when that needs no ffmpeg run now (the recording itself, or
+        its proxy already made); None while the proxy is still to be made."""
         source = self.source(recording)
         key = self._key(recording)
         memo = (key, str(source))
-        if memo in self._served and self._served[memo].path.is_file():
-            return self._served[memo]
-        with self._lock("video:" + key):
-            info = _probe(source)
-            if playable(info):
-                served = Served(source, False, video_offset(info))
-            else:
-                proxy = self.folder / "proxies" / f"{key}.v{PROXY_VERSION}.mp4"
-                if not proxy.is_file():
-                    self._make_proxy(source, info, proxy)
-                served = Served(proxy, True, video_offset(_probe(proxy)))
-            self._served[memo] = served
-            return served
+        known = self._served.get(memo)
+        if known is not None and known.path.is_file():
+            return known
+        info = self._info(source, key)
+        if playable(info):
+            served = Served(source, False, video_offset(info))
+        else:
+            proxy = self._proxy_path(key)
+            if not proxy.is_file():
+                return None
+            served = Served(proxy, True, video_offset(_probe(proxy)))
+        self._served[memo] = served
+        return served
 
-    def _make_proxy(self, source: Path, info: dict[str, Any], out: Path) -> None:
+    def served(self, recording: Any, background: bool = False) -> Served:
+        """The file to play for ``recording``: itself when a browser can play it, else its proxy
+        (made now if missing; this can take a while for a long recording). ``background``: make it
+        at a lower priority, outside the interactive ffmpeg slots."""
+        made = self.ready(recording)
+        if made is not None:
+            return made
+        source, key = self.source(recording), self._key(recording)
+        with self._lock("video:" + key):
+            if self.ready(recording) is None:
+                self._make_proxy(source, self._info(source, key), self._proxy_path(key), background)
+        made = self.ready(recording)
+        assert made is not None, "a proxy just made is there"
+        return made
+
+    def make_later(self, recording: Any) -> None:
+        """Have the whole proxy made by the background thread (one at a time, in the order asked;
+        nothing when it is there or already asked for)."""
+        key = self._key(recording)
+        with self._guard:
+            if key in self._asked or self._closed:
+                return
+            self._asked.add(key)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="tvcaption-proxies", daemon=True)
+                self._worker.start()
+        self._queue.put(recording)
+
+    def _work(self) -> None:
+        import logging
+
+        while True:
+            recording = self._queue.get()
+            if recording is None:
+                return
+            try:
+                self.served(recording, background=True)
+            except MediaError as exc:
+                if not self._closed:  # else stopped on purpose
+                    logging.getLogger(__name__).warning("%s", exc)
+            finally:
+                with self._guard:
+                    self._asked.discard(self._key(recording))
+
+    def scene_part(self, recording: Any, start: float, end: float) -> Served:
+        """A proxy of the scene ``start``-``end`` alone (with :data:`PART_LEAD` s before and
+        :data:`PART_TAIL` after, at most :data:`PART_MAX` s), made once; its ``offset`` is negative."""
+        source, key = self.source(recording), self._key(recording)
+        begin = max(0.0, round(float(start) - PART_LEAD, 3))
+        stop = round(min(float(end) + PART_TAIL, begin + PART_MAX), 3)
+        out = self.folder / "proxies" / "parts" / key / f"{round(begin * 1000)}-{round(stop * 1000)}.v{PART_VERSION}.mp4"
+        with self._lock(f"part:{out}"):
+            if not out.is_file():
+                info = self._info(source, key)
+                # ffmpeg's -ss counts from the file's start; scene times from its first video frame
+                first = _start(next((x for x in info.get("streams") or [] if x.get("codec_type") == "video"), {}))
+                lead = max(0.0, first - _start(info.get("format") or {}))
+                self._make_proxy(source, info, out, seek=(begin + lead, stop - begin))
+        return Served(out, True, round(video_offset(_probe(out)) - begin, 3), (begin, stop))
+
+    def _make_proxy(self, source: Path, info: dict[str, Any], out: Path, background: bool = False,
+                    seek: tuple[float, float] | None = None) -> None:
         has_audio = any(s.get("codec_type") == "audio" for s in info.get("streams") or [])
         video = ("yadif=deint=interlaced,scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1")
-        cmd = ["-i", str(source), "-map", "0:v:0", "-sn", "-dn", "-vf", video,
-               "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
-               "-g", "50", "-keyint_min", "25", "-sc_threshold", "0"]
+        cmd = ["-ss", f"{seek[0]:.3f}"] if seek else []
+        cmd += ["-i", str(source)] + (["-t", f"{seek[1]:.3f}"] if seek else [])
+        cmd += ["-map", "0:v:0", "-sn", "-dn", "-vf", video,
+                "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
+                "-g", "50", "-keyint_min", "25", "-sc_threshold", "0"]
         if has_audio:
             cmd += ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2"]
         cmd += ["-movflags", "+faststart", "-f", "mp4"]
-        self._ffmpeg(cmd, out)
+        self._ffmpeg(cmd, out, background=background)
 
     def thumbnail(self, recording: Any, scene: Any) -> Path:
         """A JPEG of the scene's middle frame, 320 px wide, made once."""
@@ -169,15 +274,16 @@ class Media:
                               "-q:v", "5", "-f", "image2", "-c:v", "mjpeg"], out, retry_at_start=True)
         return out
 
-    def _ffmpeg(self, args: list[str], out: Path, retry_at_start: bool = False) -> None:
-        """Run ffmpeg writing ``out`` through a temporary file; MediaError when it fails."""
+    def _ffmpeg(self, args: list[str], out: Path, retry_at_start: bool = False, background: bool = False) -> None:
+        """Run ffmpeg writing ``out`` through a temporary file; MediaError when it fails.
+        ``background``: at a lower CPU priority, without taking one of the :data:`JOBS` slots."""
         if shutil.which("ffmpeg") is None:
             raise MediaError("ffmpeg not found on PATH; install it (apt-get install ffmpeg)")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            with self._jobs:
-                done = self._run(args, tmp)
+            with self._background_slot if background else self._jobs:
+                done = self._run(args, tmp, background)
                 if (done.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0) and retry_at_start:
                     done = self._run(["-ss", "0"] + args[2:], tmp)  # past the end (a short last scene)
             if done.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
@@ -187,10 +293,33 @@ class Media:
         finally:
             tmp.unlink(missing_ok=True)
 
-    @staticmethod
-    def _run(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+    def _run(self, args: list[str], tmp: Path, background: bool = False) -> subprocess.CompletedProcess:
+        if self._closed:
+            raise MediaError(f"{tmp.name}: the server is stopping")
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-threads", "2", *args, str(tmp)]
+        nice = (lambda: os.nice(BACKGROUND_NICE)) if background and hasattr(os, "nice") else None
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=nice)  # noqa: PLW1509
+        with self._guard:
+            self._children.add(process)
         try:
-            return subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, check=False)
+            out, err = process.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
             raise MediaError(f"{tmp.name}: ffmpeg took more than {TIMEOUT} s") from None
+        finally:
+            with self._guard:
+                self._children.discard(process)
+        return subprocess.CompletedProcess(cmd, process.returncode, out, err)
+
+    def close(self) -> None:
+        """Stop making proxies: the background thread ends, running ffmpeg processes are stopped
+        (their temporary files removed by the runs that started them)."""
+        with self._guard:
+            self._closed = True
+            children = list(self._children)
+        self._queue.put(None)
+        for process in children:
+            process.terminate()
+        if self._worker is not None:
+            self._worker.join(timeout=10)

@@ -318,9 +318,44 @@ def _served(request: Request):
         raise _media_error(exc) from None
 
 
+def _scene_times(request: Request, recording_id: int, index: int) -> Any:
+    from tvcaption.db.engine import mapped
+    from tvcaption.db.scenes import scenes_t
+
+    engine = _settings(request).engine
+    with mapped(engine), engine.connect() as conn:  # its times only (a page asks for 20 thumbnails at once)
+        scene = conn.execute(select(scenes_t.c.start, scenes_t.c.end).where(
+            scenes_t.c.recording_id == recording_id, scenes_t.c["index"] == index)).first()
+    if scene is None:
+        raise HTTPException(404, f"recording {recording_id} has no scene {index}")
+    return scene
+
+
 def media_info(request: Request) -> Response:
-    recording, served = _served(request)
-    return JSONResponse({"src": f"/recordings/{recording.id}/video", "offset": served.offset, "proxy": served.proxy})
+    """What the page plays: ``src`` (the recording, or its proxy), ``offset`` (a scene time t plays
+    at t + offset), ``proxy``. With ``?scene=N``, a recording whose whole proxy is not made yet
+    answers with a proxy of scene N alone (``part``: the span of the recording it holds) at once,
+    and has the whole proxy made in the background; without it, the whole proxy is made now."""
+    from tvcaption.web.media import MediaError
+
+    index = _int(request.query_params.get("scene"), "scene")
+    if index is None:
+        recording, served = _served(request)
+        return JSONResponse({"src": f"/recordings/{recording.id}/video", "offset": served.offset, "proxy": served.proxy})
+    recording = _recording(request, request.path_params["rid"])
+    media = _settings(request).media
+    try:
+        served = media.ready(recording)
+        if served is not None:
+            return JSONResponse({"src": f"/recordings/{recording.id}/video", "offset": served.offset,
+                                 "proxy": served.proxy})
+        scene = _scene_times(request, recording.id, index)
+        part = media.scene_part(recording, scene.start, scene.end)
+        media.make_later(recording)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return JSONResponse({"src": f"/recordings/{recording.id}/scenes/{index}/video", "offset": part.offset,
+                         "proxy": True, "part": list(part.part or ())})
 
 
 def video(request: Request) -> Response:
@@ -328,18 +363,24 @@ def video(request: Request) -> Response:
     return FileResponse(served.path, media_type="video/mp4", headers={"cache-control": "private, max-age=3600"})
 
 
-def thumbnail(request: Request) -> Response:
-    from tvcaption.db.engine import mapped
-    from tvcaption.db.scenes import scenes_t
+def scene_video(request: Request) -> Response:
+    """The proxy of one scene (what ``media.json?scene=N`` pointed to), made if it is not there."""
     from tvcaption.web.media import MediaError
 
     recording = _recording(request, request.path_params["rid"])
-    engine = _settings(request).engine
-    with mapped(engine), engine.connect() as conn:  # its times only: a page asks for 20 of these at once
-        scene = conn.execute(select(scenes_t.c.start, scenes_t.c.end).where(
-            scenes_t.c.recording_id == recording.id, scenes_t.c["index"] == request.path_params["index"])).first()
-    if scene is None:
-        raise HTTPException(404, f"recording {recording.id} has no scene {request.path_params['index']}")
+    scene = _scene_times(request, recording.id, request.path_params["index"])
+    try:
+        part = _settings(request).media.scene_part(recording, scene.start, scene.end)
+    except MediaError as exc:
+        raise _media_error(exc) from None
+    return FileResponse(part.path, media_type="video/mp4", headers={"cache-control": "private, max-age=3600"})
+
+
+def thumbnail(request: Request) -> Response:
+    from tvcaption.web.media import MediaError
+
+    recording = _recording(request, request.path_params["rid"])
+    scene = _scene_times(request, recording.id, request.path_params["index"])
     try:
         path = _settings(request).media.thumbnail(recording, scene)
     except MediaError as exc:
@@ -440,6 +481,7 @@ def routes() -> list[Route]:
         Route("/", search_page),
         Route(scene, scene_page),
         Route(scene + "/thumb.jpg", thumbnail),
+        Route(scene + "/video", scene_video),
         Route(scene + "/caption", correct, methods=["POST"]),
         Route("/recordings/{rid:int}/media.json", media_info),
         Route("/recordings/{rid:int}/video", video),

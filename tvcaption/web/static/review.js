@@ -51,23 +51,28 @@
   });
   video.addEventListener("error", () => { status.textContent = "the browser cannot play this video"; });
 
-  // the first opening of a recording browsers cannot play waits for its proxy: say how long so far
+  // a recording browsers cannot play is shown through a proxy; until the whole recording's proxy is
+  // made (in the background), the server makes one of this scene alone: say how long so far
   const asked = Date.now();
   const waiting = setInterval(() => {
     const seconds = Math.round((Date.now() - asked) / 1000);
-    status.textContent = "preparing a browser copy of this recording (made once)… " + seconds + " s";
+    status.textContent = "preparing a browser copy of this scene… " + seconds + " s";
   }, 1000);
   status.textContent = "loading the video…";
-  fetch(base + "/media.json", { credentials: "same-origin" })
+  fetch(base + "/media.json?scene=" + scene.dataset.index, { credentials: "same-origin" })
     .then((r) => r.ok ? r.json() : r.text().then((t) => Promise.reject(new Error(t.trim()))))
     .finally(() => clearInterval(waiting))
     .then((info) => {
       offset = info.offset || 0;
+      scene.dataset.offset = String(offset);  // the recording's time is the player's minus this
       known = true;
       shiftCues();
       video.addEventListener("loadedmetadata", () => {
         video.currentTime = start + offset;
-        status.textContent = info.proxy ? "playing a browser copy (H.264 proxy)" : "";
+        status.textContent = info.part
+          ? "playing a browser copy of this scene (" + info.part[0].toFixed(1) + "–" + info.part[1].toFixed(1) +
+            " s of the recording); the whole recording's copy is being made"
+          : (info.proxy ? "playing a browser copy (H.264 proxy)" : "");
         scene.dataset.ready = "1";
       }, { once: true });
       video.src = info.src;
