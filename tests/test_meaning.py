@@ -185,3 +185,48 @@ def test_the_embedded_text_is_what_search_reads_tags_first():
     scene = scene.with_annotations([Annotation("notes", "note", "not for search", field=None)])
     assert scene_text(scene) == "moped, motor scooter; crash helmet. a man rides away. SALE"
     assert scene_text(tagged(1)) == ""
+
+
+def _vectors(url: str, recording_id: int) -> np.ndarray:
+    from tvcaption.db.vectors import vectors_t
+
+    engine = connect(url, create=False)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(vectors_t.select().where(vectors_t.c.recording_id == recording_id)).first()
+    finally:
+        engine.dispose()
+    return np.frombuffer(row.vectors, "<f4").reshape(-1, row.dim)
+
+
+def test_a_correction_is_found_by_meaning_and_kept_through_a_reindex(db_url, meaning):
+    """A reviewer's correction replaces the model's caption in the scene's meaning vector, in the
+    same transaction as the correction (the vectors are made at indexing, from the model's
+    caption); indexing the file again keeps the correction and embeds it again."""
+    from tvcaption.analysers.meaning import reviewed_text
+    from tvcaption.embedding import embedder
+
+    scenes = [tagged(0, "stove", "dough", caption="a woman stirs a pot"),
+              tagged(1, "stage", caption="a horse runs across a field")]  # the model's wrong caption
+    store(db_url, "/archive/c.ts", with_meaning(meaning, scenes))
+    with Store(db_url) as s:
+        rid = s.find_recording("/archive/c.ts").id
+    model = embedder()
+    first = _vectors(db_url, rid)
+    assert np.allclose(first[1], model.embed(["stage. a horse runs across a field"])[0], atol=1e-5)
+    query = "a violinist playing music in an orchestra"
+    with Store(db_url) as s:
+        s.add_correction(rid, 1, "a violinist plays in an orchestra on a stage", "Ann")
+        scene = s.scenes_of(rid)[1]
+    corrected = "stage. a violinist plays in an orchestra on a stage"
+    assert reviewed_text(scene.annotations) == corrected
+    after = _vectors(db_url, rid)
+    assert np.allclose(after[1], model.embed([corrected])[0], atol=1e-5)
+    assert np.array_equal(after[0], first[0])  # the other scene's vector is untouched
+    hits = search(db_url, query, mode="meaning")
+    assert hits[0].start == 1.0 and hits[0].caption == "a violinist plays in an orchestra on a stage"
+    # indexed again (same content): the correction moves to the new scene and is embedded again
+    with Store(db_url) as s:
+        claim = s.claim("/archive/c.ts", "hash-/archive/c.ts", "w1", reindex=True)
+        s.save_result(claim, with_meaning(meaning, scenes), "toy+meaning")
+    assert np.allclose(_vectors(db_url, rid)[1], model.embed([corrected])[0], atol=1e-5)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tvcaption.analysers.base import Analyser, SceneInput
-from tvcaption.scene import Annotation, Scene
+from tvcaption.scene import REVIEW, Annotation, Scene
 
 KIND = "embedding"
 ORDER = ("tag", "caption", "text", "speech")  # what the embedded text says first: it may be cut at 256 tokens
@@ -31,8 +31,21 @@ EMBEDDED_FIELDS = ("text", "labels")
 def scene_text(scene: Scene) -> str:
     """What the meaning vector embeds: every annotation search reads (:data:`EMBEDDED_FIELDS`), by kind in :data:`ORDER`
     (other kinds after them), tags joined by '; ' (a tag's synonyms are joined by ', ')."""
+    return annotations_text(scene.annotations)
+
+
+def reviewed_text(annotations: Sequence[Annotation]) -> str:
+    """:func:`scene_text` of a scene a reviewer corrected: the latest correction in place of the
+    model's caption (and of earlier corrections); as it is when there is none."""
+    corrections = [a for a in annotations if a.analyser == REVIEW and a.kind == "caption"]
+    if corrections:
+        annotations = [a for a in annotations if a.kind != "caption"] + corrections[-1:]
+    return annotations_text(annotations)
+
+
+def annotations_text(annotations: Sequence[Annotation]) -> str:
     by_kind: dict[str, list[str]] = {}
-    for a in scene.annotations:
+    for a in annotations:
         if a.field in EMBEDDED_FIELDS and a.text and a.text.strip():
             by_kind.setdefault(a.kind, []).append(a.text.strip())
     kinds = [k for k in ORDER if k in by_kind] + [k for k in by_kind if k not in ORDER]

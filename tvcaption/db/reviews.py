@@ -6,7 +6,9 @@ finds the corrected words, and it is never hidden as out of domain), score None,
 ``{"by": who, "at": ISO 8601 UTC time, "replaces": the caption shown before it}``. The model's
 caption is never changed; every correction is kept (the history), and readers take the latest
 (:meth:`tvcaption.scene.Annotated.of_kind`). :func:`add_correction` writes one in a single
-transaction on SQLite or PostgreSQL; the full-text index follows by its triggers.
+transaction on SQLite or PostgreSQL; the full-text index follows by its triggers, and the scene's
+meaning vector is embedded again from the corrected caption in the same transaction
+(:func:`tvcaption.db.vectors.refresh_vectors`), so search by meaning finds the correction too.
 
 A recording indexed again (``--reindex``, other analysers) gets new scenes; its corrections are
 carried over to them (:func:`kept_corrections`, :func:`restore_corrections`, called by
@@ -30,6 +32,7 @@ from sqlalchemy.engine import Connection
 from tvcaption.db import schema
 from tvcaption.db.engine import begin_write, mapped
 from tvcaption.db.scenes import annotation_row, insert_rows
+from tvcaption.db.vectors import refresh_vectors
 from tvcaption.errors import TvcaptionError
 from tvcaption.scene import REVIEW, Annotation
 
@@ -99,6 +102,7 @@ def add_correction(engine: Engine | Any, recording_id: int, index: int, text: st
             data["content_hash"] = found.content_hash
         note = Annotation(analyser=REVIEW, kind="caption", text=text, score=None, field="text", data=data)
         insert_rows(conn, annotations_t, [annotation_row(scene_id, position, note)])
+        refresh_vectors(conn, int(recording_id), [scene_id])  # search by meaning finds the corrected words
     return note
 
 
@@ -140,7 +144,8 @@ def kept_corrections(conn: Connection, recording_id: int) -> list[KeptCorrection
 def restore_corrections(conn: Connection, recording_id: int, kept: Sequence[KeptCorrection]) -> int:
     """Attach ``kept`` to the recording's new scenes, each to the one overlapping its old scene
     most (a scene whose times did not change gets its own back), unless it was made on other
-    content (the file was replaced); returns how many."""
+    content (the file was replaced), and embed those scenes' meaning again with their corrected
+    captions; returns how many corrections were attached."""
     if not kept:
         return 0
     current = conn.execute(select(recordings_t.c.content_hash).where(recordings_t.c.id == recording_id)).scalar()
@@ -163,5 +168,6 @@ def restore_corrections(conn: Connection, recording_id: int, kept: Sequence[Kept
         note = Annotation(analyser=REVIEW, kind="caption", text=k.text, field="text", data=k.data)
         rows.append(annotation_row(best.id, position, note))
     insert_rows(conn, annotations_t, rows)
+    refresh_vectors(conn, recording_id, [row["scene_id"] for row in rows])
     return len(rows)
 

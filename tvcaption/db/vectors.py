@@ -89,6 +89,46 @@ def save_vectors(conn: Connection, recording_id: int, found: SceneVectors | None
                                           scene_ids=scene_ids.tobytes(), vectors=found.vectors.tobytes()))
 
 
+def refresh_vectors(conn: Connection, recording_id: int, scene_ids: Sequence[int]) -> int:
+    """Embed again what the scenes ``scene_ids`` of the recording say now, a reviewer's latest
+    correction in place of the model's caption (:func:`~tvcaption.analysers.meaning.reviewed_text`),
+    and replace their vectors in the recording's row; returns how many changed. Nothing when the
+    recording has no vectors or they come from another model than the packaged one (search by
+    meaning would compare vectors of two models)."""
+    import numpy as np
+
+    from tvcaption.analysers.meaning import reviewed_text
+    from tvcaption.db.scenes import annotations_of
+    from tvcaption.embedding import MODEL_NAME, embedder
+
+    row = conn.execute(select(vectors_t).where(vectors_t.c.recording_id == recording_id)).first()
+    if row is None or row.model != MODEL_NAME or not scene_ids:
+        return 0
+    ids = np.frombuffer(row.scene_ids, "<i8")
+    vectors = np.frombuffer(row.vectors, "<f4").reshape(len(ids), row.dim).copy()
+    wanted = sorted(set(int(i) for i in scene_ids))
+    texts = {i: reviewed_text(found) for i, found in annotations_of(conn, wanted).items()}
+    texts = {i: t for i, t in texts.items() if t}
+    if not texts:
+        return 0
+    order = list(texts)
+    fresh = embedder().embed([texts[i] for i in order])
+    where = {int(i): k for k, i in enumerate(ids)}
+    added_ids, added = [], []
+    for i, vector in zip(order, fresh, strict=True):
+        if i in where:
+            vectors[where[i]] = vector
+        else:  # a scene that had nothing to embed before its correction
+            added_ids.append(i)
+            added.append(vector)
+    if added:
+        ids = np.concatenate([ids, np.array(added_ids, "<i8")])
+        vectors = np.concatenate([vectors, np.stack(added).astype("<f4")])
+    conn.execute(vectors_t.update().where(vectors_t.c.recording_id == recording_id)
+                 .values(scene_ids=ids.astype("<i8").tobytes(), vectors=vectors.astype("<f4").tobytes()))
+    return len(order)
+
+
 def has_vectors(conn: Connection) -> bool:
     """Whether any recording has vectors (False also for a schema older than 0005)."""
     from sqlalchemy.exc import DBAPIError
