@@ -140,7 +140,7 @@ def test_rerun_skips_unchanged_files_without_hashing_them(workspace, tmp_path, m
     config = load_config(workspace["config"], env={"TVCAPTION_DATABASE__URL": f"sqlite:///{tmp_path}/a.db"})
     hashed: list[str] = []
     real_hash = pipeline.content_hash
-    monkeypatch.setattr(pipeline, "content_hash", lambda p: hashed.append(str(p)) or real_hash(p))
+    monkeypatch.setattr(pipeline, "content_hash", lambda p, **kw: hashed.append(str(p)) or real_hash(p, **kw))
 
     engine = Engine(config)
     assert len(pipeline.index_paths([folder], config, engine=engine).done) == 1 and len(hashed) == 1

@@ -42,6 +42,20 @@ def test_one_head_and_a_linear_history():
     revisions = list(script.walk_revisions())
     assert [r.revision for r in revisions][0] == heads[0]
     assert all(not r.is_merge_point for r in revisions) and revisions[-1].down_revision is None
+    assert migrate.HEAD == heads[0]  # is_current reads the version table against this constant
+
+
+def test_is_current_agrees_with_alembic_at_every_revision(empty_db_url):
+    """is_current (the version table read without Alembic) is True only at the head revision."""
+    engine = connect(empty_db_url, migrate=False)
+    try:
+        assert migrate.is_current(engine) is False  # never migrated: no version table
+        for revision in migrate.revisions():
+            migrate.upgrade(engine, revision)
+            assert migrate.current(engine) == revision
+            assert migrate.is_current(engine) is (revision == migrate.heads()[0]), revision
+    finally:
+        engine.dispose()
 
 
 def test_current_of_an_engine_that_must_not_create(tmp_path):

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,17 @@ def caption_recording(path: str | Path, config: Config, engine: Engine | None = 
     return RecordingCaptions(str(path), info.duration, captions_of(info, config, engine, on_progress))
 
 
+def preimport_detector(options) -> None:
+    """Import what the scene detector needs (PySceneDetect and OpenCV, ~0.35 s, which also runs
+    ``ffmpeg`` once to find it) in this thread, before the models' loading thread starts:
+    imported beside torch's import, both take longer (they share the GIL), and the first frame
+    waits for the detector, not for the models."""
+    from tvcaption.scenes import resolve_detector
+
+    if resolve_detector(options) != "transnetv2":
+        import scenedetect.detectors  # noqa: F401
+
+
 def captions_of(info, config: Config, engine: Engine, on_progress: ProgressFn | None = None) -> list[Scene]:
     """Captions of every scene of a probed recording: one decoding pass (see :mod:`tvcaption.stream`)
     with decoding in a worker thread, or two passes when ``index.single_pass`` is off.
@@ -63,6 +75,7 @@ def captions_of(info, config: Config, engine: Engine, on_progress: ProgressFn | 
     caption so far (after a fall-back to two passes the list starts again, so a count taken
     from it never counts a scene twice)."""
     engine.start_recording(info)
+    preimport_detector(config.scenes)  # before the models' thread starts importing torch beside it
     engine.start_loading()  # the models load while this recording is decoded
     if config.index.single_pass:
         from tvcaption.stream import StreamMismatch, stream_scenes
@@ -80,12 +93,45 @@ def captions_of(info, config: Config, engine: Engine, on_progress: ProgressFn | 
 
 # ---------------------------------------------------------------- indexing
 
-def content_hash(path: str | Path, chunk: int = 8 << 20) -> str:
+def content_hash(path: str | Path, chunk: int = 8 << 20, stop: threading.Event | None = None) -> str:
+    """SHA-256 of the file's bytes (``stop``: give up at the next chunk, returning "")."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
+            if stop is not None and stop.is_set():
+                return ""
             digest.update(block)
     return digest.hexdigest()
+
+
+class Hashing:
+    """:func:`content_hash` of a regular file in a thread of its own, so that reading the file
+    (0.25 s for ten minutes of MPEG-2 from the page cache; far longer from a cold disk) overlaps
+    the probe (hashlib lets go of the GIL while it hashes). :meth:`result` waits and re-raises
+    the thread's error; :meth:`cancel` stops it at its next chunk."""
+
+    def __init__(self, path: Path) -> None:
+        self._stop = threading.Event()
+        self._digest: str | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), name="tvcaption-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._digest = content_hash(path, stop=self._stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self._error = exc
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._digest is not None
+        return self._digest
+
+    def cancel(self) -> None:
+        self._stop.set()
 
 
 def file_stamp(path: Path, companions: Sequence[Path] = ()) -> dict | None:
@@ -240,6 +286,7 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
     t0 = time.perf_counter()
     key = recording_key(f)
     claim = None
+    hashing: Hashing | None = None
     try:
         known = store.find_recording(f)  # also finds the spelling an older tvcaption stored
         if known is not None and known.path != key and store.rename_recording(known.path, key):
@@ -249,16 +296,25 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
             report.skipped.append(key)  # same size and mtime as when it was indexed: no need to hash it
             emit(IndexEvent("skipped", key, "already indexed", size=stamp["file_size"]))
             return
-        info = probe(f)  # first: refuses FIFOs, devices and broken links before anything reads them
-        digest = content_hash(f)
+        # a regular file is hashed while it is probed; anything else is probed first, which refuses
+        # FIFOs, devices and broken links before anything reads them
+        hashing = Hashing(f) if stamp else None
+        info = probe(f)
         probe_data = {**dataclasses.asdict(info), **(stamp or {})}
-        claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name,
-                             reindex=reindex or _companions_changed(known, stamp))
+        again = reindex or _companions_changed(known, stamp)
+        if hashing is not None and (again or known is None or known.status != "done"):
+            digest = None  # the claim needs no hash (none to compare with): it is saved with the result
+        else:
+            digest = hashing.result() if hashing is not None else content_hash(f)
+            hashing = None
+        claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name, reindex=again)
         if claim is None:
+            if hashing is not None:
+                hashing.cancel()
             report.skipped.append(key)
             emit(IndexEvent("skipped", key, "already indexed or being indexed", size=_file_size(f)))
             return
-        scenes, info = _caption_and_save(f, key, info, stamp, claim, store, engine, config, emit)
+        scenes, info = _caption_and_save(f, key, info, stamp, claim, store, engine, config, emit, hashing)
         claim = None
         report.done.append((key, scenes, time.perf_counter() - t0))
         report.recording_seconds += info.duration
@@ -274,11 +330,15 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
             store.release(claim.recording_id)
         raise
     except Exception as exc:  # noqa: BLE001 - one bad file must not end a batch of thousands
+        if hashing is not None:
+            hashing.cancel()
         reason = _failure(f, exc)
         report.failed.append((key, reason))
         store.mark_failed(key, reason)
         emit(IndexEvent("failed", key, reason, size=_file_size(f)))
     except BaseException:  # Ctrl-C, SystemExit: give the claim back so another run takes it at once
+        if hashing is not None:
+            hashing.cancel()
         if claim is not None:
             try:
                 store.release(claim.recording_id)
@@ -291,8 +351,9 @@ GROWING_RETRIES = 1  # a file that changes while it is captioned is captioned on
 
 
 def _caption_and_save(f: Path, key: str, info, stamp, claim, store, engine: Engine, config: Config,
-                      emit: Callable[[IndexEvent], None]):
+                      emit: Callable[[IndexEvent], None], hashing: Hashing | None = None):
     """Caption the claimed recording and save it; returns (scenes saved, the probe saved).
+    ``hashing``: the file's hash, still being made (the claim needed none), saved with the result.
 
     A file still being written (its size or mtime changed while it was captioned) is probed,
     hashed and captioned again, so what is stored describes the file as it is; if it is still
@@ -319,6 +380,7 @@ def _caption_and_save(f: Path, key: str, info, stamp, claim, store, engine: Engi
                                      "index it again once it is complete")
             stamp, info = after, probe(f)
         probe_data = {**dataclasses.asdict(info), **(stamp or {})}
+        digest = content_hash(f) if attempt else hashing.result() if hashing is not None else None
         store.save_result(claim, scenes, model=ModelInfo(**engine.model_info),
-                          content_hash=content_hash(f) if attempt else None, probe=probe_data if attempt else None)
+                          content_hash=digest, probe=probe_data if attempt else None)
     return len(scenes), info

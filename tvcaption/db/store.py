@@ -95,7 +95,7 @@ class Claim:
 
     recording_id: int
     path: str
-    content_hash: str
+    content_hash: str | None  # None: the file is hashed while it is captioned
     worker: str
     claimed_at: datetime
 
@@ -294,12 +294,13 @@ class Store:
         with self._read() as conn:
             return [self._info(row) for row in conn.execute(query)]
 
-    def claim(self, path: str, content_hash: str, worker: str, probe: Any = None, *,
+    def claim(self, path: str, content_hash: str | None, worker: str, probe: Any = None, *,
               model: str | None = None, reindex: bool = False) -> Claim | None:
         """Take ``path`` for indexing, or None when there is nothing to do or someone else is on it.
 
         None when the recording is done with the same content hash (and ``model``, when given)
-        unless ``reindex``, or when another worker's claim is younger than ``claim_timeout``. A
+        unless ``reindex``; ``content_hash`` None: not known yet (a new file, hashed while it is
+        captioned, whose hash :meth:`save_result` records), or when another worker's claim is younger than ``claim_timeout``. A
         claim by a worker of our process space whose process is gone (see :func:`worker_is_dead`)
         is taken at once. ``probe`` is a dict or a dataclass such as ``VideoInfo``; its
         ``duration`` is kept in its own column.
