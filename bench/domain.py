@@ -55,7 +55,8 @@ def caption_rows(paths: list[Path], config, source: str, store=None) -> list[dic
             data = dict(caption.data or {})
             rows.append({"source": source, "file": path.name, "start": round(scene.start, 3),
                          "end": round(scene.end, 3), "caption": caption.text, "confidence": caption.score,
-                         "distance": data.get("domain_distance"), "out_of_domain": data.get("out_of_domain")})
+                         "distance": data.get("domain_distance"), "out_of_domain": data.get("out_of_domain"),
+                         "blank": bool(data.get("blank"))})
         if i % 50 == 0 or i == len(paths):
             print(f"  {source}: {i}/{len(paths)} recordings, {len(rows)} scenes", flush=True)
     return rows
@@ -113,6 +114,8 @@ def summarise(synth: list[dict], real: list[dict]) -> dict:
         "auroc_distance_footage_only": auroc(dist(synth), dist(footage)),
         "marked_ood_synthtv": share(synth), "marked_ood_real": share(real),
         "marked_ood_real_footage_only": share(footage),
+        "blank_synthtv": share(synth, "blank"), "blank_real": share(real, "blank"),
+        "blank_real_scenes": [f"{r['file']} {r['start']}-{r['end']}" for r in real if r["blank"]],
         "distance_median_synthtv": float(np.median(dist(synth))), "distance_median_real": float(np.median(dist(real))),
         "confidence_median_synthtv": float(np.median(conf(synth))), "confidence_median_real": float(np.median(conf(real))),
         "real_captions_with_horse": len(horse), "real_horse_captions_marked": sum(bool(r["out_of_domain"]) for r in horse),
@@ -141,6 +144,7 @@ def markdown(summary: dict, meta: dict) -> str:
         f"| scenes | {s['synthtv_clips']} | {s['real_scenes']} | {s['real_footage_scenes']} |",
         (f"| marked out of domain | {s['marked_ood_synthtv']:.1%} | {s['marked_ood_real']:.1%} | "
         f"{s['marked_ood_real_footage_only']:.1%} |"),
+        f"| of which blank pictures (tvcaption/blank.py) | {s['blank_synthtv']:.1%} | {s['blank_real']:.1%} | |",
         f"| median domain distance | {s['distance_median_synthtv']:.2f} | {s['distance_median_real']:.2f} | |",
         (f"| median confidence (log p per token) | {s['confidence_median_synthtv']:.3f} | "
         f"{s['confidence_median_real']:.3f} | |"), "",

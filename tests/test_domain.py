@@ -247,3 +247,61 @@ def test_confidence_is_the_decoded_sentence_log_probability_per_token(toy, beam)
         (logp,) = score_sequences(captioner.model, local[i:i + 1], glob[i:i + 1], [h.tokens], eos=h.finished).tolist()
         assert h.confidence == pytest.approx(logp / (len(h.tokens) + h.finished), abs=1e-4)
         assert h.confidence <= 0
+
+
+def _frames_at(path, times: list[float]) -> np.ndarray:
+    """RGB frames of a real recording nearest to ``times`` (PyAV, every frame decoded)."""
+    import av
+
+    best: list = [(float("inf"), None)] * len(times)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            t = float(frame.time)
+            for i, want in enumerate(times):
+                if abs(t - want) < best[i][0]:
+                    best[i] = (abs(t - want), frame)
+            if t > max(times) + 1:
+                break
+    return np.stack([frame.to_ndarray(format="rgb24") for _, frame in best])
+
+
+def test_black_seconds_of_a_real_clip_are_blank_and_its_pictures_are_not(scenes_dir):
+    """testvideo.mp4 fades through black (with a copyright line) between its shots: those frames
+    are blank; its shots' frames (a dim one halfway through a fade too) and counter.mp4's large
+    digit on a plain card are not; fades.mp4's flat grey is."""
+    from tvcaption.blank import blank_share, is_blank
+
+    black = _frames_at(scenes_dir / "testvideo.mp4", [0.3, 6.5, 12.5, 23.6])
+    pictures = _frames_at(scenes_dir / "testvideo.mp4", [3.0, 9.0, 15.0, 20.0, 7.4, 13.4])
+    assert blank_share(black) == 1.0 and blank_share(pictures) == 0.0
+    assert blank_share(_frames_at(scenes_dir / "counter.mp4", [0.5, 1.5, 2.5])) == 0.0
+    assert blank_share(_frames_at(scenes_dir / "fades.mp4", [2.0, 5.0, 8.0])) == 1.0
+    assert is_blank(blank_share(np.concatenate([black[:4], pictures[:1]])))  # 4 of 5: still blank
+    assert not is_blank(blank_share(np.concatenate([black[:3], pictures[:2]])))
+    assert blank_share(np.zeros((0, 8, 8, 3), np.uint8)) == 0.0
+
+
+def test_a_black_scene_gets_its_caption_hidden_as_blank(toy, tmp_path, scenes_dir):
+    """Two seconds of black before a real clip, indexed: the black scene's caption is stored
+    hidden with ``blank``; no scene with a picture is called blank."""
+    import subprocess
+
+    from tvcaption.engine import Engine
+    from tvcaption.pipeline import index_paths
+
+    clip = tmp_path / "clips" / "black-then-bikes.mp4"
+    clip.parent.mkdir()
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "color=black:size=640x360:rate=25:duration=2",
+                    "-i", str(scenes_dir / "bikes.mp4"), "-filter_complex",
+                    "[1:v]scale=640:360,setsar=1,fps=25,trim=duration=4[b];[0:v][b]concat=n=2:v=1[v]", "-map", "[v]",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True, timeout=120)
+    config_path = toy.config(tmp_path, f"sqlite:///{tmp_path / 'tv.db'}")
+    config_path.write_text(config_path.read_text() + '[index]\nanalysers = ["caption"]\n')
+    config = load_config(config_path)
+    assert index_paths([clip.parent], config, engine=Engine(config)).done
+    store = Store(connect(f"sqlite:///{tmp_path / 'tv.db'}"))
+    scenes = store.scenes_of(store.find_recording(str(clip)).id)
+    first = scenes[0].of_kind("caption")[0]
+    assert scenes[0].end <= 2.1 and first.hidden and first.data["blank"] is True and first.data["out_of_domain"]
+    assert len(scenes) > 1 and not any(s.of_kind("caption")[0].data.get("blank") for s in scenes[1:])
+    store.engine.dispose()

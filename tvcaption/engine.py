@@ -123,14 +123,18 @@ class Engine:
         return self.analyse([self._input(s, t, f, x) for s, t, f, x in zip(scenes, times, frames, features)])
 
     def _input(self, scene: Scene, times, frames, features) -> SceneInput:
-        """What the analysers get of a scene: the full-size frames only as many as they read."""
+        """What the analysers get of a scene: the full-size frames only as many as they read, and
+        how many of its sampled frames are blank (:mod:`tvcaption.blank`)."""
+        from tvcaption.blank import blank_share
+
+        blank = blank_share(frames)
         if not self.keep:
-            return SceneInput(scene, times, None, None, features)
+            return SceneInput(scene, times, None, None, features, blank)
         import numpy as np
 
         pick = np.unique(np.linspace(0, len(frames) - 1, self.keep + 2)[1:-1].round().astype(int)) \
             if self.keep < len(frames) else np.arange(len(frames))
-        return SceneInput(scene, times, frames[pick], np.asarray(times)[pick], features)
+        return SceneInput(scene, times, frames[pick], np.asarray(times)[pick], features, blank)
 
     def analyse_stream(self, sampled: Iterable, chunk: int = 16, on_progress: ProgressFn | None = None) -> list[Scene]:
         """Analyse :class:`~tvcaption.stream.SampledScene` items as they come.

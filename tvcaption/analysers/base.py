@@ -46,6 +46,7 @@ class SceneInput:
     frames: "np.ndarray | None" = None  # (K, H, W, 3) uint8 RGB, full size, when an analyser needs "frames"
     frame_times: "np.ndarray | None" = None  # (K,) seconds of those frames (K <= T: see Analyser.keep_frames)
     features: "Tensor | None" = None  # (T, 7, 7, C) backbone local features, when one needs "features"
+    blank: float | None = None  # share of the sampled frames that are blank (tvcaption.blank); None: not measured
 
 
 class AnalyserContext:

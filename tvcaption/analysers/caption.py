@@ -10,7 +10,9 @@ checkpoint holds its training features' statistics (:mod:`tvcaption.domain`), th
 ``data`` also says how far the scene lies from them (``domain_distance``, ``domain_threshold``)
 and ``out_of_domain``; an out-of-domain caption is stored under the search field ``hidden``
 (found only by ``search --all-captions``, left out of SRT/WebVTT unless asked). A checkpoint
-without statistics captions as before, with one warning per run and no domain mark.
+without statistics captions as before, with one warning per run and no domain mark. A scene
+whose picture is blank (black, a flat fade: :mod:`tvcaption.blank`) gets its caption hidden the
+same way, with ``blank: true``, whatever the distance says.
 """
 
 from __future__ import annotations
@@ -99,9 +101,11 @@ class CaptionAnalyser(Analyser):
             glob = global_descriptor(self.descriptor, local)
             hyps = decode_hypotheses(self.captioner.model, local, glob, self.context.config.decoding)
         distances = self.domain.distance(pooled(local)) if self.domain is not None else [None] * len(hyps)
-        return [[self._annotation(h, d)] for h, d in zip(hyps, distances)]
+        return [[self._annotation(h, d, item.blank)] for h, d, item in zip(hyps, distances, batch)]
 
-    def _annotation(self, hyp, distance: float | None) -> Annotation:
+    def _annotation(self, hyp, distance: float | None, blank: float | None = None) -> Annotation:
+        from tvcaption.blank import is_blank
+
         confidence = hyp.confidence
         data: dict[str, Any] = {"confidence": round(confidence, 4), "words": len(hyp.tokens)}
         field = "text"
@@ -110,6 +114,9 @@ class CaptionAnalyser(Analyser):
             data.update(domain_distance=round(float(distance), 4), domain_threshold=round(self.domain.threshold, 4),
                         out_of_domain=out)
             field = "hidden" if out else "text"
+        if is_blank(blank):  # a black or flat picture: nothing the sentence could be about
+            data.update(blank=True, out_of_domain=True)
+            field = "hidden"
         return Annotation(self.name, "caption", self.captioner.vocab.decode(hyp.tokens), confidence, field, data)
 
 
