@@ -132,6 +132,7 @@ class Media:
         self._guard = threading.Lock()
         self._served: dict[tuple[str, str], Served] = {}
         self._infos: dict[tuple[str, str], dict[str, Any]] = {}
+        self._parts: dict[Path, Served] = {}
         self._background_slot = threading.Lock()  # the whole proxies made in the background: one at a time
         self._queue: queue.Queue[Any] = queue.Queue()
         self._asked: set[str] = set()
@@ -237,6 +238,9 @@ class Media:
         begin = max(0.0, round(float(start) - PART_LEAD, 3))
         stop = round(min(float(end) + PART_TAIL, begin + PART_MAX), 3)
         out = self.folder / "proxies" / "parts" / key / f"{round(begin * 1000)}-{round(stop * 1000)}.v{PART_VERSION}.mp4"
+        known = self._parts.get(out)
+        if known is not None and out.is_file():
+            return known  # asked again for each range request of the player
         with self._lock(f"part:{out}"):
             if not out.is_file():
                 info = self._info(source, key)
@@ -244,7 +248,9 @@ class Media:
                 first = _start(next((x for x in info.get("streams") or [] if x.get("codec_type") == "video"), {}))
                 lead = max(0.0, first - _start(info.get("format") or {}))
                 self._make_proxy(source, info, out, seek=(begin + lead, stop - begin))
-        return Served(out, True, round(video_offset(_probe(out)) - begin, 3), (begin, stop))
+            part = Served(out, True, round(video_offset(_probe(out)) - begin, 3), (begin, stop))
+        self._parts[out] = part
+        return part
 
     def _make_proxy(self, source: Path, info: dict[str, Any], out: Path, background: bool = False,
                     seek: tuple[float, float] | None = None) -> None:
