@@ -214,3 +214,23 @@ def test_a_file_growing_while_it_is_indexed_is_stored_as_it_ends(workspace, tmp_
     monkeypatch.setattr(pipeline, "captions_of", always_growing)
     still = pipeline.index_paths([folder], config, engine=engine, reindex=True)
     assert not still.done and "changed while it was being indexed" in still.failed[0][1]
+
+
+def test_hashing_in_a_thread_gives_the_file_sha256_and_its_errors(tmp_path):
+    """The hash made beside the probe and the captioning is the file's SHA-256; a missing file's
+    error comes out of result(); a cancelled hash stops at its next chunk."""
+    import hashlib
+
+    from tvcaption.pipeline import Hashing, content_hash
+
+    data = bytes(range(256)) * 40_000  # 10 MB: more than one 8 MB chunk
+    path = tmp_path / "a.ts"
+    path.write_bytes(data)
+    assert Hashing(path).result() == hashlib.sha256(data).hexdigest() == content_hash(path)
+    with pytest.raises(FileNotFoundError):
+        Hashing(tmp_path / "gone.ts").result()
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    assert content_hash(path, stop=stop) == ""
