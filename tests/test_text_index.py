@@ -18,8 +18,6 @@ from tvcaption.db.search import build_search, find_recording, indexed_ranking, s
 from tvcaption.db.store import Store, connect
 from tvcaption.scene import Annotation, Scene
 
-pytest_plugins = ["pg"]
-
 # few words, Zipf-drawn: common words match most scenes and many scores tie
 WORDS = ("man sings singing sang dog runs running park stage woman dances guitar crowd night "
          "café news anchor weather map red car street rain kitchen chef cooks pasta tiny").split()
@@ -242,11 +240,11 @@ def test_what_the_lists_cannot_answer_goes_to_the_sql(url):
     assert_same(*both(url, "stop", 10))
 
 
-def test_postgresql_and_small_archives_use_the_sql(db_url, monkeypatch):
-    put(db_url, "/a.ts", 1, 20)
-    monkeypatch.setattr(search_module, "INDEX_MIN_SCENES", 10**12 if db_url.startswith("sqlite") else 0)
-    engine = connect(db_url, create=False)
+def test_small_archives_use_the_sql(url, monkeypatch):
+    put(url, "/a.ts", 1, 20)
+    monkeypatch.setattr(search_module, "INDEX_MIN_SCENES", 10**12)
+    engine = connect(url, create=False)
     with engine.connect() as conn:
         assert indexed_ranking(conn, "man", 10, None, False) is None
     engine.dispose()
-    assert find(db_url, "man")
+    assert find(url, "man")

@@ -35,11 +35,11 @@ from tvcaption.db.search import (
     NOT_INDEXED,
     Hit,
     _search_error,
-    build_search,
     check_limit,
     find_recording,
     hits_of,
     indexed_ranking,
+    sql_ranking,
     without_hidden,
     words,
 )
@@ -119,11 +119,9 @@ def _ranked(conn, query: str, limit: int, stored, mode: str, all_captions: bool)
         return by_meaning[:limit]
     depth = max(limit, CANDIDATES)
     indexed = indexed_ranking(conn, query, depth, stored, all_captions)
-    if indexed is not None:
-        by_text = [scene_id for scene_id, _ in indexed]
-    else:
-        stmt = build_search(conn.dialect.name, query, depth, stored and stored.path, all_captions)
-        by_text = [int(row.id) for row in conn.execute(stmt)] if stmt is not None else []
+    if indexed is None:
+        indexed = sql_ranking(conn, query, depth, stored, all_captions)
+    by_text = [scene_id for scene_id, _ in indexed]
     return fuse(by_text, by_meaning, ranking.rank_of(by_text))[:limit]
 
 

@@ -25,19 +25,25 @@ non-ASCII character for a letter, so "🎤 singing" found the singing scenes on 
 on PostgreSQL. Every non-ASCII character that is not a letter, a digit, a combining accent or
 private use is therefore replaced by a space before either backend sees the query.
 
-Scores are higher-is-better on both backends but not comparable between them: SQLite gives
-``-bm25`` (text weight 1, labels 0.5), PostgreSQL ``ts_rank`` (text weight A, labels B;
-normalised by 1 + log(length): without it every caption holding the word once ties).
-Only recordings whose status is ``done`` are searched.
+Scores are higher-is-better bm25 on both backends, one formula (k1 1.2, b 0.75; text weight 1,
+labels 0.5, hidden 0.25; :mod:`tvcaption.db.text_index` spells it out): SQLite's is FTS5's own
+``-bm25``, PostgreSQL's is written in SQL over the stored tsvector (:func:`_pg_bm25`: weights A,
+B, C; its own lexemes, each distinct lexeme once). PostgreSQL ranked by ``ts_rank`` before: with
+AND of lexemes it weighs their positions, which per-term parts of posting lists cannot
+reproduce, and it had no idf; one formula lets both backends answer from the same posting lists
+and rank alike. Scores still differ between backends (their tokens are not the same: porter
+tokens, 'english' lexemes). Only recordings whose status is ``done`` are searched.
 
-Ranking FTS5's way costs a bm25 call per matching row: at 1M scenes a common word matches a
-quarter of them. On SQLite archives whose scene ids reach :data:`INDEX_MIN_SCENES` the ranking
-therefore comes from posting lists read once from the FTS5 index into a memory-mapped file
-(:mod:`tvcaption.db.text_index`, kept current by migration 0008's counter): the same scenes, the
-same scores and the same order as the SQL, which still answers what the lists cannot (CJK
-phrases, a word FTS5 splits into several tokens). Below that size the SQL takes a few ms and
+Ranking in SQL costs work per matching row: at 1M scenes a common word matches a quarter of them.
+On archives whose scene ids reach :data:`INDEX_MIN_SCENES` the ranking therefore comes from
+posting lists read once from the index into a memory-mapped file (:mod:`tvcaption.db.text_index`,
+kept current by migration 0008's counter, on both backends): the same scenes, the same scores
+and the same order as the SQL, which still answers what the lists cannot (CJK phrases; on SQLite
+a word FTS5 splits into several tokens). Below that size the SQL takes a few ms on SQLite and
 text search imports no numpy; above it numpy's import (~0.1 s) is part of a one-shot
-``tvcaption search``. PostgreSQL always ranks in SQL (``ts_rank``).
+``tvcaption search``. PostgreSQL's SQL bm25 is slower than ``ts_rank`` was (~14 us a match
+against ~1.6 us, and a ``ts_stat`` count of the table's tokens, kept per text version by
+:func:`text_stats`): fine below INDEX_MIN_SCENES and for the CJK fallback, not at 1M scenes.
 
 Annotations under the search field 'hidden' (out-of-domain captions, migration 0006) are in the
 index's third column but answer a search only with ``all_captions``: SQLite then matches all
@@ -53,7 +59,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, column, func, literal_column, select, table
+from sqlalchemy import Engine, Float, Select, bindparam, column, func, literal_column, select, table, text, true
 from sqlalchemy.exc import DBAPIError
 
 from tvcaption.db.engine import damage, damaged_error, database_error
@@ -64,13 +70,16 @@ from tvcaption.errors import DatabaseError, TvcaptionError
 from tvcaption.scene import Annotated, Annotation
 from tvcaption.search_terms import query_terms
 
-TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT = 1.0, 0.5, 0.25  # SQLite bm25 column weights (PostgreSQL: A, B, C)
+TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT = 1.0, 0.5, 0.25  # bm25 column weights (PostgreSQL: A, B, C)
+BM25_K1, BM25_B = 1.2, 0.75  # fts5_aux.c's bm25 constants, on both backends
+MIN_IDF = 1e-6  # fts5_aux.c: an idf at or below 0 counts as this
 VISIBLE_WEIGHTS = "{a,b}"  # PostgreSQL: the document's weights an ordinary search reads (C: hidden)
 MAX_WORDS = 64  # longer queries are cut: nobody types more, and each word costs a lookup
 MAX_LIMIT = 10_000  # more results than anyone reads; larger limits are cut to this
 # SQLite archives whose scene ids reach this are ranked from posting lists (module docstring);
 # below it FTS5's own bm25 takes a few ms and text search needs no numpy (0.1 s to import)
 INDEX_MIN_SCENES = 100_000
+TEXT_VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'text'")  # migration 0008
 TS_CONFIG = "english"
 # Unicode categories that are word characters on both backends: letters, digits (N*), combining
 # accents (Mn: folded into the letter by unicode61, part of the word for PostgreSQL), private use
@@ -169,16 +178,77 @@ def fts5_query(query: str) -> str:
     return " ".join([quote_fts5(w) for w in plain if not _is_stop_word(w)] + [quote_fts5(p) for p in phrases])
 
 
-def _pg_tsquery(query: str):
-    """plainto_tsquery of the plain words AND phraseto_tsquery of each CJK phrase (bound parameters)."""
-    config = literal_column(f"'{TS_CONFIG}'::regconfig")
+def _pg_query(query: str) -> tuple[str, str, list]:
+    """The query as (tsquery SQL, tsvector SQL of its lexemes, bound parameters): plainto_tsquery
+    of the plain words AND phraseto_tsquery of each CJK phrase; the same texts through
+    to_tsvector hold the same lexemes (what bm25 sums over)."""
+    config = f"'{TS_CONFIG}'::regconfig"
     plain, phrases = split_query(query)
-    parts = [func.plainto_tsquery(config, bindparam("text_query", " ".join(plain)))] if plain else []
-    parts += [func.phraseto_tsquery(config, bindparam(f"phrase_{i}", p)) for i, p in enumerate(phrases)]
-    tsquery = parts[0]
-    for part in parts[1:]:
-        tsquery = tsquery.op("&&")(part)
-    return tsquery
+    texts = ([("text_query", " ".join(plain), "plainto_tsquery")] if plain else []) + \
+        [(f"phrase_{i}", p, "phraseto_tsquery") for i, p in enumerate(phrases)]
+    tsquery = "(" + " && ".join(f"{make}({config}, :{name})" for name, _, make in texts) + ")"
+    vector = " || ".join(f"to_tsvector({config}, :{name})" for name, _, _ in texts)
+    return tsquery, vector, [bindparam(name, value) for name, value, _ in texts]
+
+
+def _weighted(weights: dict[str, float]) -> str:
+    """SQL: the weighted count of a lexeme's positions (``t`` of ``unnest(document)``)."""
+    return " + ".join(f"coalesce(cardinality(array_positions(t.weights, '{w}')), 0)::float8 * {value!r}::float8"
+                      for w, value in weights.items())
+
+
+# SQL: the positions of every lexeme of every row (D summed over the table), ts_stat's count (C; 1.6 s
+# at 1M scenes where unnesting every row took 6.4 s)
+_PG_TOKENS = f"SELECT coalesce(sum(nentry), 0) FROM ts_stat('SELECT document FROM {SEARCH_TABLE}')"
+# SQL: a lexeme ``l.lexeme`` as a tsquery string literal ('' and \\ escaped, as tsquery input reads them)
+_QUOTED = "'''' || replace(replace(l.lexeme, '\\', '\\\\'), '''', '''''') || ''''"
+
+
+def _pg_bm25(query: str, all_captions: bool, stats: tuple[int, int] | None = None):
+    """Every row of ``scene_fts`` the query matches, with its bm25 (module docstring), as a
+    subquery (scene_id, score). The user text only in bound parameters; the rest are constants.
+
+    Once per statement: N and avgdl (``stats``: N and the table's tokens at this text version, else
+    counted here, :data:`_PG_TOKENS`) and each lexeme's n (a GIN lookup with the lexeme as a tsquery, weights
+    A and B unless ``all_captions``). Per match: D its positions, f a lexeme's weighted positions;
+    distinct lexemes summed in byte order, each ``idf * ((f * (k1 + 1)) / (f + k1 * ((1 - b) +
+    b * D / avgdl)))``: the operations :mod:`tvcaption.db.text_index` does, so both give the same
+    doubles. The tsquery is written out in the match (not read from a CTE) so that the planner
+    estimates the matches from the GIN index's statistics; the visible-weights test is wrapped in
+    coalesce() for the same reason (PostgreSQL guesses 0.5% of rows for ``ts_filter(..) @@ ..``
+    and then joined every recording with every match)."""
+    tsquery, vector, params = _pg_query(query)
+    weights = {"A": TEXT_WEIGHT, "B": LABELS_WEIGHT} | ({"C": HIDDEN_WEIGHT} if all_captions else {})
+    visible = "" if all_captions else \
+        f" AND coalesce(ts_filter(f.document, '{VISIBLE_WEIGHTS}'::\"char\"[]) @@ {tsquery}, false)"
+    only = "" if all_captions else "\\:AB"  # a weight restriction in tsquery syntax (\: is no parameter)
+    k1, b, k1_plus_1, one_minus_b = (repr(float(x)) for x in (BM25_K1, BM25_B, BM25_K1 + 1.0, 1 - BM25_B))
+    f = _weighted(weights)
+    if stats is None:
+        counted = f"""SELECT count(*)::float8 AS n_rows, ({_PG_TOKENS})::float8 AS tokens FROM {SEARCH_TABLE}"""
+    else:  # (N, tokens) known at this text version (text_stats)
+        counted = "SELECT CAST(:bm25_rows AS float8) AS n_rows, CAST(:bm25_tokens AS float8) AS tokens"
+        params += [bindparam("bm25_rows", int(stats[0])), bindparam("bm25_tokens", int(stats[1]))]
+    sql = f"""WITH tvc_stats AS MATERIALIZED (
+    SELECT n_rows, tokens / greatest(n_rows, 1::float8) AS avgdl FROM ({counted}) c
+), tvc_terms AS MATERIALIZED (
+    SELECT array_agg(l.lexeme ORDER BY l.lexeme COLLATE "C") AS lexemes,
+           array_agg(CASE WHEN l.idf <= 0 THEN {MIN_IDF!r}::float8 ELSE l.idf END ORDER BY l.lexeme COLLATE "C") AS idfs
+    FROM (SELECT l.lexeme, ln((s.n_rows - c.n + 0.5::float8) / (c.n + 0.5::float8)) AS idf
+          FROM unnest(tsvector_to_array({vector})) AS l(lexeme) CROSS JOIN tvc_stats s
+          CROSS JOIN LATERAL (SELECT count(*)::float8 AS n FROM {SEARCH_TABLE} g
+                              WHERE g.document @@ ({_QUOTED} || '{only}')::tsquery) c) l
+)
+SELECT f.scene_id, (
+    SELECT sum(k.idfs[array_position(k.lexemes, t.lexeme)]
+               * ((({f}) * {k1_plus_1}::float8) / (({f}) + {k1}::float8 * ({one_minus_b}::float8 + {b}::float8 * d.dl / s.avgdl)))
+               ORDER BY t.lexeme COLLATE "C")
+    FROM unnest(f.document) t WHERE t.lexeme = ANY(k.lexemes)
+) AS score
+FROM {SEARCH_TABLE} f CROSS JOIN tvc_stats s CROSS JOIN tvc_terms k
+CROSS JOIN LATERAL (SELECT sum(cardinality(t.positions))::float8 AS dl FROM unnest(f.document) t) d
+WHERE f.document @@ {tsquery}{visible}"""
+    return text(sql).bindparams(*params).columns(column("scene_id"), column("score", Float)).subquery("tvc_ranked")
 
 
 _fts = table(SEARCH_TABLE, column("rowid"), column("scene_id"), column("text"),
@@ -188,12 +258,13 @@ _scenes = Scene.__table__
 
 
 def build_search(dialect: str, query: str, limit: int = 20, recording: str | None = None,
-                 all_captions: bool = False) -> Select | None:
+                 all_captions: bool = False, stats: tuple[int, int] | None = None) -> Select | None:
     """The ranked search as a SELECT (user text only in bound parameters), or None for no words.
 
     ``recording`` is a path exactly as stored (:func:`search` finds it from any spelling);
     ``limit`` must be at least 1 and is cut to MAX_LIMIT; ``all_captions``: hidden annotations
-    (out-of-domain captions) match too.
+    (out-of-domain captions) match too; ``stats``: PostgreSQL's (N, tokens) of :func:`text_stats`,
+    else the statement counts them (a scan of the table).
     """
     limit = check_limit(limit)
     terms = words(query)
@@ -206,25 +277,19 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
         # bm25() is smaller for better matches; MATCH must name the table itself
         fts_table = literal_column(SEARCH_TABLE)
         score = -func.bm25(fts_table, TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT)
-        scene_id = _fts.c.rowid
+        source, scene_id = _fts, _fts.c.rowid
         if not all_captions:
             expression = f"{{text labels}} : ({expression})"
         match = fts_table.op("MATCH")(bindparam("fts_query", expression))
     elif dialect == "postgresql":
-        tsquery = _pg_tsquery(query)
-        document = _fts.c.document
-        match = document.op("@@")(tsquery)  # the GIN index finds the candidates
-        if not all_captions:  # ... and only the visible weights may match
-            document = func.ts_filter(document, literal_column(f"'{VISIBLE_WEIGHTS}'::\"char\"[]"))
-            match = match & document.op("@@")(tsquery)
-        score = func.ts_rank(document, tsquery, 1)  # 1: divided by 1 + log(length), so short texts win ties
-        scene_id = _fts.c.scene_id
+        source = _pg_bm25(query, all_captions, stats)  # every match with its score (the match is inside)
+        score, scene_id, match = source.c.score, source.c.scene_id, true()
     else:
         raise DatabaseError(f"{dialect}: full-text search is only implemented for SQLite and PostgreSQL")
     score = score.label("score")
     stmt = (
         select(_recordings.c.path, _scenes.c.start, _scenes.c.end, score, _scenes.c.id)
-        .select_from(_fts)
+        .select_from(source)
         .join(_scenes, _scenes.c.id == scene_id)
         .join(_recordings, _recordings.c.id == _scenes.c.recording_id)
         .where(match, _recordings.c.status == "done")
@@ -259,8 +324,7 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
                 return []
             ranked = indexed_ranking(conn, query, limit, stored, all_captions)
             if ranked is None:
-                stmt = build_search(engine.dialect.name, query, limit, stored and stored.path, all_captions)
-                ranked = [(row.id, float(row.score)) for row in conn.execute(stmt)]
+                ranked = sql_ranking(conn, query, limit, stored, all_captions)
             hits = hits_of(conn, ranked)
     except DBAPIError as exc:
         error = _search_error(engine, exc)
@@ -270,11 +334,57 @@ def search(engine: Engine | Any, query: str, limit: int = 20,
     return hits if all_captions else without_hidden(hits)
 
 
+def sql_ranking(conn, query: str, limit: int, stored, all_captions: bool) -> list[tuple[int, float]]:
+    """(scene id, score) best first from the SQL of :func:`build_search` (PostgreSQL: with N and
+    the table's tokens from :func:`text_stats`)."""
+    stats = text_stats(conn) if conn.dialect.name == "postgresql" else None
+    stmt = build_search(conn.dialect.name, query, limit, stored and stored.path, all_captions, stats)
+    return [] if stmt is None else [(int(row.id), float(row.score)) for row in conn.execute(stmt)]
+
+
+_stats: dict[str, tuple[int, int, int]] = {}  # database key -> (text version, N, tokens)
+
+
+def text_stats(conn) -> tuple[int, int] | None:
+    """PostgreSQL: (rows of ``scene_fts``, positions of all their lexemes) at the database's text
+    version (migration 0008), counted once per version (~0.2 s at 100,000 scenes) and kept in
+    this process and in the user's cache folder; None before migration 0008 (then the statement
+    counts them)."""
+    import json
+
+    from tvcaption.db import search_cache
+
+    current = search_cache.version(conn, TEXT_VERSION_SQL)
+    if current is None:
+        return None
+    key = search_cache.database_key(conn, "text")
+    held = _stats.get(key)
+    if held is not None and held[0] == current:
+        return held[1:]
+    path = search_cache.cache_folder("text") / f"{key}.stats.json"
+    try:
+        kept = json.loads(path.read_text())
+        found = (int(kept["rows"]), int(kept["tokens"])) if kept.get("version") == current else None
+    except (OSError, ValueError, KeyError, TypeError):
+        found = None
+    if found is None:
+        found = tuple(int(v) for v in conn.execute(text(f"SELECT count(*), ({_PG_TOKENS}) FROM {SEARCH_TABLE}")).one())
+        if search_cache.version(conn, TEXT_VERSION_SQL) != current:
+            return found  # the index changed while we counted: not kept
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"version": current, "rows": found[0], "tokens": found[1]}))
+        except OSError:
+            pass
+    _stats[key] = (current, *found)
+    return found
+
+
 def indexed_ranking(conn, query: str, limit: int, stored, all_captions: bool) -> list[tuple[int, float]] | None:
     """(scene id, score) best first from the posting lists (:mod:`tvcaption.db.text_index`), the
-    same as the SQL's; None where they do not answer: PostgreSQL, an archive whose scene ids stay
-    below INDEX_MIN_SCENES, and what :func:`tvcaption.db.text_index.ranking` leaves to the SQL."""
-    if conn.dialect.name != "sqlite" or limit < 1:
+    same as the SQL's; None where they do not answer: an archive whose scene ids stay below
+    INDEX_MIN_SCENES, a CJK phrase, and what :func:`tvcaption.db.text_index.ranking` leaves to the SQL."""
+    if conn.dialect.name not in ("sqlite", "postgresql") or limit < 1:
         return None
     if (conn.execute(select(func.max(_scenes.c.id))).scalar() or 0) < INDEX_MIN_SCENES:
         return None
@@ -283,8 +393,7 @@ def indexed_ranking(conn, query: str, limit: int, stored, all_captions: bool) ->
         return None  # CJK: a phrase of character pairs, which needs positions
     from tvcaption.db import text_index
 
-    return text_index.ranking(conn, [w for w in plain if not _is_stop_word(w)], limit,
-                              stored and stored.id, all_captions)
+    return text_index.ranking(conn, plain, limit, stored and stored.id, all_captions)
 
 
 def hits_of(conn, ranked: list[tuple[int, float]]) -> list[Hit]:

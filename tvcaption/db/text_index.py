@@ -1,9 +1,11 @@
-"""Full-text ranking on SQLite from memory-mapped posting lists instead of FTS5's bm25 per query.
+"""Full-text ranking from memory-mapped posting lists instead of the database's ranking per query.
 
-FTS5 ranks a query by calling ``bm25()`` on every matching row and sorting them all: at 1M
-scenes a common word matches a quarter of them and one search took 60-500 ms. Here the FTS5
-index is read once into numpy arrays in a file in the user's cache folder
-(``~/.cache/tvcaption/text/``, one per database):
+Ranking in SQL scores every matching row and sorts them all: at 1M scenes a common word matches
+a quarter of them and one search took 60-500 ms on SQLite (FTS5's ``bm25()``), 70-390 ms on
+PostgreSQL (``ts_rank`` before it ranked by bm25 too). Here the search index is read once into
+numpy arrays in a file in the user's cache folder (``~/.cache/tvcaption/text/``, one per
+database), by a reader per backend (:mod:`tvcaption.db.text_index_fts5` reads FTS5's own tokens,
+:mod:`tvcaption.db.text_index_pg` PostgreSQL's lexemes from the stored ``tsvector``):
 
 - the terms, sorted by their UTF-8 bytes (one blob and offsets: a term is found by binary
   search without loading them);
@@ -20,35 +22,31 @@ rows in the others), multiplies each part by the term's idf, adds them up, and p
 ``limit`` with ``np.partition``: at 1M scenes a word in 234,000 of them takes ~6 ms, where FTS5's
 bm25 took 120-180 ms (bench/results/search_hybrid.json for whole searches).
 
-The tokens are FTS5's own: the index is read through an ``fts5vocab`` table of type 'instance'
-(term, row, column of every token FTS5 stored; D counts them per row), and a query's words are turned into tokens by
-FTS5 itself (inserted into a TEMP fts5 table with the index's ``tokenize`` option, read back
-through its own ``fts5vocab``; remembered per word), so matching is exactly FTS5's: every word
-must be in one of the columns searched.
-
-Scores are the numbers ``-bm25(scene_fts, 1.0, 0.5, 0.25)`` gives, bit for bit: SQLite's
-``fts5Bm25Function`` (fts5_aux.c) sums over the query's phrases, in their order,
+The score is bm25 on both backends (one formula, so both rank alike and the lists answer both):
+the sum over the query's terms, in their order, of
 ``idf x f x (k1 + 1) / (f + k1 x (1 - b + b x D / avgdl))`` with k1 = 1.2, b = 0.75, f the
 weighted frequency in the row, D the row's tokens in all columns, avgdl the table's tokens per
 row and ``idf = log((N - n + 0.5) / (n + 0.5))`` (at least 1e-6) over all N rows of the table,
-n the rows the phrase matches; with the column filter ``{text labels}`` both f and n count those
-columns only (measured: tests/test_text_index.py compares every score with the SQL). The same
-operations in the same order in float64 give the same doubles, so ties tie here as in SQLite,
-and they are broken as ``build_search``'s ORDER BY does: recording path, then scene start.
+n the rows the term matches; without ``all_captions`` both f and n count text and labels only.
+On SQLite this is FTS5's ``-bm25(scene_fts, 1.0, 0.5, 0.25)`` (fts5_aux.c), terms in the query's
+order; on PostgreSQL it is the SQL of :mod:`tvcaption.db.search` (weights A, B, C for text,
+labels, hidden; distinct lexemes in byte order). The same operations in the same order in float64
+give the same doubles, so the lists' scores are the SQL's bit for bit (tests/test_text_index.py,
+tests/test_text_index_pg.py), ties tie here as there, and they are broken as ``build_search``'s
+ORDER BY does: recording path, then scene start.
 
 What the posting lists cannot answer, :func:`ranking` leaves to the SQL (it returns None):
-a CJK run (a phrase of character pairs: needs positions), a word FTS5 splits into several
-tokens ("don't", "e-mail": a phrase), a query of words without any token, a database before
-migration 0008, an index whose columns or tokenizer option cannot be read, and a connection on
-which a TEMP table cannot be written. PostgreSQL always ranks in SQL (``ts_rank`` with AND of
-lexemes weighs their positions, which per-term parts cannot reproduce).
+a CJK run (a phrase of character pairs: needs positions; :mod:`tvcaption.db.search` never asks),
+what a reader cannot turn into terms (on SQLite a word FTS5 splits into several tokens, "don't",
+"e-mail": a phrase; a query of words without any token), a database before migration 0008, an
+index the reader cannot read, and a connection on which the reader's SQL fails.
 
-The file names the database's text version (migration 0008: triggers count every change of
-the index, of a scene's start, of a recording's status or path) and is rebuilt by the first
-search that finds another version (1M scenes: 26 s at load average 3.5, a 250 MB file); it is written
-beside and renamed over the old one, so a process that has the old one mapped keeps reading it
-intact. Where the cache folder cannot be written the lists are built in memory. A process keeps
-the lists it opened until the version changes.
+The file names the database's text version (migration 0008, both backends: triggers count every
+change of the index, of a scene's start, of a recording's status or path) and is rebuilt by the
+first search that finds another version (1M scenes: 26 s on SQLite at load average 3.5, a 250 MB
+file); it is written beside and renamed over the old one, so a process that has the old one
+mapped keeps reading it intact. Where the cache folder cannot be written the lists are built in
+memory. A process keeps the lists it opened until the version changes.
 """
 
 from __future__ import annotations
@@ -56,35 +54,28 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from tvcaption.db import search_cache
-from tvcaption.db.schema import SEARCH_TABLE
+from tvcaption.db.search import BM25_B as B
+from tvcaption.db.search import BM25_K1 as K1
+from tvcaption.db.search import HIDDEN_WEIGHT, LABELS_WEIGHT, MIN_IDF, TEXT_VERSION_SQL, TEXT_WEIGHT
 
-K1, B = 1.2, 0.75  # fts5_aux.c's bm25 constants
-MIN_IDF = 1e-6  # fts5_aux.c: an idf at or below 0 counts as this
-WEIGHTS = {"text": 1.0, "labels": 0.5, "hidden": 0.25}  # search.TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT
+WEIGHTS = {"text": TEXT_WEIGHT, "labels": LABELS_WEIGHT, "hidden": HIDDEN_WEIGHT}  # the index's columns, in order
 VISIBLE = ("text", "labels")
 MAGIC = b"TVCTXT02"
 HEADER = 1 << 16  # bytes before the arrays
-WORD_CACHE = 100_000  # words whose tokens a process remembers
-_VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'text'")
-_INSTANCES, _TERMS = "tvcaption_fts_instances", "tvcaption_fts_terms"  # TEMP fts5vocab tables over the index
-_QUERY, _QUERY_TOKENS = "tvcaption_query", "tvcaption_query_tokens"  # TEMP fts5 table for query words
 # name, dtype; the arrays of a file, in this order
 ARRAYS = (("terms", "u1"), ("term_at", "<i8"), ("vis_at", "<i8"), ("vis_row", "<i4"), ("vis_part", "<f8"),
           ("all_at", "<i8"), ("all_row", "<i4"), ("all_part", "<f8"),
           ("scene", "<i8"), ("place", "<i8"), ("recording", "<i8"))
 _open: dict[str, Postings] = {}  # database key -> the lists this process opened
-_tokens: dict[tuple[str, str], tuple[str, ...]] = {}  # (tokenize option, word) -> FTS5's tokens
 
 
 @dataclass
@@ -129,28 +120,40 @@ class Postings:
 # --------------------------------------------------------------------------------------------
 # Searching
 # --------------------------------------------------------------------------------------------
+def reader(conn: Connection):
+    """The module that reads this backend's index: text_index_fts5 or text_index_pg; None for others."""
+    if conn.dialect.name == "sqlite":
+        from tvcaption.db import text_index_fts5 as module
+    elif conn.dialect.name == "postgresql":
+        from tvcaption.db import text_index_pg as module
+    else:
+        return None
+    return module
+
+
 def ranking(conn: Connection, words: list[str], limit: int, recording_id: int | None,
             all_captions: bool) -> list[tuple[int, float]] | None:
     """(scene id, score) of the ``limit`` best rows holding every word, best first, as
     ``build_search`` ranks them; None when the SQL must answer (module docstring).
 
-    ``words``: the query's plain words without stop words, as :func:`~tvcaption.db.search.fts5_query`
-    quotes them; ``recording_id``: only that recording's scenes."""
-    if not words:
+    ``words``: the query's plain words (:func:`~tvcaption.db.search.split_query`; no CJK phrase),
+    stop words included (each reader drops them as its SQL does); ``recording_id``: only that
+    recording's scenes."""
+    module = reader(conn)
+    if module is None or not words:
         return None
     try:
-        option = tokenize_option(conn)
-        if option is None:
+        terms = module.query_terms(conn, words)
+        if terms is None:
             return None
-        tokens = tokenize(conn, option, words)
-        if any(len(t) > 1 for t in tokens) or not any(tokens):
-            return None  # a phrase, or no token at all: FTS5's phrase logic, left to the SQL
+        if not terms:
+            return []  # no term at all: the SQL matches nothing either
         found = postings(conn)
     except DBAPIError:
         return None  # e.g. TEMP tables not writable here: the SQL still answers
     if found is None:
         return None
-    return rank(found, [t[0] for t in tokens if t], limit, recording_id, not all_captions)
+    return rank(found, terms, limit, recording_id, not all_captions)
 
 
 def rank(found: Postings, tokens: list[str], limit: int, recording_id: int | None,
@@ -212,47 +215,12 @@ def _best(score: np.ndarray, place: np.ndarray, rows: np.ndarray, limit: int) ->
     return chosen[np.lexsort((place[rows[chosen]], -score[chosen]))]
 
 
-def tokenize_option(conn: Connection) -> str | None:
-    """The index's ``tokenize`` option as its CREATE statement spells it; None when it has none
-    or other columns than those the lists are built for (:data:`WEIGHTS`, in that order)."""
-    sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-                               (SEARCH_TABLE,)).scalar()
-    columns = r"\s*,\s*".join(WEIGHTS)
-    found = re.search(rf"fts5\(\s*{columns}\s*,\s*tokenize\s*=\s*'((?:[^']|'')*)'\s*\)", sql or "")
-    return found.group(1).replace("''", "'") if found else None
-
-
-def tokenize(conn: Connection, option: str, words: list[str]) -> list[tuple[str, ...]]:
-    """Each word's tokens as FTS5 makes them with ``option`` (a TEMP fts5 table and its vocabulary)."""
-    missing = list(dict.fromkeys(w for w in words if (option, w) not in _tokens))
-    if missing:
-        quoted = option.replace("'", "''")
-        conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_QUERY} USING fts5(word, tokenize = '{quoted}')")
-        conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_QUERY_TOKENS} "
-                             f"USING fts5vocab(temp, {_QUERY}, instance)")
-        conn.exec_driver_sql(f"DELETE FROM temp.{_QUERY}")
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.executemany(f"INSERT INTO temp.{_QUERY} (rowid, word) VALUES (?, ?)", list(enumerate(missing)))
-            made: dict[int, list[tuple[int, str]]] = {}
-            for doc, offset, term in cursor.execute(f'SELECT doc, "offset", term FROM temp.{_QUERY_TOKENS}'):
-                made.setdefault(doc, []).append((offset, term))
-            cursor.execute(f"DELETE FROM temp.{_QUERY}")
-        finally:
-            cursor.close()
-        if len(_tokens) + len(missing) > WORD_CACHE:
-            _tokens.clear()
-        for i, word in enumerate(missing):
-            _tokens[(option, word)] = tuple(term for _, term in sorted(made.get(i, [])))
-    return [_tokens[(option, w)] for w in words]
-
-
 # --------------------------------------------------------------------------------------------
 # Keeping the lists current
 # --------------------------------------------------------------------------------------------
 def version(conn: Connection) -> int | None:
     """The database's text version, or None before migration 0008."""
-    return search_cache.version(conn, _VERSION_SQL)
+    return search_cache.version(conn, TEXT_VERSION_SQL)
 
 
 def cache_folder() -> Path:
@@ -278,79 +246,62 @@ def postings(conn: Connection) -> Postings | None:
 
 
 def build(conn: Connection, current: int) -> Postings:
-    """Read the FTS5 index (every token: term, row, column) into posting lists.
-
-    Each term's tokens come as one string of ``row << 2 | column`` from an ``fts5vocab`` seek on
-    the term: fetching the 10M tokens of 1M scenes as rows took 51 s (a Python object each), this
-    16 s, both at load average 6 on 2 cores."""
-    conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_INSTANCES} "
-                         f"USING fts5vocab(main, {SEARCH_TABLE}, instance)")
-    conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_TERMS} USING fts5vocab(main, {SEARCH_TABLE}, row)")
-    columns = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(WEIGHTS))
-    sql = (f"SELECT r.term, (SELECT group_concat((i.doc << 2) | CASE i.col {columns} END) "
-           f"FROM temp.{_INSTANCES} i WHERE i.term = r.term) FROM temp.{_TERMS} r")
-    names: list[str] = []
-    packed: list[np.ndarray] = []
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        for name, tokens in cursor.execute(sql):
-            names.append(name)
-            packed.append(np.fromstring(tokens or "", np.int64, sep=","))
-        n_rows = int(cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}").fetchone()[0])
-        done = cursor.execute("SELECT s.id, s.recording_id FROM scenes s JOIN recordings r ON r.id = s.recording_id "
-                              "WHERE r.status = 'done' ORDER BY r.path, s.start, s.id").fetchall()
-    finally:
-        cursor.close()
-    if version(conn) != current:  # written while we read (another transaction): not kept
-        current = -1
-    both = np.concatenate(packed) if packed else np.zeros(0, np.int64)
-    term = np.repeat(np.arange(len(names), dtype=np.int32), [len(p) for p in packed])
-    return Postings(current, n_rows, _arrays(names, term, both >> 2, (both & 3).astype(np.int8), n_rows, done))
+    """Read the database's index into posting lists (its backend's reader); the version -1 when
+    the index changed while it was read (then the lists answer this search and are not kept)."""
+    return reader(conn).read(conn, current)
 
 
-def _arrays(names: list[str], term: np.ndarray, doc: np.ndarray, col: np.ndarray, n_rows: int,
-            done: list[tuple[int, int]]) -> dict[str, np.ndarray]:
-    """The file's arrays from every token's (term number, row, column) and the searchable scenes
-    in ranking order."""
+def from_pairs(names: list[str], term: np.ndarray, doc: np.ndarray, f_vis: np.ndarray, f_all: np.ndarray,
+               docs: np.ndarray, length: np.ndarray, tokens: int, n_rows: int,
+               done: list[tuple[int, int]], current: int) -> Postings:
+    """The lists from every (term number, row) pair a reader found: the pair's weighted frequency
+    in text and labels (``f_vis``) and in all columns (``f_all``); ``docs`` the rows holding any
+    token, sorted, and ``length`` their tokens in all columns (D); ``tokens`` all tokens of the
+    table, ``n_rows`` its rows (N, whatever their recording's status); ``done`` the searchable
+    scenes (id, recording) in ranking order."""
     keys = [name.encode() for name in names]
-    order = sorted(range(len(keys)), key=keys.__getitem__)  # FTS5's order is bytewise too; not assumed
-    rank = np.empty(len(keys), np.int32)
-    rank[order] = np.arange(len(keys), dtype=np.int32)
-    term = rank[term] if len(term) else term
-    if len(term) > 1 and not np.all((term[1:] > term[:-1]) | ((term[1:] == term[:-1]) & (doc[1:] >= doc[:-1]))):
-        by = np.lexsort((doc, term))
-        term, doc, col = term[by], doc[by], col[by]
-    weight = np.array(list(WEIGHTS.values()))[col]
-    scene = np.unique(doc)
-    row = np.searchsorted(scene, doc)
-    length = np.bincount(row, minlength=len(scene)).astype(np.float64)  # D: tokens in all columns
-    avgdl = len(doc) / n_rows if n_rows else 0.0
-    starts = np.flatnonzero(np.r_[True, (term[1:] != term[:-1]) | (row[1:] != row[:-1])]) if len(term) else \
-        np.zeros(0, np.int64)
-    pair_term, pair_row = term[starts], row[starts]
-    freq_all = np.add.reduceat(weight, starts) if len(starts) else np.zeros(0)
-    freq_vis = np.add.reduceat(np.where(col < len(VISIBLE), weight, 0.0), starts) if len(starts) else np.zeros(0)
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # the backend's order is bytewise too; not assumed
+    rank_of = np.empty(len(keys), np.int32)
+    rank_of[order] = np.arange(len(keys), dtype=np.int32)
+    term = rank_of[term] if len(term) else np.zeros(0, np.int32)
+    row = np.searchsorted(docs, doc)
+    if len(term) > 1 and not np.all((term[1:] > term[:-1]) | ((term[1:] == term[:-1]) & (row[1:] > row[:-1]))):
+        by = np.lexsort((row, term))
+        term, row, f_vis, f_all = term[by], row[by], f_vis[by], f_all[by]
     arrays = {"terms": np.frombuffer(b"".join(sorted(keys)), np.uint8).copy(),
               "term_at": np.r_[0, np.cumsum([len(k) for k in sorted(keys)], dtype=np.int64)].astype(np.int64)}
+    avgdl = tokens / n_rows if n_rows else 0.0
+    length = np.asarray(length, np.float64)
     # fts5_aux.c: k1 * (1 - b + b * D / avgdl), the same operations in the same order
-    norm = K1 * ((1 - B) + B * length / avgdl) if avgdl else np.full(len(scene), K1 * (1 - B))
-    for side, freq in (("vis", freq_vis), ("all", freq_all)):
+    norm = K1 * ((1 - B) + B * length / avgdl) if avgdl else np.full(len(docs), K1 * (1 - B))
+    for side, freq in (("vis", f_vis), ("all", f_all)):
         kept = freq > 0  # f: sums of 1, 0.5, 0.25, exact in float64
-        arrays[f"{side}_at"] = np.r_[0, np.cumsum(np.bincount(pair_term[kept], minlength=len(keys)))].astype(np.int64)
-        arrays[f"{side}_row"] = pair_row[kept].astype(np.int32)
-        f = freq[kept]
-        # the part of a phrase's score that does not depend on the query: f * (k1 + 1) / (f + norm)
-        arrays[f"{side}_part"] = (f * (K1 + 1.0)) / (f + norm[pair_row[kept]])
-    arrays["scene"] = scene
-    arrays["place"] = np.full(len(scene), np.iinfo(np.int64).max, np.int64)
-    arrays["recording"] = np.full(len(scene), -1, np.int64)
-    if done and len(scene):
+        arrays[f"{side}_at"] = np.r_[0, np.cumsum(np.bincount(term[kept], minlength=len(keys)))].astype(np.int64)
+        arrays[f"{side}_row"] = row[kept].astype(np.int32)
+        f = np.asarray(freq[kept], np.float64)
+        # the part of a term's score that does not depend on the query: f * (k1 + 1) / (f + norm)
+        arrays[f"{side}_part"] = (f * (K1 + 1.0)) / (f + norm[row[kept]])
+    arrays["scene"] = np.asarray(docs, np.int64)
+    arrays["place"] = np.full(len(docs), np.iinfo(np.int64).max, np.int64)
+    arrays["recording"] = np.full(len(docs), -1, np.int64)
+    if done and len(docs):
         ids = np.array([d[0] for d in done], np.int64)
-        at = np.minimum(np.searchsorted(scene, ids), len(scene) - 1)
-        hit = scene[at] == ids
+        at = np.minimum(np.searchsorted(docs, ids), len(docs) - 1)
+        hit = docs[at] == ids
         arrays["place"][at[hit]] = np.flatnonzero(hit)
         arrays["recording"][at[hit]] = np.array([d[1] for d in done], np.int64)[hit]
-    return arrays
+    return Postings(current, n_rows, arrays)
+
+
+def searchable(conn: Connection) -> list[tuple[int, int]]:
+    """(scene id, recording id) of every scene of a done recording, in the order equal scores take."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT s.id, s.recording_id FROM scenes s JOIN recordings r ON r.id = s.recording_id "
+                       "WHERE r.status = 'done' ORDER BY r.path, s.start, s.id")
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 # --------------------------------------------------------------------------------------------

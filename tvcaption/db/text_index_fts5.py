@@ -1,0 +1,121 @@
+"""The SQLite reader of :mod:`tvcaption.db.text_index`: FTS5's own tokens, for the index and the query.
+
+The index is read through an ``fts5vocab`` table of type 'instance' (term, row, column of every
+token FTS5 stored; D counts them per row), and a query's words are turned into tokens by FTS5
+itself (inserted into a TEMP fts5 table with the index's ``tokenize`` option, read back through
+its own ``fts5vocab``; remembered per word), so matching is exactly FTS5's: every word must be in
+one of the columns searched. Terms are summed in the query's order, as ``fts5Bm25Function`` adds
+its phrases (a word given twice counts twice, as in FTS5).
+
+Left to the SQL (:func:`query_terms` returns None): a word FTS5 splits into several tokens
+("don't", "e-mail": a phrase), a query of words without any token, an index whose columns or
+tokenizer option cannot be read.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from sqlalchemy.engine import Connection
+
+from tvcaption.db.schema import SEARCH_TABLE
+from tvcaption.db.text_index import WEIGHTS, VISIBLE, Postings, from_pairs, searchable, version
+
+WORD_CACHE = 100_000  # words whose tokens a process remembers
+_INSTANCES, _TERMS = "tvcaption_fts_instances", "tvcaption_fts_terms"  # TEMP fts5vocab tables over the index
+_QUERY, _QUERY_TOKENS = "tvcaption_query", "tvcaption_query_tokens"  # TEMP fts5 table for query words
+_tokens: dict[tuple[str, str], tuple[str, ...]] = {}  # (tokenize option, word) -> FTS5's tokens
+
+
+def query_terms(conn: Connection, words: list[str]) -> list[str] | None:
+    """The query's tokens in its order (one per word, stop words dropped as ``fts5_query`` drops
+    them), or None when the SQL must answer."""
+    from tvcaption.db.search import _is_stop_word
+
+    words = [w for w in words if not _is_stop_word(w)]
+    if not words:
+        return None
+    option = tokenize_option(conn)
+    if option is None:
+        return None
+    tokens = tokenize(conn, option, words)
+    if any(len(t) > 1 for t in tokens) or not any(tokens):
+        return None  # a phrase, or no token at all: FTS5's phrase logic, left to the SQL
+    return [t[0] for t in tokens if t]
+
+
+def tokenize_option(conn: Connection) -> str | None:
+    """The index's ``tokenize`` option as its CREATE statement spells it; None when it has none
+    or other columns than those the lists are built for (:data:`WEIGHTS`, in that order)."""
+    sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (SEARCH_TABLE,)).scalar()
+    columns = r"\s*,\s*".join(WEIGHTS)
+    found = re.search(rf"fts5\(\s*{columns}\s*,\s*tokenize\s*=\s*'((?:[^']|'')*)'\s*\)", sql or "")
+    return found.group(1).replace("''", "'") if found else None
+
+
+def tokenize(conn: Connection, option: str, words: list[str]) -> list[tuple[str, ...]]:
+    """Each word's tokens as FTS5 makes them with ``option`` (a TEMP fts5 table and its vocabulary)."""
+    missing = list(dict.fromkeys(w for w in words if (option, w) not in _tokens))
+    if missing:
+        quoted = option.replace("'", "''")
+        conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_QUERY} USING fts5(word, tokenize = '{quoted}')")
+        conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_QUERY_TOKENS} "
+                             f"USING fts5vocab(temp, {_QUERY}, instance)")
+        conn.exec_driver_sql(f"DELETE FROM temp.{_QUERY}")
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.executemany(f"INSERT INTO temp.{_QUERY} (rowid, word) VALUES (?, ?)", list(enumerate(missing)))
+            made: dict[int, list[tuple[int, str]]] = {}
+            for doc, offset, term in cursor.execute(f'SELECT doc, "offset", term FROM temp.{_QUERY_TOKENS}'):
+                made.setdefault(doc, []).append((offset, term))
+            cursor.execute(f"DELETE FROM temp.{_QUERY}")
+        finally:
+            cursor.close()
+        if len(_tokens) + len(missing) > WORD_CACHE:
+            _tokens.clear()
+        for i, word in enumerate(missing):
+            _tokens[(option, word)] = tuple(term for _, term in sorted(made.get(i, [])))
+    return [_tokens[(option, w)] for w in words]
+
+
+def read(conn: Connection, current: int) -> Postings:
+    """Read the FTS5 index (every token: term, row, column) into posting lists.
+
+    Each term's tokens come as one string of ``row << 2 | column`` from an ``fts5vocab`` seek on
+    the term: fetching the 10M tokens of 1M scenes as rows took 51 s (a Python object each), this
+    16 s, both at load average 6 on 2 cores."""
+    conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_INSTANCES} "
+                         f"USING fts5vocab(main, {SEARCH_TABLE}, instance)")
+    conn.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{_TERMS} USING fts5vocab(main, {SEARCH_TABLE}, row)")
+    columns = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(WEIGHTS))
+    sql = (f"SELECT r.term, (SELECT group_concat((i.doc << 2) | CASE i.col {columns} END) "
+           f"FROM temp.{_INSTANCES} i WHERE i.term = r.term) FROM temp.{_TERMS} r")
+    names: list[str] = []
+    packed: list[np.ndarray] = []
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        for name, tokens in cursor.execute(sql):
+            names.append(name)
+            packed.append(np.fromstring(tokens or "", np.int64, sep=","))
+        n_rows = int(cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}").fetchone()[0])
+    finally:
+        cursor.close()
+    done = searchable(conn)
+    if version(conn) != current:  # written while we read (another transaction): not kept
+        current = -1
+    both = np.concatenate(packed) if packed else np.zeros(0, np.int64)
+    term = np.repeat(np.arange(len(names), dtype=np.int32), [len(p) for p in packed])
+    doc, col = both >> 2, both & 3
+    # every token -> every (term, row) pair: its weighted frequency in text and labels, and in all
+    if len(term) > 1 and not np.all((term[1:] > term[:-1]) | ((term[1:] == term[:-1]) & (doc[1:] >= doc[:-1]))):
+        by = np.lexsort((doc, term))
+        term, doc, col = term[by], doc[by], col[by]
+    weight = np.array(list(WEIGHTS.values()))[col]
+    starts = np.flatnonzero(np.r_[True, (term[1:] != term[:-1]) | (doc[1:] != doc[:-1])]) if len(term) else \
+        np.zeros(0, np.int64)
+    f_all = np.add.reduceat(weight, starts) if len(starts) else np.zeros(0)
+    f_vis = np.add.reduceat(np.where(col < len(VISIBLE), weight, 0.0), starts) if len(starts) else np.zeros(0)
+    docs, length = np.unique(doc, return_counts=True)
+    return from_pairs(names, term[starts], doc[starts], f_vis, f_all, docs, length, len(doc), n_rows, done, current)
