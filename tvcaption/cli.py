@@ -141,8 +141,7 @@ def caption(
     cfg = _with_model(_config(config), model)
     cfg = with_overrides(cfg, "decoding", beam_size=beam_size)
     info = probe(video)
-    with views.status(err, "loading the model"):
-        engine = Engine(cfg)
+    engine = Engine(cfg)  # reads the models' descriptions; their weights load beside the decoding
     if as_json:
         result = caption_recording(video, cfg, engine)
         _print_json(result.to_json())
@@ -187,8 +186,7 @@ def index(
         from tvcaption.engine import Engine
         from tvcaption.pipeline import index_paths
 
-        with views.status(err, "loading the model"):
-            engine = Engine(cfg)
+        engine = Engine(cfg)  # reads the models' descriptions; their weights load beside the decoding
         with views.IndexView(err) as view:
             report = index_paths(paths, cfg, reindex=reindex, engine=engine, on_event=view)
     views.print_summary(report, out, cfg.index.extensions)
