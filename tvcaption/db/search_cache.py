@@ -12,13 +12,25 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 
+_answered: set[tuple[str, str]] = set()  # (database, counter's SQL) read before: the table is there
+
+
 def version(conn: Connection, sql) -> int | None:
-    """The counter ``sql`` reads from ``search_versions``, or None before its migration."""
+    """The counter ``sql`` reads from ``search_versions``, or None before its migration.
+
+    The first read of a database is in a savepoint (on PostgreSQL a failed statement would spoil
+    the transaction the search goes on in); later reads are one statement (on PostgreSQL the
+    savepoint and its release were two more round trips a search)."""
+    key = (conn.engine.url.render_as_string(hide_password=True), str(sql))
+    if key in _answered:
+        return conn.execute(sql).scalar()
     try:
         with conn.begin_nested():
-            return conn.execute(sql).scalar()
+            value = conn.execute(sql).scalar()
     except DBAPIError:
         return None
+    _answered.add(key)
+    return value
 
 
 def cache_folder(kind: str) -> Path:

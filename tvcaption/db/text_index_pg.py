@@ -56,18 +56,19 @@ def read(conn: Connection, current: int) -> Postings:
     names: list[str] = []
     rows: list[np.ndarray] = []
     counts: list[np.ndarray] = []
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))  # this transaction only
-        cursor.execute(_READ)
-        for name, scene_ids, packed in cursor:
-            names.append(name)
-            rows.append(np.fromstring(scene_ids, np.int64, sep=","))
-            counts.append(np.fromstring(packed, np.int64, sep=","))
-        cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}")
-        n_rows = int(cursor.fetchone()[0])
-    finally:
-        cursor.close()
+    with conn.begin_nested():  # a failure leaves the transaction usable for the SQL's answer
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))  # this transaction only
+            cursor.execute(_READ)
+            for name, scene_ids, packed in cursor:
+                names.append(name)
+                rows.append(np.fromstring(scene_ids, np.int64, sep=","))
+                counts.append(np.fromstring(packed, np.int64, sep=","))
+            cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}")
+            n_rows = int(cursor.fetchone()[0])
+        finally:
+            cursor.close()
     done = searchable(conn)
     if version(conn) != current:  # written while we read (another transaction): not kept
         current = -1
