@@ -2,7 +2,8 @@
 
 - ``text``: full-text search (:mod:`tvcaption.db.search`), unchanged; it loads no model and
   imports no torch, and no numpy below ``search.INDEX_MIN_SCENES`` scenes (above, the ranking
-  comes from numpy posting lists: :mod:`tvcaption.db.text_index`; so does hybrid's text ranking).
+  comes from numpy posting lists on SQLite and PostgreSQL: :mod:`tvcaption.db.text_index`; so
+  does hybrid's text ranking, else the SQL's, :func:`tvcaption.db.search.sql_ranking`).
 - ``meaning``: the query's sentence embedding (:mod:`tvcaption.embedding`, numpy, no torch)
   against every scene's meaning vector, best cosine similarity first, scenes below
   :data:`MIN_SIMILARITY` left out. "motorcycle" finds "moped, motor scooter". The vectors are
