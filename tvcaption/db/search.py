@@ -35,7 +35,7 @@ and rank alike. Scores still differ between backends (their tokens are not the s
 tokens, 'english' lexemes). Only recordings whose status is ``done`` are searched.
 
 Ranking in SQL costs work per matching row: at 1M scenes a common word matches a quarter of them.
-On archives whose scene ids reach :data:`INDEX_MIN_SCENES` the ranking therefore comes from
+On archives whose scene ids reach :data:`INDEX_MIN_SCENES` (PostgreSQL: a tenth of it) the ranking therefore comes from
 posting lists read once from the index into a memory-mapped file (:mod:`tvcaption.db.text_index`,
 kept current by migration 0008's counter, on both backends): the same scenes, the same scores
 and the same order as the SQL, which still answers what the lists cannot (CJK phrases; on SQLite
@@ -79,6 +79,9 @@ MAX_LIMIT = 10_000  # more results than anyone reads; larger limits are cut to t
 # SQLite archives whose scene ids reach this are ranked from posting lists (module docstring);
 # below it FTS5's own bm25 takes a few ms and text search needs no numpy (0.1 s to import)
 INDEX_MIN_SCENES = 100_000
+# PostgreSQL's from a tenth of that: its SQL bm25 costs ~14 us a match (bench/results/text_index_pg.json),
+# so a word in a quarter of 100k scenes would take ~350 ms there; at 10k, ~35 ms
+PG_INDEX_FRACTION = 10
 TEXT_VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'text'")  # migration 0008
 TS_CONFIG = "english"
 # Unicode categories that are word characters on both backends: letters, digits (N*), combining
@@ -386,7 +389,8 @@ def indexed_ranking(conn, query: str, limit: int, stored, all_captions: bool) ->
     INDEX_MIN_SCENES, a CJK phrase, and what :func:`tvcaption.db.text_index.ranking` leaves to the SQL."""
     if conn.dialect.name not in ("sqlite", "postgresql") or limit < 1:
         return None
-    if (conn.execute(select(func.max(_scenes.c.id))).scalar() or 0) < INDEX_MIN_SCENES:
+    least = INDEX_MIN_SCENES if conn.dialect.name == "sqlite" else INDEX_MIN_SCENES // PG_INDEX_FRACTION
+    if (conn.execute(select(func.max(_scenes.c.id))).scalar() or 0) < least:
         return None
     plain, phrases = split_query(query)
     if phrases:
