@@ -146,3 +146,23 @@ def test_two_stage_ranking_above_exact_max(db_url, monkeypatch):
         assert mine.matrix.coarse is not None
         assert mine.ids.tolist() == theirs.ids.tolist()
         assert mine.rank_of(theirs.ids.tolist()) == theirs.rank_of(theirs.ids.tolist())
+
+
+def test_count_greater_is_exact_with_ties_and_equal_scores():
+    """Hybrid ranks every text hit among all vectors: the bucketed count must equal a plain count
+    of the scores strictly above each value, ties and all-equal scores included."""
+    from tvcaption.db.vector_index import _count_greater_by_search, count_greater
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 5000))
+        scores = rng.normal(0.2, 0.15, size=n).astype(np.float32)
+        if trial % 3 == 0:
+            scores = np.round(scores, 2).astype(np.float32)  # many ties, some across bucket edges
+        if trial % 11 == 0:
+            scores[:] = 0.25
+        values = scores[rng.integers(0, n, size=int(rng.integers(1, 120)))]
+        want = np.array([(scores > v).sum() for v in values])
+        assert np.array_equal(count_greater(scores, values), want), trial
+        assert np.array_equal(_count_greater_by_search(scores, values), want), trial
+    assert len(count_greater(np.zeros(0, np.float32), np.zeros(0, np.float32))) == 0

@@ -104,11 +104,59 @@ class Ranking:
         if not inside.any():
             return {}
         own = self.all_scores[rows[inside] - self.rows.start]
-        thresholds = np.unique(own)
-        above = np.bincount(np.searchsorted(thresholds, self.all_scores, side="left"), minlength=len(thresholds) + 1)
-        greater = above[::-1].cumsum()[::-1]  # greater[j]: scores above thresholds[j-1]
-        ranks = greater[np.searchsorted(thresholds, own) + 1] + 1
+        ranks = count_greater(self.all_scores, own) + 1
         return {int(i): int(r) for i, r in zip(wanted[inside], ranks)}
+
+
+BUCKETS = 4096  # for count_greater: equal-width buckets over the scores' range
+
+
+def _count_greater_by_search(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """:func:`count_greater` by a binary search of every score among the values (any floats)."""
+    thresholds = np.unique(values)
+    below = np.bincount(np.searchsorted(thresholds, scores, side="left"), minlength=len(thresholds) + 1)
+    greater = below[::-1].cumsum()[::-1]  # greater[j]: scores above thresholds[j-1]
+    return greater[np.searchsorted(thresholds, values) + 1]
+
+
+def count_greater(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each of ``values`` (taken from ``scores``), how many ``scores`` are strictly greater:
+    exact, in one bucketing pass instead of a binary search per score (at 1M scores and 100
+    values, a searchsorted of every score took 20-30 ms of a hybrid search). Scores fall into
+    :data:`BUCKETS` equal-width buckets by a monotone float computation, so a score in a higher
+    bucket than a value is greater than it; only the scores sharing a value's bucket are compared
+    one by one."""
+    values = np.asarray(values, scores.dtype)
+    if not len(values) or not len(scores):
+        return np.zeros(len(values), np.int64)
+    low, high = scores.min(), scores.max()
+    with np.errstate(all="ignore"):
+        scale = (np.float32(BUCKETS) / (high - low)).astype(scores.dtype)
+    if not (high > low and np.isfinite(scale) and np.isfinite(low) and np.isfinite(high)):
+        return _count_greater_by_search(scores, values)  # all equal, or not finite
+
+    def bucket(x: np.ndarray) -> np.ndarray:  # in place where it can: this is the one pass over all scores
+        shifted = x - low
+        shifted *= scale
+        out = shifted.astype(np.int32)
+        np.minimum(out, BUCKETS - 1, out=out)
+        return out
+
+    of_scores = bucket(scores)
+    above = np.bincount(of_scores, minlength=BUCKETS)[::-1].cumsum()[::-1]  # above[b]: scores in b or higher
+    of_values = bucket(values)
+    wanted = np.zeros(BUCKETS, bool)
+    wanted[of_values] = True
+    shared = wanted[of_scores]  # the scores sharing a bucket with some value: few
+    near, near_bucket = scores[shared], of_scores[shared]
+    order = np.lexsort((near, near_bucket))
+    near, near_bucket = near[order], near_bucket[order]
+    out = np.empty(len(values), np.int64)
+    for i, (v, b) in enumerate(zip(values, of_values)):
+        lo, hi = np.searchsorted(near_bucket, [b, b + 1])
+        higher = above[b + 1] if b + 1 < BUCKETS else 0
+        out[i] = higher + (hi - lo) - np.searchsorted(near[lo:hi], v, side="right")
+    return out
 
 
 def version(conn: Connection) -> int | None:
