@@ -234,3 +234,41 @@ def test_hashing_in_a_thread_gives_the_file_sha256_and_its_errors(tmp_path):
     stop = threading.Event()
     stop.set()
     assert content_hash(path, stop=stop) == ""
+
+
+def test_a_recording_another_worker_finished_meanwhile_is_compared_by_its_hash(workspace, tmp_path):
+    """A new file is claimed before its hash is known; if another worker indexed it between our
+    look and our claim, the claim says HASH_NEEDED, the hash is awaited, and the same content is
+    skipped, not indexed twice (what four PostgreSQL workers on one folder showed)."""
+    import shutil
+
+    import tvcaption.pipeline as pipeline
+    from tvcaption.config import load_config
+    from tvcaption.db.store import HASH_NEEDED, Store, connect
+    from tvcaption.engine import Engine
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    clip = folder / "a.mp4"
+    shutil.copy(workspace["data"] / "broadcasts" / "bcast_000.mp4", clip)
+    url = f"sqlite:///{tmp_path}/a.db"
+    config = load_config(workspace["config"], env={"TVCAPTION_DATABASE__URL": url})
+    engine = Engine(config)
+    assert len(pipeline.index_paths([folder], config, engine=engine).done) == 1  # the other worker
+    store = Store(connect(url))
+    key = pipeline.recording_key(clip)
+    assert store.claim(key, None, "w2") is HASH_NEEDED  # a claim without a hash cannot compare
+    assert store.claim(key, pipeline.content_hash(clip), "w2") is None  # with it: the same content, done
+
+    class LookedEarlier(Store):
+        """The store as a worker that looked before the other one saved: it found nothing."""
+
+        def find_recording(self, path):
+            return None
+
+    late = LookedEarlier(store.engine)
+    report = pipeline.IndexReport()
+    pipeline._index_one(clip, late, engine, config, False, report, lambda event: None)
+    assert report.skipped == [key] and not report.done and not report.failed
+    assert len(store.recordings()) == 1 and store.recordings()[0].status == "done"
+    store.engine.dispose()

@@ -279,7 +279,7 @@ def index_paths(paths: Iterable[str | Path], config: Config, reindex: bool = Fal
 def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
                report: IndexReport, emit: Callable[[IndexEvent], None]) -> None:
     """Caption one recording and save it in one transaction; failures are recorded, not raised."""
-    from tvcaption.db.store import ClaimLost, worker_id
+    from tvcaption.db.store import HASH_NEEDED, ClaimLost, worker_id
     from tvcaption.errors import DatabaseError, ModelLoadError
     from tvcaption.video import probe
 
@@ -308,7 +308,11 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
             digest = hashing.result() if hashing is not None else content_hash(f)
             hashing = None
         claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name, reindex=again)
-        if claim is None:
+        if claim is HASH_NEEDED and hashing is not None:  # another worker indexed it since we looked
+            claim = None
+            digest, hashing = hashing.result(), None
+            claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name, reindex=again)
+        if not claim:
             if hashing is not None:
                 hashing.cancel()
             report.skipped.append(key)

@@ -61,6 +61,20 @@ ERROR_MAX_CHARS = 10_000
 _TAKEN = object()  # Store._row_to_claim: the row is locked by another transaction
 
 
+class _HashNeeded:
+    """What :meth:`Store.claim` returns for a claim without a hash on a recording found done:
+    another worker indexed it meanwhile, and only the hash tells whether it is this content."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "HASH_NEEDED"
+
+
+HASH_NEEDED = _HashNeeded()
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The captioning model a result came from; sha256 and meta are recorded when given."""
@@ -300,7 +314,9 @@ class Store:
 
         None when the recording is done with the same content hash (and ``model``, when given)
         unless ``reindex``; ``content_hash`` None: not known yet (a new file, hashed while it is
-        captioned, whose hash :meth:`save_result` records), or when another worker's claim is younger than ``claim_timeout``. A
+        captioned, whose hash :meth:`save_result` records), and :data:`HASH_NEEDED` (falsy)
+        when the recording turns out done (another worker finished it since): claim again
+        with the hash, or when another worker's claim is younger than ``claim_timeout``. A
         claim by a worker of our process space whose process is gone (see :func:`worker_is_dead`)
         is taken at once. ``probe`` is a dict or a dataclass such as ``VideoInfo``; its
         ``duration`` is kept in its own column.
@@ -326,6 +342,8 @@ class Store:
                 if recording_id is None:
                     return None
             else:
+                if row.status == "done" and not reindex and content_hash is None:
+                    return HASH_NEEDED  # indexed by another worker since we looked: compare hashes first
                 if row.status == "done" and not reindex and row.content_hash == content_hash \
                         and (model is None or row.model == model):
                     if probe_data is not None and row.probe != probe_data:  # e.g. a touched file's new mtime
