@@ -11,11 +11,11 @@ background, whatever its brightness, with at most a line of small print (a copyr
 :data:`BLANK_SHARE` of its sampled frames are. Its caption is stored as out of domain (hidden),
 with ``blank: true`` in its data.
 
-Measured on the sampled frames of 150 clips of a fresh SynthTV test split (seed 1): 3.4% of
-frames are blank (objects not yet on screen, or leaving it) and 1 clip in 150 is a blank scene;
-on ``../shared/data/scenes`` the fades through black of ``testvideo.mp4``, the grey fade of
-``fades.mp4`` and the empty first second of ``delayed_start.mp4`` are, and ``counter.mp4``'s
-digits are not.
+Measured by ``bench/domain.py`` (bench/results/domain.md): 0.7% of 300 clips of a fresh
+SynthTV test split (seed 1) are blank scenes (an object not yet on screen, or leaving it);
+in ``../shared/data/scenes`` the fades through black of ``testvideo.mp4``, the grey fade of
+``fades.mp4`` and the empty first second of ``delayed_start.mp4`` are, ``counter.mp4``'s digits
+are not (tests/test_domain.py).
 """
 
 from __future__ import annotations
