@@ -57,6 +57,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy.engine import Connection
@@ -245,20 +246,38 @@ def postings(conn: Connection) -> Postings | None:
     return found
 
 
+class Pairs(NamedTuple):
+    """What a backend's reader finds in its index: every (term number, row) pair with the pair's
+    weighted frequency in text and labels (``f_vis``) and in all columns (``f_all``); ``docs``
+    the rows holding any token, sorted, and ``length`` their tokens in all columns (D);
+    ``tokens`` all tokens of the table, ``n_rows`` its rows (N, whatever their recording's status)."""
+
+    names: list[str]
+    term: np.ndarray
+    doc: np.ndarray
+    f_vis: np.ndarray
+    f_all: np.ndarray
+    docs: np.ndarray
+    length: np.ndarray
+    tokens: int
+    n_rows: int
+
+
 def build(conn: Connection, current: int) -> Postings:
-    """Read the database's index into posting lists (its backend's reader); the version -1 when
-    the index changed while it was read (then the lists answer this search and are not kept)."""
-    return reader(conn).read(conn, current)
+    """Read the database's index into posting lists (its backend's reader), then the searchable
+    scenes; the version -1 when the index changed while it was read (then the lists answer this
+    search and are not kept)."""
+    pairs = reader(conn).read(conn)
+    done = searchable(conn)
+    if version(conn) != current:  # written while we read (another transaction): not kept
+        current = -1
+    return from_pairs(pairs, done, current)
 
 
-def from_pairs(names: list[str], term: np.ndarray, doc: np.ndarray, f_vis: np.ndarray, f_all: np.ndarray,
-               docs: np.ndarray, length: np.ndarray, tokens: int, n_rows: int,
-               done: list[tuple[int, int]], current: int) -> Postings:
-    """The lists from every (term number, row) pair a reader found: the pair's weighted frequency
-    in text and labels (``f_vis``) and in all columns (``f_all``); ``docs`` the rows holding any
-    token, sorted, and ``length`` their tokens in all columns (D); ``tokens`` all tokens of the
-    table, ``n_rows`` its rows (N, whatever their recording's status); ``done`` the searchable
-    scenes (id, recording) in ranking order."""
+def from_pairs(pairs: Pairs, done: list[tuple[int, int]], current: int) -> Postings:
+    """The lists from the pairs a reader found; ``done`` the searchable scenes (id, recording) in
+    ranking order."""
+    names, term, doc, f_vis, f_all, docs, length, tokens, n_rows = pairs
     keys = [name.encode() for name in names]
     order = sorted(range(len(keys)), key=keys.__getitem__)  # the backend's order is bytewise too; not assumed
     rank_of = np.empty(len(keys), np.int32)

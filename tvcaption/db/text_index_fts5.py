@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy.engine import Connection
 
 from tvcaption.db.schema import SEARCH_TABLE
-from tvcaption.db.text_index import WEIGHTS, VISIBLE, Postings, from_pairs, searchable, version
+from tvcaption.db.text_index import WEIGHTS, VISIBLE, Pairs
 
 WORD_CACHE = 100_000  # words whose tokens a process remembers
 _INSTANCES, _TERMS = "tvcaption_fts_instances", "tvcaption_fts_terms"  # TEMP fts5vocab tables over the index
@@ -80,8 +80,8 @@ def tokenize(conn: Connection, option: str, words: list[str]) -> list[tuple[str,
     return [_tokens[(option, w)] for w in words]
 
 
-def read(conn: Connection, current: int) -> Postings:
-    """Read the FTS5 index (every token: term, row, column) into posting lists.
+def read(conn: Connection) -> Pairs:
+    """Read the FTS5 index (every token: term, row, column) into (term, row) pairs.
 
     Each term's tokens come as one string of ``row << 2 | column`` from an ``fts5vocab`` seek on
     the term: fetching the 10M tokens of 1M scenes as rows took 51 s (a Python object each), this
@@ -102,9 +102,6 @@ def read(conn: Connection, current: int) -> Postings:
         n_rows = int(cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}").fetchone()[0])
     finally:
         cursor.close()
-    done = searchable(conn)
-    if version(conn) != current:  # written while we read (another transaction): not kept
-        current = -1
     both = np.concatenate(packed) if packed else np.zeros(0, np.int64)
     term = np.repeat(np.arange(len(names), dtype=np.int32), [len(p) for p in packed])
     doc, col = both >> 2, both & 3
@@ -118,4 +115,4 @@ def read(conn: Connection, current: int) -> Postings:
     f_all = np.add.reduceat(weight, starts) if len(starts) else np.zeros(0)
     f_vis = np.add.reduceat(np.where(col < len(VISIBLE), weight, 0.0), starts) if len(starts) else np.zeros(0)
     docs, length = np.unique(doc, return_counts=True)
-    return from_pairs(names, term[starts], doc[starts], f_vis, f_all, docs, length, len(doc), n_rows, done, current)
+    return Pairs(names, term[starts], doc[starts], f_vis, f_all, docs, length, len(doc), n_rows)

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from tvcaption.db import search_cache
 from tvcaption.db.schema import SEARCH_TABLE
 from tvcaption.db.search import HIDDEN_WEIGHT, LABELS_WEIGHT, TEXT_WEIGHT, TS_CONFIG
-from tvcaption.db.text_index import Postings, from_pairs, searchable, version
+from tvcaption.db.text_index import Pairs
 
 QUERY_CACHE = 10_000  # query texts whose lexemes a process remembers
 WORK_MEM = "256MB"  # for the one grouping statement of a build (the default 4 MB spills to disk)
@@ -51,8 +51,8 @@ def query_terms(conn: Connection, words: list[str]) -> list[str]:
     return found
 
 
-def read(conn: Connection, current: int) -> Postings:
-    """Every (lexeme, row) of ``scene_fts.document`` into posting lists (module docstring)."""
+def read(conn: Connection) -> Pairs:
+    """Every (lexeme, row) of ``scene_fts.document`` (module docstring)."""
     names: list[str] = []
     rows: list[np.ndarray] = []
     counts: list[np.ndarray] = []
@@ -69,9 +69,6 @@ def read(conn: Connection, current: int) -> Postings:
             n_rows = int(cursor.fetchone()[0])
         finally:
             cursor.close()
-    done = searchable(conn)
-    if version(conn) != current:  # written while we read (another transaction): not kept
-        current = -1
     doc = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     packed = np.concatenate(counts) if counts else np.zeros(0, np.int64)
     term = np.repeat(np.arange(len(names), dtype=np.int32), [len(r) for r in rows])
@@ -80,4 +77,4 @@ def read(conn: Connection, current: int) -> Postings:
     f_all = f_vis + c * HIDDEN_WEIGHT
     docs, inverse = np.unique(doc, return_inverse=True)
     length = np.bincount(inverse, weights=total, minlength=len(docs)) if len(doc) else np.zeros(0)
-    return from_pairs(names, term, doc, f_vis, f_all, docs, length, int(total.sum()), n_rows, done, current)
+    return Pairs(names, term, doc, f_vis, f_all, docs, length, int(total.sum()), n_rows)
