@@ -98,6 +98,17 @@ def find(url: str, query: str, mode: str | None = None, **options):
         engine.dispose()
 
 
+def execute(url: str, *statements) -> None:
+    """Run ``statements`` in one transaction on a fresh engine (as another process would)."""
+    engine = connect(url, create=False)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(statement)
+    finally:
+        engine.dispose()
+
+
 def assert_same(mine, theirs) -> None:
     assert mine is not None
     assert [i for i, _ in mine] == [i for i, _ in theirs]
@@ -177,22 +188,15 @@ def test_the_lists_follow_every_change(url):
     put(url, "/a.ts", 3, 20)  # indexed again, other scenes
     mine, theirs = both(url, "man", 100)
     assert_same(mine, theirs)
-    engine = connect(url, create=False)
-    with engine.begin() as conn:  # no longer done: not searched, still counted by bm25's idf
-        conn.execute(update(Recording.__table__).where(Recording.path == "/b.ts").values(status="failed"))
-    engine.dispose()
+    # no longer done: not searched, still counted by bm25's idf
+    execute(url, update(Recording.__table__).where(Recording.path == "/b.ts").values(status="failed"))
     mine, theirs = both(url, "man", 100)
     assert_same(mine, theirs) and len(mine) < 40
-    engine = connect(url, create=False)
-    with engine.begin() as conn:  # a recording moved: ties order by its new path
-        conn.execute(update(Recording.__table__).where(Recording.path == "/a.ts").values(path="/z.ts", status="done"))
-        conn.execute(update(Recording.__table__).where(Recording.path == "/b.ts").values(status="done"))
-    engine.dispose()
+    # a recording moved: ties order by its new path
+    execute(url, update(Recording.__table__).where(Recording.path == "/a.ts").values(path="/z.ts", status="done"),
+            update(Recording.__table__).where(Recording.path == "/b.ts").values(status="done"))
     assert_same(*both(url, "man", 100))
-    engine = connect(url, create=False)
-    with engine.begin() as conn:  # deleted
-        conn.execute(delete(Recording.__table__).where(Recording.path == "/z.ts"))
-    engine.dispose()
+    execute(url, delete(Recording.__table__).where(Recording.path == "/z.ts"))  # deleted
     assert_same(*both(url, "man", 100))
     assert_same(*both(url, "dog stage", 100))
 

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from sqlalchemy import delete, text, update
-from test_text_index import STOP, WORDS, archive, find, put, queries
+from test_text_index import STOP, WORDS, archive, execute, find, put, queries
 
 from tvcaption.db import search as search_module
 from tvcaption.db import text_index, text_index_pg
@@ -158,22 +158,15 @@ def test_the_lists_follow_every_change(url):
     mine, theirs, ours = three(url, "kangaroo", 10)
     assert_same(mine, theirs, ours) and len(mine) == 1
     assert_same(*three(url, "man", 100))
-    engine = connect(url, create=False)
-    with engine.begin() as conn:  # no longer done: not searched, still counted by bm25's idf
-        conn.execute(update(Recording.__table__).where(Recording.path == "/b.ts").values(status="failed"))
-    engine.dispose()
+    # no longer done: not searched, still counted by bm25's idf
+    execute(url, update(Recording.__table__).where(Recording.path == "/b.ts").values(status="failed"))
     mine, theirs, ours = three(url, "man", 100)
     assert_same(mine, theirs, ours) and len(mine) < 40
-    engine = connect(url, create=False)
-    with engine.begin() as conn:  # a recording moved: ties order by its new path
-        conn.execute(update(Recording.__table__).where(Recording.path == "/a.ts").values(path="/z.ts", status="done"))
-        conn.execute(update(Recording.__table__).where(Recording.path == "/b.ts").values(status="done"))
-    engine.dispose()
+    # a recording moved: ties order by its new path
+    execute(url, update(Recording.__table__).where(Recording.path == "/a.ts").values(path="/z.ts", status="done"),
+            update(Recording.__table__).where(Recording.path == "/b.ts").values(status="done"))
     assert_same(*three(url, "man", 100))
-    engine = connect(url, create=False)
-    with engine.begin() as conn:  # deleted
-        conn.execute(delete(Recording.__table__).where(Recording.path == "/z.ts"))
-    engine.dispose()
+    execute(url, delete(Recording.__table__).where(Recording.path == "/z.ts"))  # deleted
     assert_same(*three(url, "man", 100))
     assert_same(*three(url, "dog stage", 100, all_captions=True))
 
