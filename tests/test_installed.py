@@ -71,7 +71,8 @@ def test_the_wheel_carries_the_model_and_the_migrations(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("tvcaption/resources/models/synthtv-lstap.safetensors", "tvcaption/resources/models/synthtv-lstap.json",
                    "tvcaption/resources/migrations/env.py", "tvcaption/resources/migrations/script.py.mako",
-                   "tvcaption/resources/migrations/versions/0001_initial.py", "tvcaption/features/imagenet_labels.txt"):
+                   "tvcaption/resources/migrations/versions/0001_initial.py", "tvcaption/features/imagenet_labels.txt",
+                   "tvcaption/resources/sqlite_head.sql", "tvcaption/resources/tag_hypernyms.tsv"):
         assert needed in names, f"{needed} missing from {wheel.name}"
 
 

@@ -299,3 +299,75 @@ def test_annotations_of_any_analyser_through_a_round_trip(empty_db_url):
     assert scene.annotations == (Annotation("caption", "caption", "a reporter by a river", -0.1),
                                  Annotation("tags", "tag", "umbrella", 0.6, field="labels"))
     engine.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# A new SQLite database from the schema's snapshot (tvcaption/db/sqlite_snapshot.py)
+# --------------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sqlite_schema(path: Path) -> dict:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        found = {"objects": conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall(),
+                 "revision": conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+                 "fts5": conn.execute("SELECT * FROM scene_fts_config").fetchall(),
+                 "counters": dict(conn.execute("SELECT name, version FROM search_versions").fetchall())}
+    conn.close()
+    return found
+
+
+def test_the_shipped_sqlite_snapshot_is_what_the_migrations_make():
+    """Adding a migration without running scripts/make_sqlite_snapshot.py fails here."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "make_sqlite_snapshot.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_new_sqlite_database_from_the_snapshot_equals_a_migrated_one(tmp_path):
+    from tvcaption.db.engine import open_engine
+
+    made, migrated = tmp_path / "made.db", tmp_path / "migrated.db"
+    connect(f"sqlite:///{made}").dispose()  # a new file: from the snapshot
+    engine = open_engine(f"sqlite:///{migrated}", create=True)
+    migrate.upgrade(engine, snapshot=False)  # every migration through Alembic
+    engine.dispose()
+    a, b = _sqlite_schema(made), _sqlite_schema(migrated)
+    assert a["objects"] == b["objects"] and len(a["objects"]) > 20
+    assert a["revision"] == b["revision"] == [(migrate.HEAD,)]
+    assert a["fts5"] == b["fts5"]
+    assert set(a["counters"]) == set(b["counters"]) == {"text", "vectors"}
+    again = tmp_path / "again.db"  # counters start at random: a new file never meets the old one's caches
+    connect(f"sqlite:///{again}").dispose()
+    assert _sqlite_schema(again)["counters"] != a["counters"]
+    # it is an ordinary database at head: it indexes, searches, and Alembic takes it down and up
+    engine = connect(f"sqlite:///{made}")
+    store = Store(engine)
+    claim = store.claim("/a.ts", "h", "w")
+    store.save_result(claim, [described(0.0, 2.0, 0, 50, "a red moped on a street", -0.3)], "toy")
+    assert [h.caption for h in search(engine, "moped")] == ["a red moped on a street"]
+    migrate.downgrade(engine, "base")
+    assert migrate.current(engine) is None
+    migrate.upgrade(engine)  # tables exist no more, but this is not a new file: all the same, head
+    assert migrate.current(engine) == migrate.HEAD
+    engine.dispose()
+
+
+def test_a_new_sqlite_database_does_not_import_alembic(tmp_path):
+    """Alembic's import was ~0.3 s of the first command into a new database."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = ("import sys; from tvcaption.db.store import connect; "
+            f"connect({url!r}).dispose(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert _sqlite_schema(tmp_path / "new.db")["revision"] == [(migrate.HEAD,)]

@@ -108,12 +108,38 @@ def _migrating(url_or_engine: str | Engine, create: bool) -> Iterator[Connection
             raise _failure(engine, exc, "migration failed") from exc
 
 
-def upgrade(url: str | Engine, rev: str = "head") -> None:
-    """Migrate the database up to ``rev`` (default: the newest revision)."""
+def upgrade(url: str | Engine, rev: str = "head", snapshot: bool = True) -> None:
+    """Migrate the database up to ``rev`` (default: the newest revision). A new SQLite database
+    (no table at all) going to the newest revision is made from the schema's snapshot without
+    Alembic (:mod:`tvcaption.db.sqlite_snapshot`), unless ``snapshot`` is false."""
+    if snapshot and rev in ("head", HEAD) and _create_from_snapshot(url):
+        return
     from alembic import command
 
     with _migrating(url, create=True) as conn:
         command.upgrade(_config(conn), rev)
+
+
+def _create_from_snapshot(url: str | Engine) -> bool:
+    """Make an empty SQLite database at HEAD from the shipped snapshot; False (nothing done) for
+    any other database, or when the snapshot is not at HEAD."""
+    from tvcaption.db import sqlite_snapshot
+
+    with _engine(url, create=True) as engine:
+        if engine.dialect.name != "sqlite":
+            return False
+        made = sqlite_snapshot.statements(HEAD)
+        if made is None:
+            return False
+        try:
+            with begin_write(engine) as conn:  # BEGIN IMMEDIATE: one process makes it, the others then see it
+                if conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar():
+                    return False
+                for statement in made:
+                    conn.exec_driver_sql(statement)
+        except SQLAlchemyError as exc:
+            raise _failure(engine, exc, "cannot create the database") from exc
+    return True
 
 
 def downgrade(url: str | Engine, rev: str) -> None:
