@@ -25,6 +25,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -154,6 +155,20 @@ class SearchVersion(Base):
     __tablename__ = "search_versions"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class SearchChange(Base):
+    """For each counter of :class:`SearchVersion`, each recording's last change of what that
+    search caches: the counter's value after it (migration 0009; triggers write it). A cache at
+    version V reads the recordings changed after V from the database beside it; recording 0
+    means every recording (PostgreSQL's TRUNCATE)."""
+
+    __tablename__ = "search_changes"
+    __table_args__ = (Index("ix_search_changes_name_version", "name", "version"),)
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    recording_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -46,3 +46,27 @@ def database_key(conn: Connection, tag: str) -> str:
     where = os.path.realpath(url.database) if url.get_backend_name() == "sqlite" and url.database else \
         url.render_as_string(hide_password=True)
     return hashlib.sha256(f"{url.get_backend_name()}\0{where}\0{tag}".encode()).hexdigest()[:24]
+
+
+EVERY_RECORDING = 0  # search_changes.recording_id meaning all of them (migration 0009)
+_CHANGES_SQL = "SELECT recording_id FROM search_changes WHERE name = :name AND version > :since"
+
+
+def changed_since(conn: Connection, name: str, since: int) -> frozenset[int] | None:
+    """The recordings whose ``name`` content ('text' or 'vectors') changed after the counter's
+    value ``since`` (migration 0009's ``search_changes``); None when that cannot be told (before
+    that migration, or every recording changed): then a cache is rebuilt whole."""
+    from sqlalchemy import text
+
+    key = (conn.engine.url.render_as_string(hide_password=True), _CHANGES_SQL)
+    try:
+        if key in _answered:
+            found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).scalars().all()
+        else:
+            with conn.begin_nested():
+                found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).scalars().all()
+            _answered.add(key)
+    except DBAPIError:
+        return None
+    changed = frozenset(int(r) for r in found)
+    return None if EVERY_RECORDING in changed else changed

@@ -42,11 +42,20 @@ what a reader cannot turn into terms (on SQLite a word FTS5 splits into several 
 index the reader cannot read, and a connection on which the reader's SQL fails.
 
 The file names the database's text version (migration 0008, both backends: triggers count every
-change of the index, of a scene's start, of a recording's status or path) and is rebuilt by the
-first search that finds another version (1M scenes: 26 s on SQLite at load average 3.5, a 250 MB
-file; 34 s on PostgreSQL at load 3-4, 178 MB); it is written beside and renamed over the old one, so a process that has the old one
-mapped keeps reading it intact. Where the cache folder cannot be written the lists are built in
-memory. A process keeps the lists it opened until the version changes.
+change of the index, of a scene's start, of a recording's status or path). Lists of an older
+version answer with a delta (:func:`with_delta`): migration 0009's triggers name the recordings
+each change touched (``search_changes``), their rows are read from the database (on SQLite copied
+into a TEMP fts5 table with the index's tokenizer; on PostgreSQL their ``tsvector``) into small
+lists beside the old ones, whose rows of those recordings are left out. The delta's parts use the
+old lists' avgdl, and idf counts N and each term's rows now, so a delta ranks close to the SQL but
+not to the last bit; lists below :data:`DELTA_MIN_ROWS` rows (rebuilt in about half a second) are
+rebuilt instead, and so are lists with more than :data:`MAX_CHANGED` changed recordings or a
+delta above :data:`DELTA_ROWS` rows (or 2% of theirs). A rebuild (1M scenes: 26 s on SQLite at
+load average 3.5, a 250 MB file; 34 s on PostgreSQL at load 3-4, 178 MB) was what every search
+after any change paid before: a correction in the review app, a new recording. The file is
+written beside and renamed over the old one, so a process that has the old one mapped keeps
+reading it intact. Where the cache folder cannot be written the lists are built in memory. A
+process keeps the lists (and their delta) it opened until the version changes.
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -86,10 +95,17 @@ class Postings:
     version: int
     rows: int  # N: rows in the FTS5 table (all, whatever their recording's status)
     arrays: dict[str, np.ndarray]
+    tokens: int | None = None  # the table's tokens in all columns (avgdl = tokens / rows); None: not known
+    # lists older than the database: ``delta`` the rows of the recordings ``changed`` since (sorted
+    # ids), read from the database; the rows of those recordings here are left out
+    delta: Postings | None = None
+    changed: np.ndarray | None = None
     all_searchable: bool = field(init=False)  # every row's recording is done: no need to look
+    _counts: dict = field(init=False, repr=False)  # (term, visible) -> rows but the excluded recordings'
 
     def __post_init__(self) -> None:
         self.all_searchable = bool((self.arrays["recording"] >= 0).all())
+        self._counts = {}
 
     def __getattr__(self, name: str) -> np.ndarray:
         try:
@@ -109,6 +125,22 @@ class Postings:
             else:
                 hi = mid
         return lo if lo < len(at) - 1 and terms[at[lo]:at[lo + 1]].tobytes() == key else -1
+
+    def count(self, token: str, visible: bool, excluded: np.ndarray | None = None) -> int:
+        """Rows holding ``token`` (in text and labels, or anywhere), but those of the recordings
+        ``excluded`` (sorted ids; remembered per token while these lists are held)."""
+        term = self.term(token)
+        if term < 0:
+            return 0
+        rows = self.postings(term, visible)[0]
+        if excluded is None or not len(excluded):
+            return len(rows)
+        key = (term, visible)
+        if key not in self._counts:
+            owner = self.arrays["recording"][rows]
+            at = np.minimum(np.searchsorted(excluded, owner), len(excluded) - 1)
+            self._counts[key] = len(rows) - int(np.count_nonzero(excluded[at] == owner))
+        return self._counts[key]
 
     def postings(self, term: int, visible: bool) -> tuple[np.ndarray, np.ndarray]:
         """(rows, bm25 parts) of a term: in text and labels, or in any column."""
@@ -159,7 +191,33 @@ def ranking(conn: Connection, words: list[str], limit: int, recording_id: int | 
 
 def rank(found: Postings, tokens: list[str], limit: int, recording_id: int | None,
          visible: bool) -> list[tuple[int, float]]:
-    """bm25 of the rows holding every token (one phrase each, in order), the ``limit`` best."""
+    """bm25 of the rows holding every token (one phrase each, in order), the ``limit`` best.
+
+    Lists older than the database (``found.delta``): the rows of the changed recordings come from
+    the delta, theirs in ``found`` are left out, and both are scored with ``found``'s N and avgdl
+    and each term's rows counted in both (a re-indexed recording's old rows still count there
+    until the next rebuild); equal scores go to ``found``'s rows first."""
+    idf = []
+    rows = found.rows if found.delta is None else found.delta.rows  # the delta's: N now (with_delta)
+    for token in tokens:
+        n = found.count(token, visible) if found.delta is None else \
+            found.count(token, visible, found.changed) + found.delta.count(token, visible)
+        value = math.log((rows - n + 0.5) / (n + 0.5))
+        idf.append(value if value > 0.0 else MIN_IDF)
+    ranked = _rank_one(found, tokens, idf, limit, recording_id, visible, found.changed)
+    if found.delta is None:
+        return ranked
+    extra = _rank_one(found.delta, tokens, idf, limit, recording_id, visible, None)
+    if not extra:
+        return ranked
+    both = sorted(ranked + extra, key=lambda hit: -hit[1])  # stable: found's first among equals
+    return both[:limit]
+
+
+def _rank_one(found: Postings, tokens: list[str], idf: list[float], limit: int, recording_id: int | None,
+              visible: bool, excluded: np.ndarray | None) -> list[tuple[int, float]]:
+    """:func:`rank` in one set of lists, each token weighed by its ``idf``; rows of the
+    recordings ``excluded`` (sorted ids) left out."""
     lists = []
     for token in tokens:
         term = found.term(token)
@@ -173,9 +231,12 @@ def rank(found: Postings, tokens: list[str], limit: int, recording_id: int | Non
     rows = np.asarray(lists[first][0], np.int64)
     where: list[np.ndarray | slice | None] = [None] * len(lists)
     where[first] = slice(None)
-    if recording_id is not None or not found.all_searchable:
+    if recording_id is not None or not found.all_searchable or (excluded is not None and len(excluded)):
         owner = found.recording[rows]
-        keep = np.flatnonzero(owner >= 0 if recording_id is None else owner == recording_id)
+        keep = owner >= 0 if recording_id is None else owner == recording_id
+        if excluded is not None and len(excluded):
+            keep &= ~np.isin(owner, excluded)
+        keep = np.flatnonzero(keep)
         rows, where[first] = rows[keep], keep
     for j, (others, _) in enumerate(lists):
         if j == first or not len(rows):
@@ -190,12 +251,8 @@ def rank(found: Postings, tokens: list[str], limit: int, recording_id: int | Non
     if not len(rows):
         return []
     score = np.zeros(len(rows), np.float64)
-    for (postings_rows, part), at in zip(lists, where):
-        n = len(postings_rows)
-        idf = math.log((found.rows - n + 0.5) / (n + 0.5))
-        if idf <= 0.0:
-            idf = MIN_IDF
-        score += idf * part[at]  # the sum in the query's order, as fts5Bm25Function adds
+    for (_, part), at, weight in zip(lists, where, idf):
+        score += weight * part[at]  # the sum in the query's order, as fts5Bm25Function adds
     best = _best(score, found.place, rows, limit)
     return [(int(s), float(v)) for s, v in zip(found.scene[rows[best]], score[best])]
 
@@ -229,21 +286,68 @@ def cache_folder() -> Path:
 
 
 def postings(conn: Connection) -> Postings | None:
-    """The posting lists of the database, current with it; None before migration 0008."""
+    """The posting lists of the database, current with it; None before migration 0008.
+
+    Lists of an older version answer with a delta (module docstring) when few recordings changed
+    since (:func:`delta_fits`); else they are rebuilt."""
     current = version(conn)
     if current is None:
         return None
     key = search_cache.database_key(conn, "text")
     held = _open.get(key)
-    if held is not None and held.version == current:
+    if held is not None and held.version == current and held.delta is None:
+        return held
+    if held is not None and held.delta is not None and held.delta.version == current:
         return held
     path = cache_folder() / f"{key}.txt.idx"
-    found = _read(path, current)
+    base = replace(held, delta=None, changed=None) if held is not None else _read(path)
+    found = None
+    if base is not None and base.version == current:
+        found = base
+    elif base is not None and base.version != -1 and base.tokens:
+        found = with_delta(conn, base, current)
     if found is None:
         found = build(conn, current)
         _write(path, found)
     _open[key] = found
     return found
+
+
+DELTA_MIN_ROWS = 20_000  # smaller lists are rebuilt (in about half a second), so they rank exactly as the SQL
+MAX_CHANGED = 500  # recordings changed since the lists were built, above which they are rebuilt
+DELTA_ROWS = 20_000  # rows of those recordings above which they are rebuilt (or 2% of the lists' rows)
+
+
+def delta_fits(recordings: int, rows: int, base_rows: int, min_rows: int | None = None) -> bool:
+    """Whether a cache of ``base_rows`` answers with a delta of ``rows`` from ``recordings``
+    (``min_rows``: the smallest cache that does, default :data:`DELTA_MIN_ROWS`)."""
+    least = DELTA_MIN_ROWS if min_rows is None else min_rows
+    return base_rows >= least and recordings <= MAX_CHANGED and rows <= max(DELTA_ROWS, base_rows // 50)
+
+
+def with_delta(conn: Connection, base: Postings, current: int) -> Postings | None:
+    """``base`` and the rows of the recordings changed since it was built, read from the database
+    (:func:`tvcaption.db.search_cache.changed_since`); None when that cannot be told or they are
+    too many (:func:`delta_fits`)."""
+    changed = search_cache.changed_since(conn, "text", base.version)
+    if changed is None or not delta_fits(len(changed), 0, base.rows):
+        return None
+    recordings = sorted(changed)
+    pairs = reader(conn).read(conn, recordings) if recordings else None
+    if pairs is not None and not delta_fits(len(recordings), len(pairs.docs), base.rows):
+        return None
+    changed_ids = np.array(recordings, np.int64)
+    if pairs is None:
+        delta = from_pairs(Pairs([], *(np.zeros(0, t) for t in ("i4", "i8", "f8", "f8", "i8", "i8")), 0, 0), [], current)
+    else:
+        # each row's parts with the lists' avgdl (theirs cannot change), so that the two rank alike
+        delta = from_pairs(pairs._replace(tokens=base.tokens, n_rows=base.rows), searchable(conn, recordings), current)
+    if version(conn) != current:
+        return None  # written while we read: rebuild (which keeps nothing either)
+    # N now: the lists' rows but the changed recordings' there, and the delta's
+    gone = int(np.isin(base.recording, changed_ids).sum()) if len(changed_ids) else 0
+    delta = replace(delta, rows=base.rows - gone + len(delta.scene))
+    return replace(base, delta=delta, changed=changed_ids)
 
 
 class Pairs(NamedTuple):
@@ -309,15 +413,22 @@ def from_pairs(pairs: Pairs, done: list[tuple[int, int]], current: int) -> Posti
         hit = docs[at] == ids
         arrays["place"][at[hit]] = np.flatnonzero(hit)
         arrays["recording"][at[hit]] = np.array([d[1] for d in done], np.int64)[hit]
-    return Postings(current, n_rows, arrays)
+    return Postings(current, n_rows, arrays, tokens)
 
 
-def searchable(conn: Connection) -> list[tuple[int, int]]:
-    """(scene id, recording id) of every scene of a done recording, in the order equal scores take."""
+def searchable(conn: Connection, recordings: list[int] | None = None) -> list[tuple[int, int]]:
+    """(scene id, recording id) of every scene of a done recording (of ``recordings``), in the
+    order equal scores take."""
+    from sqlalchemy import bindparam, text
+
+    sql = ("SELECT s.id, s.recording_id FROM scenes s JOIN recordings r ON r.id = s.recording_id "
+           "WHERE r.status = 'done' {}ORDER BY r.path, s.start, s.id")
+    if recordings is not None:
+        stmt = text(sql.format("AND r.id IN :ids ")).bindparams(bindparam("ids", expanding=True))
+        return [tuple(row) for row in conn.execute(stmt, {"ids": list(recordings)})]
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute("SELECT s.id, s.recording_id FROM scenes s JOIN recordings r ON r.id = s.recording_id "
-                       "WHERE r.status = 'done' ORDER BY r.path, s.start, s.id")
+        cursor.execute(sql.format(""))
         return cursor.fetchall()
     finally:
         cursor.close()
@@ -326,15 +437,14 @@ def searchable(conn: Connection) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------------------------
 # The file
 # --------------------------------------------------------------------------------------------
-def _read(path: Path, current: int) -> Postings | None:
-    """The file's lists when it holds version ``current``, else None."""
+def _read(path: Path) -> Postings | None:
+    """The file's lists (of whatever version it holds), or None."""
     try:
         with open(path, "rb") as f:
             if f.read(len(MAGIC)) != MAGIC:
                 return None
             head = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        if head.get("version") != current:
-            return None
+        current = int(head["version"])
         arrays: dict[str, np.ndarray] = {}
         offset = HEADER
         for name, dt in ARRAYS:
@@ -345,7 +455,7 @@ def _read(path: Path, current: int) -> Postings | None:
             offset += _padded(count * np.dtype(dt).itemsize)
     except (OSError, ValueError, KeyError):
         return None
-    return Postings(current, int(head["rows"]), arrays)
+    return Postings(current, int(head["rows"]), arrays, head.get("tokens"))
 
 
 def _padded(size: int) -> int:
@@ -357,7 +467,7 @@ def _write(path: Path, found: Postings) -> None:
     or the lists are not of a version (read while the index changed)."""
     if found.version == -1:
         return
-    head = json.dumps({"version": found.version, "rows": found.rows,
+    head = json.dumps({"version": found.version, "rows": found.rows, "tokens": found.tokens,
                        "sizes": {name: len(found.arrays[name]) for name, _ in ARRAYS}}).encode()
     tmp = None
     try:

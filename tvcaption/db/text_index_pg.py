@@ -33,7 +33,8 @@ _COUNTS = " + ".join(f"coalesce(cardinality({what}), 0)::bigint * {1 << (9 * i)}
     ("array_positions(t.weights, 'A')", "array_positions(t.weights, 'B')", "array_positions(t.weights, 'C')",
      "t.positions")))
 _READ = (f"SELECT t.lexeme, string_agg(f.scene_id::text, ','), string_agg(({_COUNTS})::text, ',') "
-         f"FROM {SEARCH_TABLE} f CROSS JOIN LATERAL unnest(f.document) t GROUP BY t.lexeme")
+         f"FROM {SEARCH_TABLE} f CROSS JOIN LATERAL unnest(f.document) t {{}}GROUP BY t.lexeme")
+_OF_RECORDINGS = "WHERE f.scene_id IN (SELECT id FROM scenes WHERE recording_id = ANY(%s)) "
 
 
 def query_terms(conn: Connection, words: list[str]) -> list[str]:
@@ -51,8 +52,9 @@ def query_terms(conn: Connection, words: list[str]) -> list[str]:
     return found
 
 
-def read(conn: Connection) -> Pairs:
-    """Every (lexeme, row) of ``scene_fts.document`` (module docstring)."""
+def read(conn: Connection, recordings: list[int] | None = None) -> Pairs:
+    """Every (lexeme, row) of ``scene_fts.document`` (module docstring); with ``recordings``,
+    only the rows of those recordings' scenes."""
     names: list[str] = []
     rows: list[np.ndarray] = []
     counts: list[np.ndarray] = []
@@ -60,7 +62,10 @@ def read(conn: Connection) -> Pairs:
         cursor = conn.connection.dbapi_connection.cursor()
         try:
             cursor.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))  # this transaction only
-            cursor.execute(_READ)
+            if recordings is None:
+                cursor.execute(_READ.format(""))
+            else:
+                cursor.execute(_READ.format(_OF_RECORDINGS), (list(recordings),))
             for name, scene_ids, packed in cursor:
                 names.append(name)
                 rows.append(np.fromstring(scene_ids, np.int64, sep=","))

@@ -13,10 +13,15 @@ cache folder (``~/.cache/tvcaption/vectors/``, one per database and model) laid 
   bytes to stream per query).
 
 The file names the database's vectors version (migration 0007: triggers count every change of
-``recording_vectors`` and of a recording's status) and is rebuilt by the first search that
-finds another; it is written beside and renamed over the old one, so a process that has the old
-one mapped keeps reading it intact. Where the cache folder cannot be written the matrix is built
-in memory. A process keeps the matrix it opened until the version changes.
+``recording_vectors`` and of a recording's status). A matrix of an older version answers with a
+delta: the recordings changed since (migration 0009's ``search_changes``) have their rows left
+out (scored :data:`MASKED`) and their vectors read from the database and scored beside them,
+the same numbers a rebuilt matrix would give; with more than
+:data:`~tvcaption.db.text_index.MAX_CHANGED` changed recordings or a delta above 2% of the
+matrix (at least :data:`~tvcaption.db.text_index.DELTA_ROWS` rows) the first search rebuilds
+it. The file is written beside and renamed over the old one, so a process that has the old one
+mapped keeps reading it intact. Where the cache folder cannot be written the matrix is built in
+memory. A process keeps the matrix (and its delta) it opened until the version changes.
 
 Ranking: up to :data:`EXACT_MAX` vectors every query is an exact scan (as before). Above it, the
 coarse scores pick the ``max(RERANK, 20 x top)`` candidates and those are ranked by their exact
@@ -32,7 +37,7 @@ import json
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +75,13 @@ class Matrix:
     mean: np.ndarray | None = None  # (dim,) the coarse copy's centre
     components: np.ndarray | None = None  # (dim, COARSE_DIM)
     coarse: np.ndarray | None = None  # (N, COARSE_DIM)
+    # a matrix older than the database: the vectors of the recordings ``changed`` since (sorted
+    # ids), read from the database at ``delta_version``; their rows above are left out
+    changed: np.ndarray | None = None
+    extra_ids: np.ndarray | None = None  # (M,)
+    extra_vectors: np.ndarray | None = None  # (M, dim)
+    extra_recordings: np.ndarray | None = None  # (M,) each extra vector's recording
+    delta_version: int | None = None
     sorted_ids: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -94,21 +106,34 @@ class Ranking:
     matrix: Matrix | None = None
     rows: slice = field(default_factory=lambda: slice(0, 0))
     all_scores: np.ndarray | None = None  # exact, or coarse with the candidates' exact ones written in
+    extra_ids: np.ndarray | None = None  # the delta's scenes searched (Matrix.extra_ids) and their scores
+    extra_scores: np.ndarray | None = None
 
     def rank_of(self, scene_ids) -> dict[int, int]:
         if self.matrix is None or self.all_scores is None or not len(scene_ids):
             return {}
         wanted = np.asarray(list(scene_ids), np.int64)
+        own = np.full(len(wanted), np.nan, np.float32)
         rows = self.matrix.rows_of(wanted)
         inside = (rows >= self.rows.start) & (rows < self.rows.stop)
-        if not inside.any():
+        own[inside] = self.all_scores[rows[inside] - self.rows.start]
+        extra = self.extra_ids is not None and len(self.extra_ids)
+        if extra:
+            at = {int(i): k for k, i in enumerate(self.extra_ids)}
+            for j, i in enumerate(wanted.tolist()):
+                if i in at:
+                    own[j] = self.extra_scores[at[i]]
+        known = ~np.isnan(own) & (own > MASKED)
+        if not known.any():
             return {}
-        own = self.all_scores[rows[inside] - self.rows.start]
-        ranks = count_greater(self.all_scores, own) + 1
-        return {int(i): int(r) for i, r in zip(wanted[inside], ranks)}
+        ranks = count_greater(self.all_scores, own[known]) + 1
+        if extra:
+            ranks += count_greater(self.extra_scores, own[known])
+        return {int(i): int(r) for i, r in zip(wanted[known], ranks)}
 
 
 BUCKETS = 4096  # for count_greater: equal-width buckets over the scores' range
+MASKED = np.float32(-2.0)  # the score of a row left out (below every cosine similarity)
 
 
 def _count_greater_by_search(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -120,7 +145,7 @@ def _count_greater_by_search(scores: np.ndarray, values: np.ndarray) -> np.ndarr
 
 
 def count_greater(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """For each of ``values`` (taken from ``scores``), how many ``scores`` are strictly greater:
+    """For each of ``values`` (any finite floats), how many ``scores`` are strictly greater:
     exact, in one bucketing pass instead of a binary search per score (at 1M scores and 100
     values, a searchsorted of every score took 20-30 ms of a hybrid search). Scores fall into
     :data:`BUCKETS` equal-width buckets by a monotone float computation, so a score in a higher
@@ -144,7 +169,7 @@ def count_greater(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
 
     of_scores = bucket(scores)
     above = np.bincount(of_scores, minlength=BUCKETS)[::-1].cumsum()[::-1]  # above[b]: scores in b or higher
-    of_values = bucket(values)
+    of_values = np.maximum(bucket(values), 0)  # a value below every score (from another set of scores)
     wanted = np.zeros(BUCKETS, bool)
     wanted[of_values] = True
     shared = wanted[of_scores]  # the scores sharing a bucket with some value: few
@@ -170,20 +195,55 @@ def cache_folder() -> Path:
 
 def matrix(conn: Connection, model: str) -> Matrix | None:
     """The vectors of ``model`` as a :class:`Matrix`, current with the database; None before
-    migration 0007 (the caller scans the blobs as before)."""
+    migration 0007 (the caller scans the blobs as before). A matrix of an older version answers
+    with a delta when few recordings changed since (``tvcaption.db.text_index.delta_fits``; at
+    any size: the delta's scores are the same numbers a rebuilt matrix gives); else it is rebuilt."""
+    from tvcaption.db.text_index import delta_fits
+
     current = version(conn)
     if current is None:
         return None
     key = search_cache.database_key(conn, model)
     held = _open.get(key)
-    if held is not None and held.version == current:
+    if held is not None and (held.version if held.changed is None else held.delta_version) == current:
         return held
     path = cache_folder() / f"{key}.vec"
-    found = _read(path, current)
+    base = replace(held, changed=None, extra_ids=None, extra_vectors=None, extra_recordings=None,
+                   delta_version=None) if held is not None else _read(path)
+    found = None
+    if base is not None and base.version == current:
+        found = base
+    elif base is not None and base.version != -1:
+        changed = search_cache.changed_since(conn, "vectors", base.version)
+        if changed is not None and delta_fits(len(changed), 0, len(base.ids), min_rows=0):
+            found = _with_delta(conn, model, base, sorted(changed), current)
     if found is None:
         found = _build(conn, model, current, path)
     _open[key] = found
     return found
+
+
+def _with_delta(conn: Connection, model: str, base: Matrix, recordings: list[int], current: int) -> Matrix | None:
+    """``base`` and the vectors of ``recordings`` (changed since it was built) from the database."""
+    from tvcaption.db.text_index import delta_fits
+
+    ids, vectors, owners = [], [], []
+    if recordings:
+        for row in _rows(conn, model, recordings):
+            found = np.frombuffer(row.scene_ids, "<i8")
+            ids.append(found)
+            vectors.append(np.frombuffer(row.vectors, "<f4").reshape(len(found), int(row.dim)))
+            owners.append(np.full(len(found), int(row.recording_id), np.int64))
+    dim = base.vectors.shape[1]
+    extra_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    if not delta_fits(len(recordings), len(extra_ids), len(base.ids), min_rows=0) or any(v.shape[1] != dim for v in vectors):
+        return None
+    if version(conn) != current:
+        return None  # written while we read: rebuild
+    return replace(base, changed=np.array(recordings, np.int64), extra_ids=extra_ids,
+                   extra_vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+                   extra_recordings=np.concatenate(owners) if owners else np.zeros(0, np.int64),
+                   delta_version=current)
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,15 +257,14 @@ def _layout(n: int, dim: int, coarse: bool) -> tuple[list[tuple[str, str, tuple[
     return parts, size
 
 
-def _read(path: Path, current: int) -> Matrix | None:
-    """The file's matrix when it holds version ``current``, else None."""
+def _read(path: Path) -> Matrix | None:
+    """The file's matrix (of whatever version it holds), or None."""
     try:
         with open(path, "rb") as f:
             if f.read(len(MAGIC)) != MAGIC:
                 return None
             head = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        if head.get("version") != current:
-            return None
+        current = int(head["version"])
         arrays: dict[str, np.ndarray] = {}
         offset = head["offset"]
         for name, dt, shape in _layout(head["n"], head["dim"], head["coarse"])[0]:
@@ -218,11 +277,14 @@ def _read(path: Path, current: int) -> Matrix | None:
     return Matrix(current, ranges=ranges, **arrays)
 
 
-def _rows(conn: Connection, model: str):
-    return conn.execute(select(vectors_t.c.recording_id, vectors_t.c.dim, vectors_t.c.scene_ids, vectors_t.c.vectors)
-                        .join(recordings_t, recordings_t.c.id == vectors_t.c.recording_id)
-                        .where(vectors_t.c.model == model, recordings_t.c.status == "done")
-                        .order_by(vectors_t.c.recording_id)).yield_per(64)
+def _rows(conn: Connection, model: str, recordings: list[int] | None = None):
+    stmt = (select(vectors_t.c.recording_id, vectors_t.c.dim, vectors_t.c.scene_ids, vectors_t.c.vectors)
+            .join(recordings_t, recordings_t.c.id == vectors_t.c.recording_id)
+            .where(vectors_t.c.model == model, recordings_t.c.status == "done")
+            .order_by(vectors_t.c.recording_id))
+    if recordings is not None:
+        stmt = stmt.where(vectors_t.c.recording_id.in_(recordings))
+    return conn.execute(stmt).yield_per(64)
 
 
 def _build(conn: Connection, model: str, current: int, path: Path) -> Matrix:
@@ -360,22 +422,59 @@ def _best(ids: np.ndarray, scores: np.ndarray, top: int) -> np.ndarray:
 
 
 def nearest(found: Matrix, query: np.ndarray, top: int, recording_id: int | None = None) -> Ranking:
-    """The ``top`` scenes most similar to the unit vector ``query`` (all, or one recording's)."""
+    """The ``top`` scenes most similar to the unit vector ``query`` (all, or one recording's).
+    A matrix with a delta: the changed recordings' rows score :data:`MASKED` and their vectors
+    from the delta are scored exactly beside them."""
     query = np.asarray(query, np.float32)
     rows = slice(0, len(found.ids))
     if recording_id is not None:
         rows = slice(*found.ranges.get(int(recording_id), (0, 0)))
     ids, vectors = found.ids[rows], found.vectors[rows]
+    masked = _masked(found, rows)
+    extra_ids = extra_scores = None
+    if found.changed is not None:
+        keep = slice(None) if recording_id is None else found.extra_recordings == int(recording_id)
+        extra_ids = found.extra_ids[keep]
+        extra_scores = (found.extra_vectors[keep] @ query).astype(np.float32) if len(extra_ids) else \
+            np.zeros(0, np.float32)
     if not len(ids):
-        return Ranking(ids, np.zeros(0, np.float32))
-    if found.coarse is None or len(ids) <= EXACT_MAX:
+        scores = np.zeros(0, np.float32)
+        best = np.zeros(0, np.int64)
+    elif found.coarse is None or len(ids) <= EXACT_MAX:
         scores = _dot(vectors, query)
+        for lo, hi in masked:
+            scores[lo:hi] = MASKED
         best = _best(ids, scores, top)
-        return Ranking(ids[best], scores[best], found, rows, scores)
-    scores = _dot(found.coarse[rows], (query @ found.components).astype(np.float32))
-    scores += np.float32(found.mean @ query)
-    candidates = np.sort(_best(ids, scores, max(RERANK, 20 * top)))
-    exact = vectors[candidates] @ query
-    scores[candidates] = exact
-    best = candidates[_best(ids[candidates], exact, top)]
-    return Ranking(ids[best], scores[best], found, rows, scores)
+    else:
+        scores = _dot(found.coarse[rows], (query @ found.components).astype(np.float32))
+        scores += np.float32(found.mean @ query)
+        for lo, hi in masked:
+            scores[lo:hi] = MASKED
+        candidates = np.sort(_best(ids, scores, max(RERANK, 20 * top)))
+        candidates = candidates[scores[candidates] > MASKED]
+        exact = vectors[candidates] @ query
+        scores[candidates] = exact
+        best = candidates[_best(ids[candidates], exact, top)]
+    top_ids, top_scores = ids[best], scores[best]
+    if extra_ids is not None and len(extra_ids):
+        top_ids, top_scores = np.r_[top_ids, extra_ids], np.r_[top_scores, extra_scores].astype(np.float32)
+        order = _best(top_ids, top_scores, top)
+        top_ids, top_scores = top_ids[order], top_scores[order]
+    if found.changed is not None and len(top_scores):
+        keep = top_scores > MASKED
+        top_ids, top_scores = top_ids[keep], top_scores[keep]
+    return Ranking(top_ids, top_scores, found if len(ids) or extra_ids is not None else None, rows,
+                   scores if len(ids) else np.zeros(0, np.float32), extra_ids, extra_scores)
+
+
+def _masked(found: Matrix, rows: slice) -> list[tuple[int, int]]:
+    """The row spans (relative to ``rows``) of the recordings changed since ``found`` was built."""
+    if found.changed is None:
+        return []
+    spans = []
+    for recording in found.changed.tolist():
+        lo, hi = found.ranges.get(int(recording), (0, 0))
+        lo, hi = max(lo, rows.start), min(hi, rows.stop)
+        if hi > lo:
+            spans.append((lo - rows.start, hi - rows.start))
+    return spans

@@ -1,4 +1,4 @@
--- tvcaption: a new SQLite database at revision 0008 (scripts/make_sqlite_snapshot.py writes this file)
+-- tvcaption: a new SQLite database at revision 0009 (scripts/make_sqlite_snapshot.py writes this file)
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -92,18 +92,25 @@ CREATE TABLE search_versions (
 	version BIGINT NOT NULL, 
 	CONSTRAINT pk_search_versions PRIMARY KEY (name)
 );
-CREATE TRIGGER recording_vectors_version_insert AFTER INSERT ON recording_vectors BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; END;
-CREATE TRIGGER recording_vectors_version_update AFTER UPDATE ON recording_vectors BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; END;
-CREATE TRIGGER recording_vectors_version_delete AFTER DELETE ON recording_vectors BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; END;
-CREATE TRIGGER recordings_version_status AFTER UPDATE OF status ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; END;
-CREATE TRIGGER recordings_version_delete AFTER DELETE ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; END;
-CREATE TRIGGER annotations_text_version_insert AFTER INSERT ON annotations WHEN new.field IS NOT NULL BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; END;
-CREATE TRIGGER annotations_text_version_update AFTER UPDATE ON annotations WHEN old.field IS NOT NULL OR new.field IS NOT NULL BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; END;
-CREATE TRIGGER annotations_text_version_delete AFTER DELETE ON annotations WHEN old.field IS NOT NULL BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; END;
-CREATE TRIGGER scenes_text_version_update AFTER UPDATE OF start, recording_id ON scenes BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; END;
-CREATE TRIGGER scenes_text_version_delete AFTER DELETE ON scenes BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; END;
-CREATE TRIGGER recordings_text_version_update AFTER UPDATE OF status, path ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; END;
-CREATE TRIGGER recordings_text_version_delete AFTER DELETE ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; END;
-INSERT INTO alembic_version (version_num) VALUES ('0008');
+CREATE TABLE search_changes (
+	name VARCHAR(32) NOT NULL, 
+	recording_id INTEGER NOT NULL, 
+	version BIGINT NOT NULL, 
+	CONSTRAINT pk_search_changes PRIMARY KEY (name, recording_id)
+);
+CREATE INDEX ix_search_changes_name_version ON search_changes (name, version);
+CREATE TRIGGER annotations_text_version_insert AFTER INSERT ON annotations WHEN new.field IS NOT NULL BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; INSERT INTO search_changes (name, recording_id, version) SELECT 'text', x.r, v.version FROM (SELECT recording_id AS r FROM scenes WHERE id = new.scene_id) x, search_versions v WHERE v.name = 'text' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER annotations_text_version_update AFTER UPDATE ON annotations WHEN old.field IS NOT NULL OR new.field IS NOT NULL BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; INSERT INTO search_changes (name, recording_id, version) SELECT 'text', x.r, v.version FROM (SELECT recording_id AS r FROM scenes WHERE id = new.scene_id UNION SELECT recording_id AS r FROM scenes WHERE id = old.scene_id) x, search_versions v WHERE v.name = 'text' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER annotations_text_version_delete AFTER DELETE ON annotations WHEN old.field IS NOT NULL BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; INSERT INTO search_changes (name, recording_id, version) SELECT 'text', x.r, v.version FROM (SELECT recording_id AS r FROM scenes WHERE id = old.scene_id) x, search_versions v WHERE v.name = 'text' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER scenes_text_version_update AFTER UPDATE OF start, recording_id ON scenes BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; INSERT INTO search_changes (name, recording_id, version) SELECT 'text', x.r, v.version FROM (SELECT new.recording_id AS r UNION SELECT old.recording_id) x, search_versions v WHERE v.name = 'text' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER scenes_text_version_delete AFTER DELETE ON scenes BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; INSERT INTO search_changes (name, recording_id, version) SELECT 'text', x.r, v.version FROM (SELECT old.recording_id AS r) x, search_versions v WHERE v.name = 'text' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER recordings_text_version_update AFTER UPDATE OF status, path ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; INSERT INTO search_changes (name, recording_id, version) SELECT 'text', x.r, v.version FROM (SELECT new.id AS r) x, search_versions v WHERE v.name = 'text' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER recordings_text_version_delete AFTER DELETE ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'text'; INSERT INTO search_changes (name, recording_id, version) SELECT 'text', x.r, v.version FROM (SELECT old.id AS r) x, search_versions v WHERE v.name = 'text' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER recording_vectors_version_insert AFTER INSERT ON recording_vectors BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT new.recording_id AS r) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER recording_vectors_version_update AFTER UPDATE ON recording_vectors BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT new.recording_id AS r UNION SELECT old.recording_id) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER recording_vectors_version_delete AFTER DELETE ON recording_vectors BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT old.recording_id AS r) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER recordings_version_status AFTER UPDATE OF status ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT new.id AS r) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+CREATE TRIGGER recordings_version_delete AFTER DELETE ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT old.id AS r) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
+INSERT INTO alembic_version (version_num) VALUES ('0009');
 INSERT INTO search_versions (name, version) VALUES ('text', abs(random()) % 281474976710656);
 INSERT INTO search_versions (name, version) VALUES ('vectors', abs(random()) % 281474976710656);

@@ -1,0 +1,245 @@
+"""Search caches that follow the database by a delta (migration 0009's ``search_changes``).
+
+The triggers name every recording whose searchable content changed, on SQLite and PostgreSQL;
+posting lists and the vector matrix older than the database answer with the changed recordings
+read from the database beside them, instead of being rebuilt whole by the next search: a new
+recording, a correction, a recording no longer done, a deleted one. The matrix's delta gives the
+same numbers as a rebuilt matrix; the lists' delta ranks with the old lists' avgdl, so it is
+compared with the SQL's ranking by its hits and roughly by its scores.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, text, update
+
+from tvcaption.db import search as search_module
+from tvcaption.db import search_cache, text_index, vector_index
+from tvcaption.db.reviews import add_correction
+from tvcaption.db.schema import Recording
+from tvcaption.db.search import build_search, find_recording, indexed_ranking, sql_ranking
+from tvcaption.db.store import Store, connect
+from tvcaption.db.vectors import nearest as blob_nearest
+from tvcaption.scene import Annotation, Scene
+
+pytest_plugins = ["pg"]
+MODEL = "all-MiniLM-L6-v2"
+DIM = 384
+WORDS = ["man", "woman", "dog", "guitar", "stage", "street", "singing", "kitchen", "chef", "news", "horse"]
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def scenes(seed: int, count: int) -> list[Scene]:
+    from tvcaption.analysers.meaning import encode_vector
+
+    rng, vectors = random.Random(seed), unit(np.random.default_rng(seed), count)
+    out = []
+    for i in range(count):
+        said = [Annotation("caption", "caption", " ".join(rng.choices(WORDS, k=rng.randint(2, 6))), -1.0),
+                Annotation("tags", "tag", rng.choice(WORDS), 0.5, field="labels"),
+                Annotation("meaning", "embedding", MODEL, field=None,
+                           data={"model": MODEL, "vector": encode_vector(vectors[i])})]
+        out.append(Scene(i * 2.0, i * 2.0 + 2.0, i * 50, i * 50 + 50).with_annotations(said))
+    return out
+
+
+def put(url: str, path: str, seed: int, count: int = 30) -> int:
+    with Store(url) as store:
+        claim = store.claim(path, f"hash-{path}-{seed}", "w1")
+        store.save_result(claim, scenes(seed, count), "toy+meaning")
+        return next(r.id for r in store.recordings() if r.path == path)
+
+
+def execute(url: str, *statements) -> None:
+    engine = connect(url, create=False)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(statement)
+    finally:
+        engine.dispose()
+
+
+def versions(url: str) -> dict[str, int]:
+    engine = connect(url, create=False)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(text("SELECT name, version FROM search_versions")).all())
+    finally:
+        engine.dispose()
+
+
+def changed(url: str, since: dict[str, int]) -> dict[str, frozenset[int] | None]:
+    engine = connect(url, create=False)
+    try:
+        with engine.connect() as conn:
+            return {name: search_cache.changed_since(conn, name, since[name]) for name in ("text", "vectors")}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_caches(monkeypatch):
+    text_index._open.clear()
+    vector_index._open.clear()
+    monkeypatch.setattr(search_module, "INDEX_MIN_SCENES", 0)  # every archive ranks from the lists
+    monkeypatch.setattr(text_index, "DELTA_MIN_ROWS", 0)  # and answers with a delta
+    yield
+    text_index._open.clear()
+    vector_index._open.clear()
+
+
+def test_the_triggers_name_each_changed_recording(db_url):
+    a = put(db_url, "/a.ts", 1)
+    b = put(db_url, "/b.ts", 2)
+    before = versions(db_url)
+    assert changed(db_url, before) == {"text": frozenset(), "vectors": frozenset()}
+    c = put(db_url, "/c.ts", 3)  # a new recording
+    assert changed(db_url, before) == {"text": {c}, "vectors": {c}}
+    before = versions(db_url)
+    add_correction(connect(db_url, create=False), a, 2, "a horse on a beach", "ana")  # its words and its vector
+    assert changed(db_url, before)["text"] == {a}
+    before = versions(db_url)
+    execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
+    assert changed(db_url, before) == {"text": {b}, "vectors": {b}}
+    before = versions(db_url)
+    execute(db_url, update(Recording.__table__).where(Recording.id == a).values(path="/z.ts"))  # the order of ties
+    assert changed(db_url, before) == {"text": {a}, "vectors": frozenset()}
+    before = versions(db_url)
+    execute(db_url, update(Recording.__table__).where(Recording.id == c).values(claimed_by="w2"))  # not searched
+    assert changed(db_url, before) == {"text": frozenset(), "vectors": frozenset()}
+    assert versions(db_url) == before  # and the counters stay: the caches stay current
+    execute(db_url, delete(Recording.__table__).where(Recording.id == c))
+    assert changed(db_url, before) == {"text": {c}, "vectors": {c}}
+    if db_url.startswith("postgresql"):  # TRUNCATE: every recording, so the caches are rebuilt
+        before = versions(db_url)
+        execute(db_url, text("TRUNCATE recording_vectors"))
+        assert changed(db_url, before)["vectors"] is None
+
+
+def lists_and_sql(url: str, query: str, limit: int = 1000, all_captions: bool = False):
+    engine = connect(url, create=False)
+    try:
+        with engine.connect() as conn:
+            stored = find_recording(conn, None)
+            mine = indexed_ranking(conn, query, limit, stored, all_captions)
+            if conn.dialect.name == "sqlite":
+                stmt = build_search("sqlite", query, limit, None, all_captions)
+                theirs = [(row.id, float(row.score)) for row in conn.execute(stmt)]
+            else:
+                theirs = sql_ranking(conn, query, limit, stored, all_captions)
+            return mine, theirs
+    finally:
+        engine.dispose()
+
+
+def assert_exact(mine, theirs) -> None:
+    assert mine is not None and [i for i, _ in mine] == [i for i, _ in theirs] and mine
+    assert [s for _, s in mine] == pytest.approx([s for _, s in theirs], rel=1e-9)
+
+
+def assert_close(mine, theirs) -> None:
+    """The same hits (every match: the limit is above them), scores within a few percent."""
+    assert mine is not None
+    assert sorted(i for i, _ in mine) == sorted(i for i, _ in theirs) and mine
+    expected = dict(theirs)
+    for scene_id, score in mine:
+        assert score == pytest.approx(expected[scene_id], rel=0.1)
+
+
+def test_the_posting_lists_answer_with_a_delta(db_url, monkeypatch):
+    a = put(db_url, "/a.ts", 1, 60)
+    b = put(db_url, "/b.ts", 2, 60)
+    assert_exact(*lists_and_sql(db_url, "man"))  # builds the lists
+
+    def no_build(*args):
+        raise AssertionError("the whole index was read again")
+
+    monkeypatch.setattr(text_index, "build", no_build)
+    c = put(db_url, "/c.ts", 3, 30)  # a new recording
+    for query in ("man", "guitar stage", "horse", "chef kitchen"):
+        assert_close(*lists_and_sql(db_url, query))
+    add_correction(connect(db_url, create=False), a, 5, "a zebra crossing", "ana")  # new words, old ones gone
+    mine, theirs = lists_and_sql(db_url, "zebra")
+    assert_close(mine, theirs) and len(mine) == 1
+    assert_close(*lists_and_sql(db_url, "man"))
+    text_index._open.clear()  # a new process: the old file and the delta
+    assert_close(*lists_and_sql(db_url, "zebra"))
+    execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
+    mine, theirs = lists_and_sql(db_url, "man")
+    assert_close(mine, theirs)
+    execute(db_url, delete(Recording.__table__).where(Recording.id == c))
+    assert_close(*lists_and_sql(db_url, "guitar"))
+    mine, _ = lists_and_sql(db_url, "man")
+    engine = connect(db_url, create=False)
+    with engine.connect() as conn:
+        owners = dict(conn.execute(text("SELECT id, recording_id FROM scenes")).all())
+    engine.dispose()
+    assert {owners[i] for i, _ in mine} == {a}  # b failed, c deleted
+    # too many changes: rebuilt whole
+    monkeypatch.setattr(text_index, "MAX_CHANGED", 0)
+    put(db_url, "/d.ts", 4, 10)
+    with pytest.raises(AssertionError, match="read again"):
+        lists_and_sql(db_url, "man")
+
+
+def test_below_delta_min_rows_the_lists_are_rebuilt_and_exact(db_url, monkeypatch):
+    monkeypatch.setattr(text_index, "DELTA_MIN_ROWS", 10_000)
+    put(db_url, "/a.ts", 1, 40)
+    lists_and_sql(db_url, "man")
+    put(db_url, "/b.ts", 2, 40)
+    assert_exact(*lists_and_sql(db_url, "man"))  # ids and scores as the SQL's
+
+
+def matrix_and_blobs(url: str, query: np.ndarray, top: int, recording: str | None = None):
+    engine = connect(url, create=False)
+    try:
+        with engine.connect() as conn:
+            found = vector_index.matrix(conn, MODEL)
+            rec_id = None
+            if recording is not None:
+                rec_id = conn.execute(Recording.__table__.select().where(Recording.path == recording)).first().id
+            return vector_index.nearest(found, query, top, rec_id), blob_nearest(conn, query, MODEL, top, recording)
+    finally:
+        engine.dispose()
+
+
+def assert_same_ranking(mine, theirs) -> None:
+    assert mine.ids.tolist() == theirs.ids.tolist()
+    assert np.allclose(mine.scores, theirs.scores, atol=1e-6)
+    some = theirs.all_ids[::3].tolist()
+    assert mine.rank_of(some) == theirs.rank_of(some)
+
+
+@pytest.mark.parametrize("two_stage", [False, True], ids=["exact", "two-stage"])
+def test_the_matrix_answers_with_a_delta(db_url, monkeypatch, two_stage):
+    if two_stage:  # coarse scores pick the candidates: the masked rows must never be among them
+        monkeypatch.setattr(vector_index, "EXACT_MAX", 10)
+        monkeypatch.setattr(vector_index, "RERANK", 500)
+    put(db_url, "/a.ts", 1, 40)
+    b = put(db_url, "/b.ts", 2, 40)
+    query = unit(np.random.default_rng(2), 40)[7]  # /b.ts's scene 7
+    mine, theirs = matrix_and_blobs(db_url, query, 10)  # builds the matrix
+    assert_same_ranking(mine, theirs) and mine.scores[0] == pytest.approx(1.0, abs=1e-5)
+    built = []
+    real_build = vector_index._build
+    monkeypatch.setattr(vector_index, "_build", lambda *a: built.append(1) or real_build(*a))
+    put(db_url, "/b.ts", 5, 40)  # indexed again: other vectors
+    put(db_url, "/c.ts", 2, 40)  # /b.ts's old vectors, now /c.ts's
+    for q in (query, unit(np.random.default_rng(5), 40)[3]):
+        mine, theirs = matrix_and_blobs(db_url, q, 10)
+        assert_same_ranking(mine, theirs) and mine.scores[0] == pytest.approx(1.0, abs=1e-5)
+        assert_same_ranking(*matrix_and_blobs(db_url, q, 5, recording="/b.ts"))
+        assert_same_ranking(*matrix_and_blobs(db_url, q, 5, recording="/a.ts"))
+    vector_index._open.clear()  # a new process: the old file and the delta
+    assert_same_ranking(*matrix_and_blobs(db_url, query, 10))
+    execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
+    assert_same_ranking(*matrix_and_blobs(db_url, query, 10))
+    assert built == []
