@@ -155,6 +155,9 @@ def count_greater(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
     if not len(values) or not len(scores):
         return np.zeros(len(values), np.int64)
     low, high = scores.min(), scores.max()
+    floor = low < -1.0  # rows left out (MASKED): buckets over the cosines' range, those in the first
+    if floor:
+        low = np.asarray(-1.0, scores.dtype)
     with np.errstate(all="ignore"):
         scale = (np.float32(BUCKETS) / (high - low)).astype(scores.dtype)
     if not (high > low and np.isfinite(scale) and np.isfinite(low) and np.isfinite(high)):
@@ -165,6 +168,8 @@ def count_greater(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
         shifted *= scale
         out = shifted.astype(np.int32)
         np.minimum(out, BUCKETS - 1, out=out)
+        if floor:
+            np.maximum(out, 0, out=out)
         return out
 
     of_scores = bucket(scores)
