@@ -57,7 +57,7 @@ def test_an_analyser_from_outside_is_indexed_searched_and_exported(toy, tmp_path
 
     out = tmp_path / "out"
     assert runner.invoke(app, ["export", str(bright), "--format", "json", "--out", str(out), "--config", str(config)]).exit_code == 0
-    (row,) = json.loads((out / "bright.json").read_text())
+    (row,) = json.loads((out / "bright.tvcaption.json").read_text())
     notes = {a["analyser"]: a for a in row["annotations"]}
     assert notes["brightness"]["text"] == "luminous picture" and notes["brightness"]["data"]["mean"] > 200
     assert notes["caption"]["kind"] == "caption" and row["text"] == notes["caption"]["text"]

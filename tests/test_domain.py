@@ -207,13 +207,13 @@ def test_srt_leaves_them_out_with_one_stderr_line_and_json_keeps_them(indexed, t
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if "out of domain" in line]
     assert len(lines) == 1 and "--all-captions" in lines[0] and "left out" in lines[0]
-    assert not (tmp_path / "bikes.srt").read_text().strip()  # every caption was out of domain
+    assert not (tmp_path / "bikes.tvcaption.srt").read_text().strip()  # every caption was out of domain
     assert runner.invoke(app, ["export", str(media), "--out", str(tmp_path / "all"), "--all-captions",
                                "--config", str(config)]).exit_code == 0
-    assert "-->" in (tmp_path / "all" / "bikes.srt").read_text()
+    assert "-->" in (tmp_path / "all" / "bikes.tvcaption.srt").read_text()
     assert runner.invoke(app, ["export", str(media), "--format", "json", "--out", str(tmp_path),
                                "--config", str(config)]).exit_code == 0
-    rows = json.loads((tmp_path / "bikes.json").read_text())
+    rows = json.loads((tmp_path / "bikes.tvcaption.json").read_text())
     captions = [a for row in rows for a in row["annotations"] if a["kind"] == "caption"]
     assert captions and all(a["data"]["out_of_domain"] and "score" in a for a in captions)
 

@@ -352,12 +352,12 @@ def store(tmp_path: Path):
 
 def test_export_recording(store: Store, tmp_path: Path):
     out = export_recording(store, "/archive/a/news.ts", "srt", tmp_path / "subs")
-    assert out == tmp_path / "subs" / "a_news.ts.srt"  # the name export_all gives it: another news.ts exists
+    assert out == tmp_path / "subs" / "a_news.ts.tvcaption.srt"  # the name export_all gives it: another news.ts exists
     parsed = list(srt.parse(out.read_text(encoding="utf-8")))
     assert [(p.start.total_seconds(), p.end.total_seconds(), p.content) for p in parsed] == \
         [(0.0, 2.0, "a man sings"), (2.0, 4.0, "a dog runs")]
     out = export_recording(store.engine, "/archive/sport.mxf", "vtt", tmp_path)
-    assert out.name == "sport.vtt" and webvtt.read(str(out)).captions[0].text == "players run on a field"
+    assert out.name == "sport.tvcaption.vtt" and webvtt.read(str(out)).captions[0].text == "players run on a field"
     with pytest.raises(TvcaptionError, match="not in the database"):
         export_recording(store, "/archive/missing.ts", "srt", tmp_path)
     with pytest.raises(TvcaptionError, match="status failed: VideoError: no video stream\\)"):
@@ -368,11 +368,11 @@ def test_export_recording(store: Store, tmp_path: Path):
 def test_export_all_names_and_rules(store: Store, tmp_path: Path, fmt: str):
     written = export_all(store, fmt, tmp_path / "all")
     names = sorted(p.name for p in written)
-    assert names == sorted(f"{n}.{fmt}" for n in ("a_news.ts", "b_news.ts", "sport", "bikes.mkv", "bikes.mxf",
+    assert names == sorted(f"{n}.tvcaption.{fmt}" for n in ("a_news.ts", "b_news.ts", "sport", "bikes.mkv", "bikes.mxf",
                                                    "odd_name", "short"))
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == names  # no temporary files left
     done = store.recordings(status="done")
-    by_name = {name: r for r in done for p, name in output_names([x.path for x in done], fmt).items() if p == r.path}
+    by_name = {name: r for r in done for p, name in output_names([x.path for x in done], f"tvcaption.{fmt}").items() if p == r.path}
     for path in written:
         recording = by_name[path.name]
         scenes = store.scenes_of(recording.path)
@@ -414,11 +414,11 @@ def test_reviewed_only_exports_the_corrected_scenes_alone(store: Store, tmp_path
     store.add_correction(ids["/archive/short.ts"], 0, "lightning over the hills", "bob")  # the latest counts
     unreviewed: list[str] = []
     written = export_all(store, fmt, tmp_path, reviewed_only=True, unreviewed=unreviewed)
-    assert sorted(p.name for p in written) == sorted([f"a_news.ts.{fmt}", f"short.{fmt}"])
+    assert sorted(p.name for p in written) == sorted([f"a_news.ts.tvcaption.{fmt}", f"short.tvcaption.{fmt}"])
     assert sorted(unreviewed) == sorted(set(RECORDINGS) - {"/archive/a/news.ts"})
     by_name = {p.name: p for p in written}
-    expected = {f"a_news.ts.{fmt}": [(2.0, 4.0, "a brown dog runs across the lawn")],
-                f"short.{fmt}": [(0.0, 0.04, "lightning over the hills")]}
+    expected = {f"a_news.ts.tvcaption.{fmt}": [(2.0, 4.0, "a brown dog runs across the lawn")],
+                f"short.tvcaption.{fmt}": [(0.0, 0.04, "lightning over the hills")]}
     for name, scenes in expected.items():
         path = by_name[name]
         if fmt == "json":
@@ -431,10 +431,10 @@ def test_reviewed_only_exports_the_corrected_scenes_alone(store: Store, tmp_path
         assert " ".join(t.replace("\n", " ") for _, _, t in cues) == scenes[0][2]  # nothing unreviewed
         assert cues[0][0] == pytest.approx(scenes[0][0])
     one = export_recording(store, "/archive/a/news.ts", fmt, tmp_path / "one", reviewed_only=True)
-    assert one.read_bytes() == by_name[f"a_news.ts.{fmt}"].read_bytes()
+    assert one.read_bytes() == by_name[f"a_news.ts.tvcaption.{fmt}"].read_bytes()
     with pytest.raises(TvcaptionError, match="no reviewed scene"):
         export_recording(store, "/archive/sport.mxf", fmt, tmp_path / "one", reviewed_only=True)
-    assert not (tmp_path / "one" / f"sport.{fmt}").exists()
+    assert not (tmp_path / "one" / f"sport.tvcaption.{fmt}").exists()
 
 
 def test_reviewed_only_through_the_cli(store: Store, tmp_path: Path):
@@ -448,10 +448,26 @@ def test_reviewed_only_through_the_cli(store: Store, tmp_path: Path):
     runner = CliRunner()
     result = runner.invoke(app, ["export", "--all", "--reviewed-only", "--out", str(tmp_path / "a"), *db])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["sport.srt"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["sport.tvcaption.srt"]
     assert "6 recording(s) without a reviewed scene not written" in result.stderr
-    assert [t for _, _, t in read_srt(tmp_path / "a" / "sport.srt")] == ["two teams play football"]
+    assert [t for _, _, t in read_srt(tmp_path / "a" / "sport.tvcaption.srt")] == ["two teams play football"]
     result = runner.invoke(app, ["export", "/archive/bikes.mkv", "--reviewed-only", "--out", str(tmp_path / "b"), *db])
     assert result.exit_code == 1 and "no reviewed scene" in result.stderr and "Traceback" not in result.output
     full = runner.invoke(app, ["export", "/archive/sport.mxf", "--out", str(tmp_path / "c"), *db])
-    assert full.exit_code == 0 and [t for _, _, t in read_srt(tmp_path / "c" / "sport.srt")] == ["two teams play football"]
+    assert full.exit_code == 0 and [t for _, _, t in read_srt(tmp_path / "c" / "sport.tvcaption.srt")] == ["two teams play football"]
+
+
+def test_exports_never_take_the_recordings_own_subtitle_names(store: Store, tmp_path: Path):
+    """Exported from the recordings' folder, NAME.srt would overwrite the recording's own subtitles
+    (and the next index would read the descriptions back as speech): exports are NAME.tvcaption.*."""
+    from tvcaption.subtitles import find_sidecars
+
+    own = tmp_path / "sport.srt"
+    own.write_bytes("1\n00:00:01,000 --> 00:00:02,000\nΚαλημέρα\n\n".encode())
+    (tmp_path / "sport.mxf").write_bytes(b"")
+    for fmt in ("srt", "vtt", "ttml", "json"):
+        export_recording(store, "/archive/sport.mxf", fmt, tmp_path)
+        export_all(store, fmt, tmp_path)
+    assert own.read_text(encoding="utf-8").endswith("Καλημέρα\n\n")
+    assert (tmp_path / "sport.tvcaption.srt").is_file()
+    assert find_sidecars(tmp_path / "sport.mxf", [".mxf"]) == [(own, None)]

@@ -109,10 +109,10 @@ def test_installed_tool_works_from_any_folder(scenes_dir, needs_ffmpeg, installe
     # the shipped (SynthTV) model's captions of real footage are out of domain: left out, said on stderr
     exported = _run([str(exe), "export", "../media/bikes.mp4", "--format", "vtt", "--out", "subs"], second, env)
     assert exported.returncode == 0, exported.stderr
-    vtt = (second / "subs" / "bikes.vtt").read_text(encoding="utf-8")
+    vtt = (second / "subs" / "bikes.tvcaption.vtt").read_text(encoding="utf-8")
     assert vtt.startswith("WEBVTT") and ("-->" in vtt or "--all-captions" in exported.stderr), exported.stderr
     exported = _run([str(exe), "export", "../media/bikes.mp4", "--format", "vtt", "--out", "subs", "--all-captions"],
                     second, env)
     assert exported.returncode == 0, exported.stderr
-    vtt = (second / "subs" / "bikes.vtt").read_text(encoding="utf-8")
+    vtt = (second / "subs" / "bikes.tvcaption.vtt").read_text(encoding="utf-8")
     assert vtt.startswith("WEBVTT") and "-->" in vtt

@@ -334,7 +334,7 @@ def test_speech_with_caption_and_tags_through_the_cli(toy, bikes, tmp_path):
     assert len(hits) == 1 and hits[0]["start"] <= 3.2 < hits[0]["end"]
     out = tmp_path / "out"
     assert runner.invoke(app, ["export", str(clip), "--format", "json", "--out", str(out), "--config", str(config)]).exit_code == 0
-    rows = json.loads((out / "bikes.json").read_text())
+    rows = json.loads((out / "bikes.tvcaption.json").read_text())
     said = [a for row in rows for a in row["annotations"] if a["analyser"] == "speech"]
     assert said and all(a["kind"] == "speech" for a in said)
     assert {"caption", "speech"} <= {a["analyser"] for a in rows[0]["annotations"]}

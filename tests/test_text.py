@@ -144,13 +144,13 @@ def test_indexed_text_is_searched_in_either_script_and_exported(burnt, tmp_path,
     out = tmp_path / "out"
     assert runner.invoke(app, ["export", str(media / "doc-lower-third.ts"), "-f", "json", "--out", str(out),
                                "--config", str(cfg)]).exit_code == 0
-    rows = json.loads((out / "doc-lower-third.json").read_text())
+    rows = json.loads((out / "doc-lower-third.tvcaption.json").read_text())
     texts = [a for row in rows for a in row["annotations"] if a["kind"] == "text"]
     assert {a["analyser"] for a in texts} == {"text"} and "Angela Merkel" in {a["text"] for a in texts}
     assert all(0 <= v <= 1 for a in texts for v in a["data"]["box"]) and all(a["score"] >= 0.6 for a in texts)
     assert runner.invoke(app, ["export", str(media / "doc-lower-third.ts"), "-f", "srt", "--with-text",
                                "--out", str(out), "--config", str(cfg)]).exit_code == 0
-    srt = (out / "doc-lower-third.srt").read_text()
+    srt = (out / "doc-lower-third.tvcaption.srt").read_text()
     assert "On screen:" in srt and "Merkel" in srt
 
 

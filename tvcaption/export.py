@@ -502,6 +502,18 @@ def _export(store, recording, writer: SubtitleWriter, out: Path, with_text: bool
     return writer.write(cues, out, duration=recording.duration)
 
 
+EXPORT_TAG = "tvcaption"  # exported files are NAME.tvcaption.srt (.vtt, .ttml, .json)
+
+
+def export_extension(writer: Any) -> str:
+    """``tvcaption.srt`` and so on: an export is never ``NAME.srt`` beside its recording, which
+    is the recording's own subtitle file (the speech analyser reads it; exporting from the
+    recordings' folder would overwrite it, and the next index would read the descriptions back as
+    speech). ``NAME.tvcaption.srt`` is read by neither the speech analyser nor ``train
+    --from-index`` (whose description tracks are people's: ``NAME.ad.srt``)."""
+    return f"{EXPORT_TAG}.{writer.extension}"
+
+
 def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str, out_dir: str | Path,
                      with_text: bool = False, all_captions: bool = False,
                      left_out: dict[str, int] | None = None, reviewed_only: bool = False) -> Path:
@@ -527,7 +539,7 @@ def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str,
         why = f": {recording.error.splitlines()[0]}" if recording.error else ""
         raise TvcaptionError(f"{path}: not indexed (status {recording.status}{why}); run tvcaption index on it")
     others = [r.path for r in store.recordings(status="done")]
-    names = output_names({*others, recording.path}, writer.extension)
+    names = output_names({*others, recording.path}, export_extension(writer))
     written = _export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out,
                       reviewed_only)
     if written is None:
@@ -550,7 +562,7 @@ def export_all(store_or_engine: Any, fmt: str, out_dir: str | Path, with_text: b
     folder = _out_folder(out_dir)
     store = _store(store_or_engine)
     done = store.recordings(status="done")
-    names = output_names([r.path for r in done], writer.extension)
+    names = output_names([r.path for r in done], export_extension(writer))
     written = []
     for recording in done:
         path = _export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out,

@@ -29,6 +29,7 @@ _FLAGS = {"forced", "sdh", "cc", "hi", "default", "full"}
 # NAME.ad.srt is a description track (audio description: what is seen, not what is said), which
 # `train --from-index` learns from; "ad" is no ISO 639 language, so it is never speech
 _DESCRIPTION = "ad"
+_EXPORTED = "tvcaption"  # NAME.tvcaption.srt: tvcaption's own export (tvcaption.export.EXPORT_TAG)
 _ISO639_2 = {  # the three-letter codes of stream metadata, as the two-letter ones of file names
     "eng": "en", "fra": "fr", "fre": "fr", "deu": "de", "ger": "de", "spa": "es", "ita": "it", "por": "pt",
     "nld": "nl", "dut": "nl", "rus": "ru", "zho": "zh", "chi": "zh", "jpn": "ja", "kor": "ko", "ara": "ar",
@@ -106,7 +107,7 @@ def find_sidecars(path: str | Path, video_extensions: Iterable[str] = ()) -> lis
         parts = middle.split(".") if middle else []
         if middle in others or not all(_TAG.match(p) or p.lower() in _FLAGS for p in parts):
             continue
-        if any(p.lower() == _DESCRIPTION for p in parts):
+        if any(p.lower() in (_DESCRIPTION, _EXPORTED) for p in parts):
             continue
         language = next((p for p in parts if p.lower() not in _FLAGS), None)
         if (folder / name).is_file():
