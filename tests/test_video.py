@@ -325,3 +325,28 @@ def test_empty_request_and_output_size(probed):
     assert frames.shape == (0, 64, 151, 3) and times.shape == (0,)
     assert output_size(info, None) == (640, 272)
     assert output_size(probed("issue-134-rotate.mp4"), 100) == (100, 235)
+
+
+def test_an_mp4_cut_without_reencoding_starts_at_its_cut(scenes_dir, tmp_path):
+    """``ffmpeg -ss 3.3 -i in.mp4 -c copy``: an edit list; FFmpeg decodes the frames from the
+    keyframe before the cut but shows none of them, so the first frame shown is no keyframe. It
+    must still be time 0 (it was dropped up to the next keyframe: every time 2.7 s early)."""
+    cut = tmp_path / "cut.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-ss", "3.3", "-i", str(scenes_dir / "testvideo.mp4"),
+                    "-t", "8", "-c", "copy", str(cut)], check=True, timeout=60)
+    first_packet = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time",
+                                   "-read_intervals", "%+#1", "-of", "csv=p=0", str(cut)],
+                                  capture_output=True, text=True, check=True).stdout.split()[0]
+    assert float(first_packet) < -1.0  # the pre-roll: the keyframe before the cut
+    shown = int(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v", "-show_entries",
+                                "stream=nb_read_frames", "-of", "csv=p=0", str(cut)],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    info = probe(str(cut))
+    assert info.start_time == 0.0 and info.duration == pytest.approx(8.1, abs=0.1)
+    assert info.frame_count == shown
+    times, first = [], None
+    for t, frame in iter_frames(info):
+        first = frame if first is None else first
+        times.append(t)
+    assert len(times) == shown and times[0] == 0.0 and times[-1] < info.duration
+    assert _mad(first, _ffmpeg_first_frame(str(cut), None, info.width, info.height)) < 1.0

@@ -72,7 +72,11 @@ def _read_stream(p: Path, container, stream) -> dict:
     width, height = (coded_h, display_w) if rotation in (90, 270) else (display_w, coded_h)
     fmt = container.format.name
     indexed_count = stream.frames if stream.frames and stream.frames > 0 else 0
-    fps, vfr = _frame_rate(stream, scan.packet_pts, fmt, indexed_count)
+    preroll = sum(1 for pts in scan.packet_pts if pts < scan.first_pts)
+    if indexed_count and preroll:  # an edit list (an MP4 cut without re-encoding): FFmpeg decodes
+        # the frames before the cut from their keyframe on but shows none; the index counts them
+        indexed_count = indexed_count - preroll if preroll < len(scan.packet_pts) else 0
+    fps, vfr = _frame_rate(stream, [pts for pts in scan.packet_pts if pts >= scan.first_pts], fmt, indexed_count)
     duration = _duration(container, stream, start_time)
     if duration is None or duration <= 0:
         duration = _duration_by_scan(p, start_time, fps)

@@ -103,7 +103,14 @@ def fallback_step(stream) -> int:
 # ------------------------------------------------------------------ decoding primitives
 
 
-def _decoded(container, stream, packet_pts: list | None = None, keep: int = 0):
+class KeySeen:
+    """What :func:`_decoded` tells :func:`_gated`: the PTS of the first keyframe packet the
+    decoder was given (None before one)."""
+
+    pts: int | None = None
+
+
+def _decoded(container, stream, packet_pts: list | None = None, keep: int = 0, key: KeySeen | None = None):
     """Frames in decoder output order; corrupt packets are skipped (broadcast captures have them)."""
     av = _av()
     errors = 0
@@ -111,6 +118,8 @@ def _decoded(container, stream, packet_pts: list | None = None, keep: int = 0):
         if packet_pts is not None and packet.pts is not None and len(packet_pts) < keep:
             if packet_pts or packet.is_keyframe:  # from the first keyframe on (a capture can start mid-GOP)
                 packet_pts.append(packet.pts)
+        if key is not None and key.pts is None and packet.is_keyframe and packet.pts is not None:
+            key.pts = packet.pts
         try:
             frames = packet.decode()
         except av.error.EOFError:
@@ -123,11 +132,21 @@ def _decoded(container, stream, packet_pts: list | None = None, keep: int = 0):
         yield from frames
 
 
-def _gated(frames):
+def _gate(container, stream, packet_pts: list | None = None, keep: int = 0):
+    """:func:`_gated` frames of :func:`_decoded`."""
+    key = KeySeen()
+    return _gated(_decoded(container, stream, packet_pts, keep, key), key)
+
+
+def _gated(frames, key: KeySeen | None = None):
     """Drop what a decoder outputs before the first keyframe, and open-GOP leading frames.
 
     After a seek (or in a capture that starts mid-GOP) the first frames can be references-missing
-    garbage; they precede the first keyframe in decode order, or have a PTS before it.
+    garbage; they precede the first keyframe in decode order, or have a PTS before it. A frame
+    that is not a keyframe itself but comes after a keyframe packet went into the decoder
+    (``key``) is whole: an MP4 cut without re-encoding starts with an edit list, and FFmpeg
+    decodes the keyframe before the cut but does not output it (its packets are marked discard),
+    so the first frame shown is a P or B frame at 0 s.
     """
     key_pts = None
     waited = 0
@@ -135,6 +154,8 @@ def _gated(frames):
         if key_pts is None:
             if frame.key_frame or int(frame.pict_type) == 1 or waited >= _GATE_MAX_WAIT:
                 key_pts = frame.pts if frame.pts is not None else -(1 << 62)
+            elif key is not None and key.pts is not None:
+                key_pts = key.pts
             else:
                 waited += 1
                 continue
@@ -182,7 +203,7 @@ def first_frame(container, stream, packet_pts: list | None = None, keep: int = 0
     packets demuxed meanwhile (from the first keyframe, at most ``keep``) go to ``packet_pts``.
     FFmpeg errors beyond the skipped corrupt packets propagate.
     """
-    frames = _ordered(_gated(_decoded(container, stream, packet_pts, keep)), fallback_step(stream))
+    frames = _ordered(_gate(container, stream, packet_pts, keep), fallback_step(stream))
     try:
         return next(frames, None)
     finally:
@@ -229,7 +250,7 @@ class PyavCursor:
     def _restart_iter(self):
         if self._it is not None:
             self._it.close()
-        self._it = _ordered(_gated(_decoded(self.container, self.stream)), self.step)
+        self._it = _ordered(_gate(self.container, self.stream), self.step)
         self.pending = None
 
     def close(self):
