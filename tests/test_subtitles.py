@@ -147,6 +147,36 @@ def test_encodings():
     assert decoded == text and "UTF-16-LE without a byte-order mark" == assumed
 
 
+LEGACY = {  # language: (its legacy code page, a subtitle in it)
+    "el": ("cp1253", "Καλημέρα Ελλάδα, η Αθήνα είναι όμορφη σήμερα"),
+    "ru": ("cp1251", "Добрый вечер, сегодня в Москве идёт снег"),
+    "ar": ("cp1256", "مساء الخير، الطقس جميل اليوم في القاهرة"),
+    "he": ("cp1255", "ערב טוב, מזג האוויר יפה היום"),
+    "pl": ("cp1250", "Dobry wieczór, dziś pogoda jest piękna"),
+    "zh": ("gb18030", "晚上好，今天北京天气很好"),
+    "ja": ("shift_jis", "こんばんは、今日は東京で雪が降っています"),
+}
+
+
+@pytest.mark.parametrize("language", sorted(LEGACY))
+def test_legacy_code_pages_by_the_file_names_language(tmp_path, language):
+    """Subtitles from before UTF-8 are in their language's code page: the name (NAME.el.srt) says which."""
+    codec, said = LEGACY[language]
+    (tmp_path / "news.ts").write_bytes(b"")
+    (tmp_path / f"news.{language}.srt").write_bytes(f"1\n00:00:01,000 --> 00:00:03,000\n{said}\n\n".encode(codec))
+    ((path, found_language),) = find_sidecars(tmp_path / "news.ts", (".ts",))
+    (cue,) = read_sidecar(path, found_language, 10.0)
+    assert cue.text == said and cue.language == language
+
+
+@pytest.mark.parametrize("language", ["el", "ru", "zh", "ja"])
+def test_a_non_latin_code_page_without_a_language_is_guessed(language):
+    codec, said = LEGACY[language]
+    text = f"1\n00:00:01,000 --> 00:00:03,000\n{said}\n\n2\n00:00:04,000 --> 00:00:05,000\n{said}\n"
+    decoded, assumed = decode_text(text.encode(codec))
+    assert decoded == text and "guessed" in assumed
+
+
 def test_sidecars_are_found_by_name(tmp_path):
     for name in ("show.mp4", "show.srt", "show.en.srt", "show.fr.vtt", "show.pt-BR.forced.srt", "show.ASS",
                  "show.part2.mp4", "show.part2.srt", "show.eng.srt", "other.srt", "show.srt.bak", "showtime.srt",

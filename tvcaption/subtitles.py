@@ -115,8 +115,51 @@ def find_sidecars(path: str | Path, video_extensions: Iterable[str] = ()) -> lis
     return found
 
 
-def decode_text(data: bytes) -> tuple[str, str | None]:
-    """The text of a subtitle file and, when it was not UTF-8 (or marked by a BOM), what was assumed."""
+# the Windows code page (or national encoding) of subtitle files that are not Unicode, by the
+# language their file name gives: what files from before UTF-8 were written in
+LEGACY_ENCODINGS = {
+    "el": "cp1253", "ru": "cp1251", "uk": "cp1251", "bg": "cp1251", "sr": "cp1251", "mk": "cp1251", "be": "cp1251",
+    "ar": "cp1256", "fa": "cp1256", "ur": "cp1256", "he": "cp1255", "yi": "cp1255", "tr": "cp1254", "az": "cp1254",
+    "pl": "cp1250", "cs": "cp1250", "sk": "cp1250", "hu": "cp1250", "sl": "cp1250", "hr": "cp1250", "ro": "cp1250",
+    "bs": "cp1250", "sq": "cp1250", "et": "cp1257", "lv": "cp1257", "lt": "cp1257", "vi": "cp1258", "th": "cp874",
+    "zh": "gb18030", "zh-tw": "big5", "zh-hk": "big5", "ja": "cp932", "ko": "cp949",
+}
+_NAMES = {"cp1250": "Windows-1250", "cp1251": "Windows-1251", "cp1252": "Windows-1252", "cp1253": "Windows-1253",
+          "cp1254": "Windows-1254", "cp1255": "Windows-1255", "cp1256": "Windows-1256", "cp1257": "Windows-1257",
+          "cp1258": "Windows-1258", "cp874": "Windows-874", "gb18030": "GB18030", "big5": "Big5",
+          "cp932": "Shift JIS (Windows-31J)", "cp949": "Windows-949 (Korean)"}
+
+
+def _legacy(data: bytes, language: str | None) -> tuple[str, str] | None:
+    """(text, what was assumed) of a file in a legacy encoding: the one of the language its name
+    gives; else, when charset-normalizer finds a non-Latin script (Greek, Cyrillic, CJK ...), its
+    guess; None to read it as Windows-1252 (Western European, and what a guess of another Latin
+    code page gets wrong as often as right on a few lines)."""
+    tag = (language or "").lower()
+    codec = LEGACY_ENCODINGS.get(tag) or LEGACY_ENCODINGS.get(tag.split("-")[0])
+    if codec:
+        try:
+            return data.decode(codec), f"not UTF-8; read as {_NAMES.get(codec, codec)} (the file name says {language})"
+        except UnicodeDecodeError:
+            pass
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:
+        return None
+    best = from_bytes(data).best()
+    if best is None or best.encoding in ("ascii", "utf_8", "cp1252", "latin_1"):
+        return None
+    text = str(best)
+    letters = [ch for ch in text if ch.isalpha() and ord(ch) > 0x7F]
+    if not letters or sum(0x0250 > ord(ch) for ch in letters) > len(letters) // 2:
+        return None  # mostly Latin letters: Windows-1252 below
+    name = _NAMES.get(best.encoding, best.encoding)
+    return text, f"not UTF-8; read as {name} (guessed; a name like NAME.el.srt says which language it is)"
+
+
+def decode_text(data: bytes, language: str | None = None) -> tuple[str, str | None]:
+    """The text of a subtitle file and, when it was not UTF-8 (or marked by a BOM), what was
+    assumed; ``language`` (from the file name) picks the legacy code page (:func:`_legacy`)."""
     for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
                        (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
         if data.startswith(bom):
@@ -129,6 +172,9 @@ def decode_text(data: bytes) -> tuple[str, str | None]:
     if sample.count(0) > len(sample) // 4:  # UTF-16 without a BOM: every other byte of ASCII is 0
         codec = "utf-16-le" if sample[1::2].count(0) > sample[0::2].count(0) else "utf-16-be"
         return data.decode(codec, errors="replace"), f"{codec.upper()} without a byte-order mark"
+    legacy = _legacy(data, language)
+    if legacy is not None:
+        return legacy
     try:
         return data.decode("cp1252"), "not UTF-8; read as Windows-1252"
     except UnicodeDecodeError:
@@ -221,7 +267,7 @@ def read_sidecar(path: Path, language: str | None, duration: float | None) -> li
         log.warning("%s: cannot read the subtitle file (%s); its text is left out", path, exc.strerror or exc)
         return []
     problems: list[str] = []
-    text, assumed = decode_text(data)
+    text, assumed = decode_text(data, language)
     if assumed:
         problems.append(assumed)
     ass = path.suffix.lower() in (".ass", ".ssa")
