@@ -183,6 +183,7 @@ def test_a_folder_without_recordings_says_what_is_indexed(toy, tmp_path, wide):
     config = toy.config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}")
     result = invoke("index", tmp_path / "docs", "--config", config)
     assert result.exit_code == 0 and "no recordings found" in result.output and ".mxf" in result.output
+    assert "(set [index] extensions to add others)" in " ".join(result.output.split())
 
 
 def test_search_at_80_columns_shows_the_file_name_and_full_timecodes(indexed, monkeypatch):

@@ -535,9 +535,12 @@ def export_recording(store_or_engine: Any, recording_path: str | Path, fmt: str,
     recording = store.find_recording(path)
     if recording is None:
         raise TvcaptionError(f"{path}: not in the database; index it first (tvcaption index)")
+    if recording.status == "failed":
+        why = recording.error.splitlines()[0] if recording.error else "no reason stored"
+        raise TvcaptionError(f"{path}: not indexed (status failed: {why}); nothing to export until the file "
+                             "is fixed and indexed again")
     if recording.status != "done":
-        why = f": {recording.error.splitlines()[0]}" if recording.error else ""
-        raise TvcaptionError(f"{path}: not indexed (status {recording.status}{why}); run tvcaption index on it")
+        raise TvcaptionError(f"{path}: not indexed yet (status {recording.status}); run tvcaption index on it")
     others = [r.path for r in store.recordings(status="done")]
     names = output_names({*others, recording.path}, export_extension(writer))
     written = _export(store, recording, writer, folder / names[recording.path], with_text, all_captions, left_out,

@@ -126,7 +126,7 @@ def print_summary(report, console: Console, extensions: Sequence[str] = ()) -> N
     if report.files == 0 and not report.failed:
         exts = " ".join(extensions)
         console.print(f"no recordings found: tvcaption indexes files ending in {exts} "
-                      "(set [index] extensions to add others)", highlight=False, soft_wrap=True)
+                      "(set \\[index] extensions to add others)", highlight=False, soft_wrap=True)
 
 
 def caption_progress(console: Console, duration: float):
