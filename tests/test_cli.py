@@ -1,5 +1,6 @@
 """CLI surface: every command explains itself, and the light commands do not import torch."""
 
+import json
 import subprocess
 import sys
 
@@ -79,6 +80,9 @@ def test_names_with_brackets_are_printed_as_they_are(toy, tmp_path, monkeypatch)
 
     captioned = runner.invoke(app, ["caption", str(clip), "--config", str(config)])
     assert captioned.exit_code == 0 and "[news] clip.mp4" in captioned.output, captioned.output
+    as_json = runner.invoke(app, ["caption", str(clip), "--json", "--config", str(config)])
+    scenes = json.loads(as_json.stdout)["scenes"]  # no meaning vector: caption stores and searches nothing
+    assert scenes and not any(a["analyser"] == "meaning" for s in scenes for a in s["annotations"])
 
     missing = runner.invoke(app, ["caption", str(folder / "[gone] x.ts")])
     assert missing.exit_code == 1 and "[gone] x.ts" in missing.output, missing.output

@@ -140,6 +140,8 @@ def caption(
     _at_least("--beam-size", beam_size, 1)
     cfg = _with_model(_config(config), model)
     cfg = with_overrides(cfg, "decoding", beam_size=beam_size)
+    # the meaning analyser only makes a vector for search: nothing here is stored or searched
+    cfg = with_overrides(cfg, "index", analysers=tuple(a for a in cfg.index.analysers if a != "meaning"))
     info = probe(video)
     engine = Engine(cfg)  # reads the models' descriptions; their weights load beside the decoding
     if as_json:
