@@ -225,6 +225,12 @@ def test_cues_go_to_every_scene_they_overlap(tmp_path):
     assert note.analyser == "speech" and note.kind == "speech" and note.field == "text" and note.score is None
     assert note.data["cues"][1] == {"start": 2.5, "end": 3.5, "text": "across the cut", "source": "a.srt", "language": "en"}
     assert [a.text for a in third] == ["blip"]
+    # a cut 1 ms into a cue (scene boundaries fall on frames: 1.001 s at 29.97 fps) does not give it
+    # to the scene before; a short cue wholly inside a scene is still that scene's
+    cues = [Cue(1.0, 3.0, "after the cut", "a.srt"), Cue(4.0, 4.05, "short", "a.srt")]
+    analyser._sources = [("a.srt", cues, [c.start for c in cues], 2.0)]
+    first, second = analyser.analyse([SceneInput(Scene(a, b, 0, 1), np.zeros(1)) for a, b in ((0.0, 1.001), (1.001, 5.0))])
+    assert first == [] and [a.text for a in second] == ["after the cut short"]
 
 
 # ---------------------------------------------------------------- real media

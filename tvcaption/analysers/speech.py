@@ -19,6 +19,14 @@ from tvcaption.analysers.base import Analyser, SceneInput
 from tvcaption.scene import Annotation
 
 
+EDGE = 0.1  # seconds a cue must share with a scene to be said over it (a cut 1 ms into a cue is not)
+
+
+def _shared(cue, start: float, end: float) -> float:
+    """Seconds the cue (at least 1 ms long) shares with [start, end)."""
+    return min(max(cue.end, cue.start + 1e-3), end) - max(cue.start, start)
+
+
 class SpeechAnalyser(Analyser):
     name = "speech"
     needs = frozenset()
@@ -56,7 +64,7 @@ class SpeechAnalyser(Analyser):
         found = []
         for source, cues, starts, longest in self._sources:
             lo, hi = bisect_left(starts, start - longest - 1e-3), bisect_left(starts, end)
-            mine = [c for c in cues[lo:hi] if max(c.end, c.start + 1e-3) > start]
+            mine = [c for c in cues[lo:hi] if _shared(c, start, end) > min(EDGE, _shared(c, c.start, c.end) / 2)]
             if mine:
                 found.append(Annotation(self.name, "speech", " ".join(c.text for c in mine), None, field="text",
                                         data={"cues": [c.to_json() for c in mine]}))
