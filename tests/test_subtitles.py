@@ -265,6 +265,19 @@ def test_stream_times_are_from_the_recording_start(bikes, tmp_path):
     assert first.data["cues"][0]["start"] == pytest.approx(0.2, abs=0.01) and first.text == "Hello cyclists"
 
 
+def test_stream_cues_past_the_end_are_one_warning_line(bikes, tmp_path, caplog):
+    """As for sidecars: cues after the last video frame are left out, and the user is told."""
+    (tmp_path / "in.srt").write_text(SRT + "\n4\n00:00:12,000 --> 00:00:13,000\nAfter the race\n")
+    out = tmp_path / "long.mkv"
+    ffmpeg("-i", str(bikes), "-i", str(tmp_path / "in.srt"), "-map", "0:v", "-map", "1", "-c:v", "copy", "-c:s", "srt",
+           str(out))
+    with caplog.at_level(logging.WARNING, logger="tvcaption.subtitles"):
+        cues = read_streams(out, 0.0, 10.0)
+    assert [c.text for c in cues][-1] == "Spokes and pedals"
+    (record,) = caplog.records
+    assert record.getMessage() == f"{out}: 1 cue of its subtitle streams past the end of the video (10.0 s) left out"
+
+
 def test_bitmap_streams_are_skipped_in_one_line(bikes, tmp_path, caplog):
     sup = pgs_file(tmp_path / "boxes.sup")
     pgs = tmp_path / "pgs.mkv"

@@ -317,7 +317,10 @@ def read_streams(path: str | Path, start_time: float = 0.0, duration: float | No
         wrap = MPEGTS_WRAP if "mpegts" in container.format.name else None
         cues = _demux(container, text, start_time, wrap)
     if duration:
-        cues = within(cues, duration)[0]
+        cues, past = within(cues, duration)
+        if past:
+            log.warning("%s: %d cue%s of its subtitle streams past the end of the video (%.1f s) left out", path,
+                        past, "s" * (past > 1), duration)
     return sorted(cues, key=lambda c: (c.start, c.end, c.source))
 
 
