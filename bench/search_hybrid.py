@@ -103,6 +103,8 @@ def main(argv=None) -> dict:
     p.add_argument("--keep-vectors", action="store_true", help="the archive already has them")
     p.add_argument("--sql-queries", type=int, default=1 << 30,
                    help="time only the first N queries through the SQL ranking too (default: all)")
+    p.add_argument("--modes", default="text,meaning,hybrid",
+                   help="comma-separated modes to time (e.g. text alone: no other mode's scan between its queries)")
     args = p.parse_args(argv)
     from tvcaption.db import vector_index
     from tvcaption.db.hybrid import search
@@ -124,7 +126,9 @@ def main(argv=None) -> dict:
     report["first_meaning_search_s"] = round(time.perf_counter() - t, 2)
     with engine.connect() as conn:
         report["vectors"] = len(vector_index.matrix(conn, MODEL).ids)
-    times: dict[str, list[float]] = {"text": [], "text_sql": [], "meaning": [], "hybrid": [], "hybrid_sql": []}
+    modes = set(args.modes.split(","))
+    times: dict[str, list[float]] = {name: [] for name in ("text", "text_sql", "meaning", "hybrid", "hybrid_sql")
+                                     if name.partition("_")[0] in modes}
     gc.collect()
     report["load_average_before"] = load_average()
     for i, (_, q) in enumerate(queries):
@@ -137,13 +141,14 @@ def main(argv=None) -> dict:
                 search(engine, q, mode=mode)
                 times[name].append((time.perf_counter() - t) * 1000)
     report["load_average_after"] = load_average()
-    report["modes"] = {mode: summary(ms) for mode, ms in times.items()}
-    n_sql = len(times["text_sql"])  # the lists' times on the same queries
+    report["modes"] = {mode: summary(ms) for mode, ms in times.items() if ms}
+    with_sql = [mode for mode in ("text", "hybrid") if times.get(f"{mode}_sql")]
+    n_sql = min((len(times[f"{mode}_sql"]) for mode in with_sql), default=0)  # the lists' times on the same queries
     report["sql_queries"] = n_sql
-    report["modes_on_sql_queries"] = {mode: summary(times[mode][:n_sql]) for mode in ("text", "hybrid")}
+    report["modes_on_sql_queries"] = {mode: summary(times[mode][:n_sql]) for mode in with_sql}
     report["ratio_sql"] = {f"{mode} {stat} sql/lists": round(report["modes"][f"{mode}_sql"][f"{stat}_ms"]
                                                               / report["modes_on_sql_queries"][mode][f"{stat}_ms"], 2)
-                           for mode in ("text", "hybrid") for stat in ("median", "p95")}
+                           for mode in with_sql for stat in ("median", "p95")}
     report["two_stage_overlap_top100"] = round(overlap(engine, queries[:50]), 4)
     engine.dispose()
     args.out.write_text(json.dumps(report, indent=1) + "\n")
