@@ -77,10 +77,11 @@ def versions(url: str) -> dict[str, int]:
 
 
 def changed(url: str, since: dict[str, int]) -> dict[str, frozenset[int] | None]:
+    now = versions(url)
     engine = connect(url, create=False)
     try:
         with engine.connect() as conn:
-            return {name: search_cache.changed_since(conn, name, since[name]) for name in ("text", "vectors")}
+            return {name: search_cache.changed_since(conn, name, since[name], now[name]) for name in ("text", "vectors")}
     finally:
         engine.dispose()
 
@@ -104,8 +105,13 @@ def test_the_triggers_name_each_changed_recording(db_url):
     c = put(db_url, "/c.ts", 3)  # a new recording
     assert changed(db_url, before) == {"text": {c}, "vectors": {c}}
     before = versions(db_url)
-    add_correction(connect(db_url, create=False), a, 2, "a horse on a beach", "ana")  # its words and its vector
-    assert changed(db_url, before)["text"] == {a}
+    engine = connect(db_url, create=False)
+    add_correction(engine, a, 2, "a horse on a beach", "ana")  # its words and its vector
+    engine.dispose()
+    assert changed(db_url, before) == {"text": {a}, "vectors": {a}}
+    before = versions(db_url)
+    execute(db_url, text("UPDATE scenes SET start = start + 0.01 WHERE recording_id = :r").bindparams(r=b))
+    assert changed(db_url, before) == {"text": {b}, "vectors": frozenset()}  # the order of ties
     before = versions(db_url)
     execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
     assert changed(db_url, before) == {"text": {b}, "vectors": {b}}
@@ -122,16 +128,25 @@ def test_the_triggers_name_each_changed_recording(db_url):
         before = versions(db_url)
         execute(db_url, text("TRUNCATE recording_vectors"))
         assert changed(db_url, before)["vectors"] is None
+    # a cache older than the log's start, or newer than the counter (another database's): unknown
+    now = versions(db_url)
+    engine = connect(db_url, create=False)
+    with engine.connect() as conn:
+        start = conn.execute(text("SELECT version FROM search_changes WHERE name = 'text' AND recording_id = -1")).scalar()
+        assert search_cache.changed_since(conn, "text", start - 1, now["text"]) is None
+        assert search_cache.changed_since(conn, "text", now["text"] + 5, now["text"]) is None
+        assert search_cache.changed_since(conn, "text", now["text"], now["text"]) == frozenset()
+    engine.dispose()
 
 
-def lists_and_sql(url: str, query: str, limit: int = 1000, all_captions: bool = False):
+def lists_and_sql(url: str, query: str, limit: int = 1000, all_captions: bool = False, recording: str | None = None):
     engine = connect(url, create=False)
     try:
         with engine.connect() as conn:
-            stored = find_recording(conn, None)
+            stored = find_recording(conn, recording)
             mine = indexed_ranking(conn, query, limit, stored, all_captions)
             if conn.dialect.name == "sqlite":
-                stmt = build_search("sqlite", query, limit, None, all_captions)
+                stmt = build_search("sqlite", query, limit, recording, all_captions)
                 theirs = [(row.id, float(row.score)) for row in conn.execute(stmt)]
             else:
                 theirs = sql_ranking(conn, query, limit, stored, all_captions)
@@ -168,13 +183,16 @@ def test_the_posting_lists_answer_with_a_delta(db_url, monkeypatch):
         assert_close(*lists_and_sql(db_url, query))
     add_correction(connect(db_url, create=False), a, 5, "a zebra crossing", "ana")  # new words, old ones gone
     mine, theirs = lists_and_sql(db_url, "zebra")
-    assert_close(mine, theirs) and len(mine) == 1
+    assert_close(mine, theirs)
+    assert len(mine) == 1
     assert_close(*lists_and_sql(db_url, "man"))
     text_index._open.clear()  # a new process: the old file and the delta
     assert_close(*lists_and_sql(db_url, "zebra"))
     execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
     mine, theirs = lists_and_sql(db_url, "man")
     assert_close(mine, theirs)
+    for path in ("/a.ts", "/c.ts"):  # one recording: changed (a, c) or not
+        assert_close(*lists_and_sql(db_url, "man", recording=path))
     execute(db_url, delete(Recording.__table__).where(Recording.id == c))
     assert_close(*lists_and_sql(db_url, "guitar"))
     mine, _ = lists_and_sql(db_url, "man")
@@ -227,7 +245,8 @@ def test_the_matrix_answers_with_a_delta(db_url, monkeypatch, two_stage):
     b = put(db_url, "/b.ts", 2, 40)
     query = unit(np.random.default_rng(2), 40)[7]  # /b.ts's scene 7
     mine, theirs = matrix_and_blobs(db_url, query, 10)  # builds the matrix
-    assert_same_ranking(mine, theirs) and mine.scores[0] == pytest.approx(1.0, abs=1e-5)
+    assert_same_ranking(mine, theirs)
+    assert mine.scores[0] == pytest.approx(1.0, abs=1e-5)
     built = []
     real_build = vector_index._build
     monkeypatch.setattr(vector_index, "_build", lambda *a: built.append(1) or real_build(*a))
@@ -235,7 +254,8 @@ def test_the_matrix_answers_with_a_delta(db_url, monkeypatch, two_stage):
     put(db_url, "/c.ts", 2, 40)  # /b.ts's old vectors, now /c.ts's
     for q in (query, unit(np.random.default_rng(5), 40)[3]):
         mine, theirs = matrix_and_blobs(db_url, q, 10)
-        assert_same_ranking(mine, theirs) and mine.scores[0] == pytest.approx(1.0, abs=1e-5)
+        assert_same_ranking(mine, theirs)
+        assert mine.scores[0] == pytest.approx(1.0, abs=1e-5)
         assert_same_ranking(*matrix_and_blobs(db_url, q, 5, recording="/b.ts"))
         assert_same_ranking(*matrix_and_blobs(db_url, q, 5, recording="/a.ts"))
     vector_index._open.clear()  # a new process: the old file and the delta
@@ -243,3 +263,32 @@ def test_the_matrix_answers_with_a_delta(db_url, monkeypatch, two_stage):
     execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
     assert_same_ranking(*matrix_and_blobs(db_url, query, 10))
     assert built == []
+
+
+def test_a_cache_the_log_does_not_cover_is_rebuilt(tmp_path):
+    """Caches built before migration 0009 (its changes were never logged), and caches of another
+    database that was at the same path, are rebuilt instead of patched."""
+    from tvcaption.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'tv.db'}"
+    engine = connect(url, migrate=False)
+    migrate.upgrade(engine, "0008")
+    Store(engine).save_result(Store(engine).claim("/a.ts", "ha", "w"), scenes(1, 20), "toy+meaning")
+    query = unit(np.random.default_rng(2), 20)[7]  # /b.ts's scene 7, below
+    with engine.connect() as conn:
+        vector_index.matrix(conn, MODEL)  # the cache, at 0008
+    Store(engine).save_result(Store(engine).claim("/b.ts", "hb", "w"), scenes(2, 20), "toy+meaning")  # not logged
+    migrate.upgrade(engine)
+    vector_index._open.clear()  # a new process: the file
+    mine, theirs = matrix_and_blobs(url, query, 5)
+    assert_same_ranking(mine, theirs)
+    assert mine.scores[0] == pytest.approx(1.0, abs=1e-5)  # /b.ts is found
+    engine.dispose()
+    # another database at the same path: the old one's cache is not patched into it
+    for leftover in tmp_path.glob("tv.db*"):
+        leftover.unlink()
+    put(url, "/c.ts", 3, 5)
+    vector_index._open.clear()
+    mine, theirs = matrix_and_blobs(url, query, 5)
+    assert_same_ranking(mine, theirs)
+    assert len(mine.ids) == 5 and mine.scores[0] < 0.99

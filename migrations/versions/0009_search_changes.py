@@ -7,7 +7,10 @@ single correction in the review app made the next search wait that long. Now the
 move a counter also say for which recordings: ``search_changes`` holds one row per (counter,
 recording) with the counter's value after that recording's last change, so a cache at version V
 answers for every recording but those changed after V (``version > V``), and reads those few from
-the database (their rows, their vectors) beside it.
+the database (their rows, their vectors) beside it. A row with ``recording_id`` -1 per counter
+says from which value on changes are logged (the counter's value at this migration, or when a
+database is made): a cache older than that, or newer than the counter (another database's), is
+rebuilt.
 
 The same events as 0007 and 0008 move the counters; each trigger now also writes the recordings
 (an annotation's scene's recording; a scene's old and new recording; the recording itself). A
@@ -41,6 +44,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ALL = 0  # recording_id meaning every recording
+LOG_START = -1  # recording_id of the row saying from which value of the counter on changes are logged
 
 
 def _bump(name: str) -> str:
@@ -128,6 +132,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", "recording_id", name=op.f("pk_search_changes")),
     )
     op.create_index("ix_search_changes_name_version", "search_changes", ["name", "version"])
+    # changes are logged from each counter's value now on: a cache of an older version (built
+    # before this migration, or by another database at the same path) is rebuilt, not patched
+    op.execute(f"INSERT INTO search_changes (name, recording_id, version) SELECT name, {LOG_START}, version "
+               "FROM search_versions")
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         for trigger, event, name, recordings in SQLITE:

@@ -49,24 +49,33 @@ def database_key(conn: Connection, tag: str) -> str:
 
 
 EVERY_RECORDING = 0  # search_changes.recording_id meaning all of them (migration 0009)
-_CHANGES_SQL = "SELECT recording_id FROM search_changes WHERE name = :name AND version > :since"
+LOG_START = -1  # search_changes.recording_id of the row saying from which value on changes are logged
+_CHANGES_SQL = ("SELECT recording_id, version FROM search_changes WHERE name = :name "
+                "AND (version > :since OR recording_id = -1)")
 
 
-def changed_since(conn: Connection, name: str, since: int) -> frozenset[int] | None:
+def changed_since(conn: Connection, name: str, since: int, current: int) -> frozenset[int] | None:
     """The recordings whose ``name`` content ('text' or 'vectors') changed after the counter's
-    value ``since`` (migration 0009's ``search_changes``); None when that cannot be told (before
-    that migration, or every recording changed): then a cache is rebuilt whole."""
+    value ``since`` (migration 0009's ``search_changes``; ``current`` the counter now); None when
+    that cannot be told: before that migration, changes not logged since then (a cache older than
+    the log, or newer than the counter: another database's at the same path), or every recording
+    changed. A cache is then rebuilt whole."""
     from sqlalchemy import text
 
+    if since >= current:
+        return None if since > current else frozenset()
     key = (conn.engine.url.render_as_string(hide_password=True), _CHANGES_SQL)
     try:
         if key in _answered:
-            found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).scalars().all()
+            found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).all()
         else:
             with conn.begin_nested():
-                found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).scalars().all()
+                found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).all()
             _answered.add(key)
     except DBAPIError:
         return None
-    changed = frozenset(int(r) for r in found)
+    start = next((int(v) for r, v in found if int(r) == LOG_START), None)
+    if start is None or since < start:
+        return None
+    changed = frozenset(int(r) for r, v in found if int(r) != LOG_START)
     return None if EVERY_RECORDING in changed else changed

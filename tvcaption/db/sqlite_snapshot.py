@@ -6,7 +6,8 @@ database is the schema at :data:`~tvcaption.db.migrate.HEAD` and nothing else, s
 ``tvcaption/resources/sqlite_head.sql``: the statements of a database migrated to HEAD, read from
 its ``sqlite_master`` in creation order (tables, indexes, triggers, the FTS5 table; not the
 tables FTS5 makes for itself), and its rows (the Alembic revision; ``search_versions``' counters
-start at a random number, as migrations 0007 and 0008 start them). Everything that is not an
+start at a random number, as migrations 0007 and 0008 start them, and ``search_changes`` logs
+from there, as migration 0009 starts it). Everything that is not an
 empty database (an older schema, any table at all) is migrated by Alembic as before, and so is
 every PostgreSQL database.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 FILE = "sqlite_head.sql"
 HEADER = "-- tvcaption: a new SQLite database at revision {revision} (scripts/make_sqlite_snapshot.py writes this file)\n"
 FTS5_SHADOWS = ("data", "idx", "content", "docsize", "config")  # the tables FTS5 makes for a virtual table
-SEEDED = {"alembic_version", "search_versions"}  # the only tables a new database holds rows in
+SEEDED = {"alembic_version", "search_versions", "search_changes"}  # the only tables a new database holds rows in
 RANDOM_START = "abs(random()) % 281474976710656"  # 48 bits, as the migrations' secrets.randbits(48)
 
 
@@ -55,6 +56,14 @@ def dump(db: sqlite3.Connection) -> tuple[str, list[str]]:
     statements.append(f"INSERT INTO alembic_version (version_num) VALUES ('{revision}')")
     for (name,) in db.execute("SELECT name FROM search_versions ORDER BY name"):
         statements.append(f"INSERT INTO search_versions (name, version) VALUES ('{name}', {RANDOM_START})")
+    # each counter's log-start row (migration 0009), at the counter's random start
+    starts = db.execute("SELECT c.name, c.recording_id, c.version = v.version FROM search_changes c "
+                        "LEFT JOIN search_versions v ON v.name = c.name ORDER BY c.name").fetchall()
+    if any(rid != -1 or not same for _, rid, same in starts):
+        raise ValueError("search_changes holds more than each counter's log start: teach sqlite_snapshot.dump")
+    if starts:
+        statements.append("INSERT INTO search_changes (name, recording_id, version) "
+                          "SELECT name, -1, version FROM search_versions")
     return revision, statements
 
 

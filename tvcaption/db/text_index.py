@@ -329,7 +329,7 @@ def with_delta(conn: Connection, base: Postings, current: int) -> Postings | Non
     """``base`` and the rows of the recordings changed since it was built, read from the database
     (:func:`tvcaption.db.search_cache.changed_since`); None when that cannot be told or they are
     too many (:func:`delta_fits`)."""
-    changed = search_cache.changed_since(conn, "text", base.version)
+    changed = search_cache.changed_since(conn, "text", base.version, current)
     if changed is None or not delta_fits(len(changed), 0, base.rows):
         return None
     recordings = sorted(changed)

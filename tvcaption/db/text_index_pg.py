@@ -70,8 +70,10 @@ def read(conn: Connection, recordings: list[int] | None = None) -> Pairs:
                 names.append(name)
                 rows.append(np.fromstring(scene_ids, np.int64, sep=","))
                 counts.append(np.fromstring(packed, np.int64, sep=","))
-            cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}")
-            n_rows = int(cursor.fetchone()[0])
+            n_rows = 0  # a delta's N is the lists' (text_index.with_delta): not counted again
+            if recordings is None:
+                cursor.execute(f"SELECT count(*) FROM {SEARCH_TABLE}")
+                n_rows = int(cursor.fetchone()[0])
         finally:
             cursor.close()
     doc = np.concatenate(rows) if rows else np.zeros(0, np.int64)

@@ -219,7 +219,7 @@ def matrix(conn: Connection, model: str) -> Matrix | None:
     if base is not None and base.version == current:
         found = base
     elif base is not None and base.version != -1:
-        changed = search_cache.changed_since(conn, "vectors", base.version)
+        changed = search_cache.changed_since(conn, "vectors", base.version, current)
         if changed is not None and delta_fits(len(changed), 0, len(base.ids), min_rows=0):
             found = _with_delta(conn, model, base, sorted(changed), current)
     if found is None:

@@ -114,3 +114,4 @@ CREATE TRIGGER recordings_version_delete AFTER DELETE ON recordings BEGIN UPDATE
 INSERT INTO alembic_version (version_num) VALUES ('0009');
 INSERT INTO search_versions (name, version) VALUES ('text', abs(random()) % 281474976710656);
 INSERT INTO search_versions (name, version) VALUES ('vectors', abs(random()) % 281474976710656);
+INSERT INTO search_changes (name, recording_id, version) SELECT name, -1, version FROM search_versions;
