@@ -177,6 +177,18 @@ def test_a_non_latin_code_page_without_a_language_is_guessed(language):
     assert decoded == text and "guessed" in assumed
 
 
+@pytest.mark.parametrize("codec, said", [("cp1253", "Καλημέρα Ελλάδα"), ("cp1253", "Η Αθήνα είναι όμορφη σήμερα"),
+                                         ("cp1251", "Добрый вечер"), ("cp1251", "Добрий вечір, Київ")])
+def test_one_short_line_is_guessed_too(codec, said):
+    """charset-normalizer alone took a one-line Greek file for mac_latin2 (found by a trial); a wrong
+    code page gives words mixed case and symbols between letters."""
+    text = f"1\n00:00:01,000 --> 00:00:03,000\n{said}\n\n"
+    decoded, assumed = decode_text(text.encode(codec))
+    assert decoded == text and "guessed" in assumed
+    latin = "1\n00:00:01,000 --> 00:00:03,000\nGrüße aus München, très beau café\n\n"
+    assert decode_text(latin.encode("cp1252")) == (latin, "not UTF-8; read as Windows-1252")
+
+
 def test_sidecars_are_found_by_name(tmp_path):
     for name in ("show.mp4", "show.srt", "show.en.srt", "show.fr.vtt", "show.pt-BR.forced.srt", "show.ASS",
                  "show.part2.mp4", "show.part2.srt", "show.eng.srt", "other.srt", "show.srt.bak", "showtime.srt",

@@ -146,7 +146,14 @@ def _legacy(data: bytes, language: str | None) -> tuple[str, str] | None:
         from charset_normalizer import from_bytes
     except ImportError:
         return None
-    best = from_bytes(data).best()
+    matches = list(from_bytes(data))  # least "chaos" first
+    best = matches[0] if matches else None
+    if best is not None and len(str(best)) == len(data):  # a code page of one byte a letter
+        # on a line or two the statistics say little (a Greek line came out as mac_latin2); a wrong
+        # code page writes letters of mixed case inside a word and symbols between them: fewest wins
+        single = [m for m in matches if len(str(m)) == len(data)]
+        # equal: the Windows code pages first (what subtitle files before UTF-8 were written in)
+        best = min(single, key=lambda m: (_anomalies(str(m)), not m.encoding.startswith("cp125"), single.index(m)))
     if best is None or best.encoding in ("ascii", "utf_8", "cp1252", "latin_1"):
         return None
     text = str(best)
@@ -155,6 +162,17 @@ def _legacy(data: bytes, language: str | None) -> tuple[str, str] | None:
         return None  # mostly Latin letters: Windows-1252 below
     name = _NAMES.get(best.encoding, best.encoding)
     return text, f"not UTF-8; read as {name} (guessed; a name like NAME.el.srt says which language it is)"
+
+
+def _anomalies(text: str) -> int:
+    """What a wrong code page makes of words: a capital after a small letter, a symbol between letters."""
+    count = 0
+    for word in text.split():
+        for a, b, c in zip(word, word[1:], word[2:]):
+            if a.isalpha() and c.isalpha() and not b.isalpha() and b not in "'’-·.":
+                count += 1
+        count += sum(1 for a, b in zip(word, word[1:]) if a.islower() and b.isupper())
+    return count
 
 
 def decode_text(data: bytes, language: str | None = None) -> tuple[str, str | None]:
