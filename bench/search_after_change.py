@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     from sqlalchemy import text
 
-    from tvcaption.db import text_index, vector_index
+    from tvcaption.db import search_cache, text_index, vector_index
     from tvcaption.db.hybrid import search
     from tvcaption.db.reviews import add_correction
     from tvcaption.db.store import connect
@@ -94,12 +94,12 @@ def main(argv=None) -> dict:
         forget()
         fresh.append(timed(search, engine, queries.pop(), mode="hybrid"))
     correct()
-    saved = text_index.MAX_CHANGED
-    text_index.MAX_CHANGED = -1  # no delta: the caches are rebuilt, as before migration 0009
+    saved = search_cache.MAX_CHANGED
+    search_cache.MAX_CHANGED = -1  # no delta: the caches are rebuilt, as before migration 0009
     try:
         rebuild = timed(search, engine, queries.pop(), mode="hybrid")
     finally:
-        text_index.MAX_CHANGED = saved
+        search_cache.MAX_CHANGED = saved
     report["load_average_after"] = load_average()
     report["ms"] = {"first": [round(x, 1) for x in first], "next": [round(x, 1) for x in after],
                     "new_process": [round(x, 1) for x in fresh], "rebuild": round(rebuild, 1)}

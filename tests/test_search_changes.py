@@ -15,6 +15,8 @@ import random
 import numpy as np
 import pytest
 from sqlalchemy import delete, text, update
+from test_search_vectors import MODEL, ranked, unit
+from test_text_index import execute
 
 from tvcaption.db import search as search_module
 from tvcaption.db import search_cache, text_index, vector_index
@@ -22,18 +24,10 @@ from tvcaption.db.reviews import add_correction
 from tvcaption.db.schema import Recording
 from tvcaption.db.search import build_search, find_recording, indexed_ranking, sql_ranking
 from tvcaption.db.store import Store, connect
-from tvcaption.db.vectors import nearest as blob_nearest
 from tvcaption.scene import Annotation, Scene
 
 pytest_plugins = ["pg"]
-MODEL = "all-MiniLM-L6-v2"
-DIM = 384
 WORDS = ["man", "woman", "dog", "guitar", "stage", "street", "singing", "kitchen", "chef", "news", "horse"]
-
-
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def scenes(seed: int, count: int) -> list[Scene]:
@@ -55,16 +49,6 @@ def put(url: str, path: str, seed: int, count: int = 30) -> int:
         claim = store.claim(path, f"hash-{path}-{seed}", "w1")
         store.save_result(claim, scenes(seed, count), "toy+meaning")
         return next(r.id for r in store.recordings() if r.path == path)
-
-
-def execute(url: str, *statements) -> None:
-    engine = connect(url, create=False)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(statement)
-    finally:
-        engine.dispose()
 
 
 def versions(url: str) -> dict[str, int]:
@@ -202,7 +186,7 @@ def test_the_posting_lists_answer_with_a_delta(db_url, monkeypatch):
     engine.dispose()
     assert {owners[i] for i, _ in mine} == {a}  # b failed, c deleted
     # too many changes: rebuilt whole
-    monkeypatch.setattr(text_index, "MAX_CHANGED", 0)
+    monkeypatch.setattr(search_cache, "MAX_CHANGED", 0)
     put(db_url, "/d.ts", 4, 10)
     with pytest.raises(AssertionError, match="read again"):
         lists_and_sql(db_url, "man")
@@ -214,19 +198,6 @@ def test_below_delta_min_rows_the_lists_are_rebuilt_and_exact(db_url, monkeypatc
     lists_and_sql(db_url, "man")
     put(db_url, "/b.ts", 2, 40)
     assert_exact(*lists_and_sql(db_url, "man"))  # ids and scores as the SQL's
-
-
-def matrix_and_blobs(url: str, query: np.ndarray, top: int, recording: str | None = None):
-    engine = connect(url, create=False)
-    try:
-        with engine.connect() as conn:
-            found = vector_index.matrix(conn, MODEL)
-            rec_id = None
-            if recording is not None:
-                rec_id = conn.execute(Recording.__table__.select().where(Recording.path == recording)).first().id
-            return vector_index.nearest(found, query, top, rec_id), blob_nearest(conn, query, MODEL, top, recording)
-    finally:
-        engine.dispose()
 
 
 def assert_same_ranking(mine, theirs) -> None:
@@ -244,7 +215,7 @@ def test_the_matrix_answers_with_a_delta(db_url, monkeypatch, two_stage):
     put(db_url, "/a.ts", 1, 40)
     b = put(db_url, "/b.ts", 2, 40)
     query = unit(np.random.default_rng(2), 40)[7]  # /b.ts's scene 7
-    mine, theirs = matrix_and_blobs(db_url, query, 10)  # builds the matrix
+    mine, theirs = ranked(db_url, query, 10)  # builds the matrix
     assert_same_ranking(mine, theirs)
     assert mine.scores[0] == pytest.approx(1.0, abs=1e-5)
     built = []
@@ -253,15 +224,15 @@ def test_the_matrix_answers_with_a_delta(db_url, monkeypatch, two_stage):
     put(db_url, "/b.ts", 5, 40)  # indexed again: other vectors
     put(db_url, "/c.ts", 2, 40)  # /b.ts's old vectors, now /c.ts's
     for q in (query, unit(np.random.default_rng(5), 40)[3]):
-        mine, theirs = matrix_and_blobs(db_url, q, 10)
+        mine, theirs = ranked(db_url, q, 10)
         assert_same_ranking(mine, theirs)
         assert mine.scores[0] == pytest.approx(1.0, abs=1e-5)
-        assert_same_ranking(*matrix_and_blobs(db_url, q, 5, recording="/b.ts"))
-        assert_same_ranking(*matrix_and_blobs(db_url, q, 5, recording="/a.ts"))
+        assert_same_ranking(*ranked(db_url, q, 5, recording="/b.ts"))
+        assert_same_ranking(*ranked(db_url, q, 5, recording="/a.ts"))
     vector_index._open.clear()  # a new process: the old file and the delta
-    assert_same_ranking(*matrix_and_blobs(db_url, query, 10))
+    assert_same_ranking(*ranked(db_url, query, 10))
     execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
-    assert_same_ranking(*matrix_and_blobs(db_url, query, 10))
+    assert_same_ranking(*ranked(db_url, query, 10))
     assert built == []
 
 
@@ -280,7 +251,7 @@ def test_a_cache_the_log_does_not_cover_is_rebuilt(tmp_path):
     Store(engine).save_result(Store(engine).claim("/b.ts", "hb", "w"), scenes(2, 20), "toy+meaning")  # not logged
     migrate.upgrade(engine)
     vector_index._open.clear()  # a new process: the file
-    mine, theirs = matrix_and_blobs(url, query, 5)
+    mine, theirs = ranked(url, query, 5)
     assert_same_ranking(mine, theirs)
     assert mine.scores[0] == pytest.approx(1.0, abs=1e-5)  # /b.ts is found
     engine.dispose()
@@ -289,6 +260,6 @@ def test_a_cache_the_log_does_not_cover_is_rebuilt(tmp_path):
         leftover.unlink()
     put(url, "/c.ts", 3, 5)
     vector_index._open.clear()
-    mine, theirs = matrix_and_blobs(url, query, 5)
+    mine, theirs = ranked(url, query, 5)
     assert_same_ranking(mine, theirs)
     assert len(mine.ids) == 5 and mine.scores[0] < 0.99

@@ -309,7 +309,6 @@ def _index_one(f: Path, store, engine: Engine, config: Config, reindex: bool,
             hashing = None
         claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name, reindex=again)
         if claim is HASH_NEEDED and hashing is not None:  # another worker indexed it since we looked
-            claim = None
             digest, hashing = hashing.result(), None
             claim = store.claim(key, digest, worker_id(), probe_data, model=engine.model_name, reindex=again)
         if not claim:

@@ -8,6 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -15,22 +16,28 @@ from sqlalchemy.exc import DBAPIError
 _answered: set[tuple[str, str]] = set()  # (database, counter's SQL) read before: the table is there
 
 
-def version(conn: Connection, sql) -> int | None:
-    """The counter ``sql`` reads from ``search_versions``, or None before its migration.
+def _rows(conn: Connection, sql, params: dict | None = None) -> list | None:
+    """The rows of ``sql`` (a table of a migration the database may not have), None when it fails.
 
     The first read of a database is in a savepoint (on PostgreSQL a failed statement would spoil
     the transaction the search goes on in); later reads are one statement (on PostgreSQL the
     savepoint and its release were two more round trips a search)."""
     key = (conn.engine.url.render_as_string(hide_password=True), str(sql))
     if key in _answered:
-        return conn.execute(sql).scalar()
+        return conn.execute(sql, params or {}).all()
     try:
         with conn.begin_nested():
-            value = conn.execute(sql).scalar()
+            rows = conn.execute(sql, params or {}).all()
     except DBAPIError:
         return None
     _answered.add(key)
-    return value
+    return rows
+
+
+def version(conn: Connection, sql) -> int | None:
+    """The counter ``sql`` reads from ``search_versions``, or None before its migration."""
+    rows = _rows(conn, sql)
+    return rows[0][0] if rows else None
 
 
 def cache_folder(kind: str) -> Path:
@@ -50,8 +57,16 @@ def database_key(conn: Connection, tag: str) -> str:
 
 EVERY_RECORDING = 0  # search_changes.recording_id meaning all of them (migration 0009)
 LOG_START = -1  # search_changes.recording_id of the row saying from which value on changes are logged
-_CHANGES_SQL = ("SELECT recording_id, version FROM search_changes WHERE name = :name "
-                "AND (version > :since OR recording_id = -1)")
+_CHANGES_SQL = text("SELECT recording_id, version FROM search_changes WHERE name = :name "
+                    "AND (version > :since OR recording_id = -1)")
+MAX_CHANGED = 500  # recordings changed since a cache was built, above which it is rebuilt
+DELTA_ROWS = 20_000  # rows of those recordings above which it is rebuilt (or 2% of its rows)
+
+
+def delta_fits(recordings: int, rows: int, base_rows: int, min_rows: int = 0) -> bool:
+    """Whether a cache of ``base_rows`` answers with a delta of ``rows`` from ``recordings``
+    (``min_rows``: the smallest cache that does)."""
+    return base_rows >= min_rows and recordings <= MAX_CHANGED and rows <= max(DELTA_ROWS, base_rows // 50)
 
 
 def changed_since(conn: Connection, name: str, since: int, current: int) -> frozenset[int] | None:
@@ -60,19 +75,10 @@ def changed_since(conn: Connection, name: str, since: int, current: int) -> froz
     that cannot be told: before that migration, changes not logged since then (a cache older than
     the log, or newer than the counter: another database's at the same path), or every recording
     changed. A cache is then rebuilt whole."""
-    from sqlalchemy import text
-
     if since >= current:
         return None if since > current else frozenset()
-    key = (conn.engine.url.render_as_string(hide_password=True), _CHANGES_SQL)
-    try:
-        if key in _answered:
-            found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).all()
-        else:
-            with conn.begin_nested():
-                found = conn.execute(text(_CHANGES_SQL), {"name": name, "since": since}).all()
-            _answered.add(key)
-    except DBAPIError:
+    found = _rows(conn, _CHANGES_SQL, {"name": name, "since": since})
+    if found is None:
         return None
     start = next((int(v) for r, v in found if int(r) == LOG_START), None)
     if start is None or since < start:

@@ -49,9 +49,9 @@ into a TEMP fts5 table with the index's tokenizer; on PostgreSQL their ``tsvecto
 lists beside the old ones, whose rows of those recordings are left out. The delta's parts use the
 old lists' avgdl, and idf counts N and each term's rows now, so a delta ranks close to the SQL but
 not to the last bit; lists below :data:`DELTA_MIN_ROWS` rows (rebuilt in about half a second) are
-rebuilt instead, and so are lists with more than :data:`MAX_CHANGED` changed recordings or a
-delta above :data:`DELTA_ROWS` rows (or 2% of theirs). A rebuild (1M scenes: 26 s on SQLite at
-load average 3.5, a 250 MB file; 34 s on PostgreSQL at load 3-4, 178 MB) was what every search
+rebuilt instead, and so are lists with more than ``search_cache.MAX_CHANGED`` changed
+recordings or a delta above ``search_cache.DELTA_ROWS`` rows (or 2% of theirs). A rebuild (1M
+scenes: 26 s on SQLite at load average 3.5, a 250 MB file; 34 s on PostgreSQL at load 3-4, 178 MB) was what every search
 after any change paid before: a correction in the review app, a new recording. The file is
 written beside and renamed over the old one, so a process that has the old one mapped keeps
 reading it intact. Where the cache folder cannot be written the lists are built in memory. A
@@ -289,15 +289,13 @@ def postings(conn: Connection) -> Postings | None:
     """The posting lists of the database, current with it; None before migration 0008.
 
     Lists of an older version answer with a delta (module docstring) when few recordings changed
-    since (:func:`delta_fits`); else they are rebuilt."""
+    since (:func:`tvcaption.db.search_cache.delta_fits`); else they are rebuilt."""
     current = version(conn)
     if current is None:
         return None
     key = search_cache.database_key(conn, "text")
     held = _open.get(key)
-    if held is not None and held.version == current and held.delta is None:
-        return held
-    if held is not None and held.delta is not None and held.delta.version == current:
+    if held is not None and (held.version if held.delta is None else held.delta.version) == current:
         return held
     path = cache_folder() / f"{key}.txt.idx"
     base = replace(held, delta=None, changed=None) if held is not None else _read(path)
@@ -314,27 +312,19 @@ def postings(conn: Connection) -> Postings | None:
 
 
 DELTA_MIN_ROWS = 20_000  # smaller lists are rebuilt (in about half a second), so they rank exactly as the SQL
-MAX_CHANGED = 500  # recordings changed since the lists were built, above which they are rebuilt
-DELTA_ROWS = 20_000  # rows of those recordings above which they are rebuilt (or 2% of the lists' rows)
-
-
-def delta_fits(recordings: int, rows: int, base_rows: int, min_rows: int | None = None) -> bool:
-    """Whether a cache of ``base_rows`` answers with a delta of ``rows`` from ``recordings``
-    (``min_rows``: the smallest cache that does, default :data:`DELTA_MIN_ROWS`)."""
-    least = DELTA_MIN_ROWS if min_rows is None else min_rows
-    return base_rows >= least and recordings <= MAX_CHANGED and rows <= max(DELTA_ROWS, base_rows // 50)
 
 
 def with_delta(conn: Connection, base: Postings, current: int) -> Postings | None:
     """``base`` and the rows of the recordings changed since it was built, read from the database
     (:func:`tvcaption.db.search_cache.changed_since`); None when that cannot be told or they are
-    too many (:func:`delta_fits`)."""
+    too many (:func:`tvcaption.db.search_cache.delta_fits`)."""
     changed = search_cache.changed_since(conn, "text", base.version, current)
-    if changed is None or not delta_fits(len(changed), 0, base.rows):
+    if changed is None or not search_cache.delta_fits(len(changed), 0, base.rows, DELTA_MIN_ROWS):
         return None
     recordings = sorted(changed)
     pairs = reader(conn).read(conn, recordings) if recordings else None
-    if pairs is not None and not delta_fits(len(recordings), len(pairs.docs), base.rows):
+    if pairs is not None and not search_cache.delta_fits(len(recordings), len(pairs.docs), base.rows,
+                                                         DELTA_MIN_ROWS):
         return None
     changed_ids = np.array(recordings, np.int64)
     if pairs is None:

@@ -17,8 +17,8 @@ The file names the database's vectors version (migration 0007: triggers count ev
 delta: the recordings changed since (migration 0009's ``search_changes``) have their rows left
 out (scored :data:`MASKED`) and their vectors read from the database and scored beside them,
 the same numbers a rebuilt matrix would give; with more than
-:data:`~tvcaption.db.text_index.MAX_CHANGED` changed recordings or a delta above 2% of the
-matrix (at least :data:`~tvcaption.db.text_index.DELTA_ROWS` rows) the first search rebuilds
+:data:`~tvcaption.db.search_cache.MAX_CHANGED` changed recordings or a delta above 2% of the
+matrix (at least :data:`~tvcaption.db.search_cache.DELTA_ROWS` rows) the first search rebuilds
 it. The file is written beside and renamed over the old one, so a process that has the old one
 mapped keeps reading it intact. Where the cache folder cannot be written the matrix is built in
 memory. A process keeps the matrix (and its delta) it opened until the version changes.
@@ -201,10 +201,8 @@ def cache_folder() -> Path:
 def matrix(conn: Connection, model: str) -> Matrix | None:
     """The vectors of ``model`` as a :class:`Matrix`, current with the database; None before
     migration 0007 (the caller scans the blobs as before). A matrix of an older version answers
-    with a delta when few recordings changed since (``tvcaption.db.text_index.delta_fits``; at
+    with a delta when few recordings changed since (``tvcaption.db.search_cache.delta_fits``; at
     any size: the delta's scores are the same numbers a rebuilt matrix gives); else it is rebuilt."""
-    from tvcaption.db.text_index import delta_fits
-
     current = version(conn)
     if current is None:
         return None
@@ -220,7 +218,7 @@ def matrix(conn: Connection, model: str) -> Matrix | None:
         found = base
     elif base is not None and base.version != -1:
         changed = search_cache.changed_since(conn, "vectors", base.version, current)
-        if changed is not None and delta_fits(len(changed), 0, len(base.ids), min_rows=0):
+        if changed is not None and search_cache.delta_fits(len(changed), 0, len(base.ids)):
             found = _with_delta(conn, model, base, sorted(changed), current)
     if found is None:
         found = _build(conn, model, current, path)
@@ -230,8 +228,6 @@ def matrix(conn: Connection, model: str) -> Matrix | None:
 
 def _with_delta(conn: Connection, model: str, base: Matrix, recordings: list[int], current: int) -> Matrix | None:
     """``base`` and the vectors of ``recordings`` (changed since it was built) from the database."""
-    from tvcaption.db.text_index import delta_fits
-
     ids, vectors, owners = [], [], []
     if recordings:
         for row in _rows(conn, model, recordings):
@@ -241,7 +237,7 @@ def _with_delta(conn: Connection, model: str, base: Matrix, recordings: list[int
             owners.append(np.full(len(found), int(row.recording_id), np.int64))
     dim = base.vectors.shape[1]
     extra_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    if not delta_fits(len(recordings), len(extra_ids), len(base.ids), min_rows=0) or any(v.shape[1] != dim for v in vectors):
+    if not search_cache.delta_fits(len(recordings), len(extra_ids), len(base.ids)) or any(v.shape[1] != dim for v in vectors):
         return None
     if version(conn) != current:
         return None  # written while we read: rebuild
