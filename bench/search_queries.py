@@ -89,7 +89,7 @@ def make_queries(grammar: Grammar, count: int, seed: int) -> list[tuple[str, str
 
 def like_word(query: str) -> str | None:
     """The query's first word for the LIKE baseline: letters and digits only, stop words skipped."""
-    from tvcaption.db.search import STOP_WORDS
+    from tvcaption.db.bm25 import STOP_WORDS
 
     for token in re.findall(r"[^\W_]+", query.lower()):
         if token not in STOP_WORDS:

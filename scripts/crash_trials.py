@@ -141,7 +141,7 @@ def snapshot(url: str) -> dict:
 def searchable_words(scene) -> list[str]:
     """Words of a scene's caption and tags that search does not ignore (a toy model's caption
     may be all stop words, "we we we")."""
-    from tvcaption.db.search import STOP_WORDS
+    from tvcaption.db.bm25 import STOP_WORDS
 
     return [w for w in scene.caption.split() + list(scene.tags) if w.lower() not in STOP_WORDS and len(w) > 3]
 

@@ -135,7 +135,7 @@ def _plays_from_start(page, start: float) -> float:
 
 
 def test_review_loop_in_chromium(server: dict, browser, indexed: dict):
-    from tvcaption.db.search import STOP_WORDS
+    from tvcaption.db.bm25 import STOP_WORDS
 
     recording, scene = _scene_with_start(server["engine"], "bikes.mp4", 2.0)
     word = next(w for tag in scene.tags for w in tag.replace(",", " ").split() if w not in STOP_WORDS and len(w) > 2)

@@ -76,7 +76,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Toy:
 def searchable_word(scene) -> str:
     """A word search will find in a stored scene: from its caption, else from its tags (a toy
     model's caption may be all stop words, "we we we", which search rightly ignores)."""
-    from tvcaption.db.search import STOP_WORDS
+    from tvcaption.db.bm25 import STOP_WORDS
 
     return next(w for w in scene.caption.split() + list(scene.tags) if w not in STOP_WORDS and len(w) > 3)
 

@@ -62,6 +62,8 @@ from typing import Any
 from sqlalchemy import Engine, Float, Select, bindparam, column, func, literal_column, select, table, text, true
 from sqlalchemy.exc import DBAPIError
 
+from tvcaption.db import search_cache
+from tvcaption.db.bm25 import BM25_B, BM25_K1, HIDDEN_WEIGHT, LABELS_WEIGHT, MIN_IDF, TEXT_WEIGHT, TS_CONFIG, is_stop_word
 from tvcaption.db.engine import damage, damaged_error, database_error
 from tvcaption.db.paths import find_stored
 from tvcaption.db.scenes import annotations_of
@@ -70,9 +72,6 @@ from tvcaption.errors import DatabaseError, TvcaptionError
 from tvcaption.scene import Annotated, Annotation
 from tvcaption.search_terms import query_terms
 
-TEXT_WEIGHT, LABELS_WEIGHT, HIDDEN_WEIGHT = 1.0, 0.5, 0.25  # bm25 column weights (PostgreSQL: A, B, C)
-BM25_K1, BM25_B = 1.2, 0.75  # fts5_aux.c's bm25 constants, on both backends
-MIN_IDF = 1e-6  # fts5_aux.c: an idf at or below 0 counts as this
 VISIBLE_WEIGHTS = "{a,b}"  # PostgreSQL: the document's weights an ordinary search reads (C: hidden)
 MAX_WORDS = 64  # longer queries are cut: nobody types more, and each word costs a lookup
 MAX_LIMIT = 10_000  # more results than anyone reads; larger limits are cut to this
@@ -82,8 +81,6 @@ INDEX_MIN_SCENES = 100_000
 # PostgreSQL's from a tenth of that: its SQL bm25 costs ~14 us a match (bench/results/text_index_pg.json),
 # so a word in a quarter of 100k scenes would take ~350 ms there; at 10k, ~35 ms
 PG_INDEX_FRACTION = 10
-TEXT_VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'text'")  # migration 0008
-TS_CONFIG = "english"
 # Unicode categories that are word characters on both backends: letters, digits (N*), combining
 # accents (Mn: folded into the letter by unicode61, part of the word for PostgreSQL), private use
 # (Co) and unassigned code points (Cn; unicode61 keeps them). Anything else outside ASCII
@@ -103,17 +100,6 @@ class Hit(Annotated):
     annotations: tuple[Annotation, ...] = ()
 
 
-# PostgreSQL's 'english' stop words (snowball english.stop). FTS5 has no stop-word list, so the
-# SQLite query drops them too: "the man singing" then means the same on both backends.
-STOP_WORDS = frozenset("""
-i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she
-her hers herself it its itself they them their theirs themselves what which who whom this that
-these those am is are was were be been being have has had having do does did doing a an the and
-but if or because as until while of at by for with about against between into through during
-before after above below to from up down in out on off over under again further then once here
-there when where why how all any both each few more most other some such no nor not only own
-same so than too very s t can will just don should now
-""".split())
 
 
 def _is_separator(ch: str) -> bool:
@@ -153,10 +139,6 @@ def quote_fts5(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def _is_stop_word(word: str) -> bool:
-    return "".join(ch for ch in word.lower() if ch.isalnum()) in STOP_WORDS
-
-
 def split_query(query: str) -> tuple[list[str], list[str]]:
     """The query as (plain words, CJK phrases): words of :func:`words`, where a run of Chinese,
     Japanese or Korean characters becomes the phrase of its character pairs, simplified
@@ -178,7 +160,7 @@ def fts5_query(query: str) -> str:
     ignored by FTS5 itself. An empty result means: nothing to search for.
     """
     plain, phrases = split_query(query)
-    return " ".join([quote_fts5(w) for w in plain if not _is_stop_word(w)] + [quote_fts5(p) for p in phrases])
+    return " ".join([quote_fts5(w) for w in plain if not is_stop_word(w)] + [quote_fts5(p) for p in phrases])
 
 
 def _pg_query(query: str) -> tuple[str, str, list]:
@@ -357,7 +339,7 @@ def text_stats(conn) -> tuple[int, int] | None:
 
     from tvcaption.db import search_cache
 
-    current = search_cache.version(conn, TEXT_VERSION_SQL)
+    current = search_cache.version(conn, search_cache.TEXT_VERSION_SQL)
     if current is None:
         return None
     key = search_cache.database_key(conn, "text")
@@ -372,7 +354,7 @@ def text_stats(conn) -> tuple[int, int] | None:
         found = None
     if found is None:
         found = tuple(int(v) for v in conn.execute(text(f"SELECT count(*), ({_PG_TOKENS}) FROM {SEARCH_TABLE}")).one())
-        if search_cache.version(conn, TEXT_VERSION_SQL) != current:
+        if search_cache.version(conn, search_cache.TEXT_VERSION_SQL) != current:
             return found  # the index changed while we counted: not kept
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 
+TEXT_VERSION_SQL = text("SELECT version FROM search_versions WHERE name = 'text'")  # migration 0008
+
 _answered: set[tuple[str, str]] = set()  # (database, counter's SQL) read before: the table is there
 
 

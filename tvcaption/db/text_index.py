@@ -66,19 +66,15 @@ import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from tvcaption.db import search_cache
-from tvcaption.db.search import BM25_B as B
-from tvcaption.db.search import BM25_K1 as K1
-from tvcaption.db.search import HIDDEN_WEIGHT, LABELS_WEIGHT, MIN_IDF, TEXT_VERSION_SQL, TEXT_WEIGHT
-
-WEIGHTS = {"text": TEXT_WEIGHT, "labels": LABELS_WEIGHT, "hidden": HIDDEN_WEIGHT}  # the index's columns, in order
-VISIBLE = ("text", "labels")
+from tvcaption.db.bm25 import BM25_B as B
+from tvcaption.db.bm25 import BM25_K1 as K1
+from tvcaption.db.bm25 import MIN_IDF, Pairs
 MAGIC = b"TVCTXT02"
 HEADER = 1 << 16  # bytes before the arrays
 # name, dtype; the arrays of a file, in this order
@@ -278,7 +274,7 @@ def _best(score: np.ndarray, place: np.ndarray, rows: np.ndarray, limit: int) ->
 # --------------------------------------------------------------------------------------------
 def version(conn: Connection) -> int | None:
     """The database's text version, or None before migration 0008."""
-    return search_cache.version(conn, TEXT_VERSION_SQL)
+    return search_cache.version(conn, search_cache.TEXT_VERSION_SQL)
 
 
 def cache_folder() -> Path:
@@ -338,23 +334,6 @@ def with_delta(conn: Connection, base: Postings, current: int) -> Postings | Non
     gone = int(np.isin(base.recording, changed_ids).sum()) if len(changed_ids) else 0
     delta = replace(delta, rows=base.rows - gone + len(delta.scene))
     return replace(base, delta=delta, changed=changed_ids)
-
-
-class Pairs(NamedTuple):
-    """What a backend's reader finds in its index: every (term number, row) pair with the pair's
-    weighted frequency in text and labels (``f_vis``) and in all columns (``f_all``); ``docs``
-    the rows holding any token, sorted, and ``length`` their tokens in all columns (D);
-    ``tokens`` all tokens of the table, ``n_rows`` its rows (N, whatever their recording's status)."""
-
-    names: list[str]
-    term: np.ndarray
-    doc: np.ndarray
-    f_vis: np.ndarray
-    f_all: np.ndarray
-    docs: np.ndarray
-    length: np.ndarray
-    tokens: int
-    n_rows: int
 
 
 def build(conn: Connection, current: int) -> Postings:

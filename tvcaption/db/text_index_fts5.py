@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy.engine import Connection
 
 from tvcaption.db.schema import SEARCH_TABLE
-from tvcaption.db.text_index import WEIGHTS, VISIBLE, Pairs
+from tvcaption.db.bm25 import VISIBLE, WEIGHTS, Pairs, is_stop_word
 
 WORD_CACHE = 100_000  # words whose tokens a process remembers
 _INSTANCES, _TERMS = "tvcaption_fts_instances", "tvcaption_fts_terms"  # TEMP fts5vocab tables over the index
@@ -36,9 +36,7 @@ _tokenizer_lock = threading.Lock()
 def query_terms(conn: Connection, words: list[str]) -> list[str] | None:
     """The query's tokens in its order (one per word, stop words dropped as ``fts5_query`` drops
     them), or None when the SQL must answer."""
-    from tvcaption.db.search import _is_stop_word
-
-    words = [w for w in words if not _is_stop_word(w)]
+    words = [w for w in words if not is_stop_word(w)]
     if not words:
         return None
     option = tokenize_option(conn)

@@ -22,8 +22,7 @@ from sqlalchemy.engine import Connection
 
 from tvcaption.db import search_cache
 from tvcaption.db.schema import SEARCH_TABLE
-from tvcaption.db.search import HIDDEN_WEIGHT, LABELS_WEIGHT, TEXT_WEIGHT, TS_CONFIG
-from tvcaption.db.text_index import Pairs
+from tvcaption.db.bm25 import HIDDEN_WEIGHT, LABELS_WEIGHT, TEXT_WEIGHT, TS_CONFIG, Pairs
 
 QUERY_CACHE = 10_000  # query texts whose lexemes a process remembers
 WORK_MEM = "256MB"  # for the one grouping statement of a build (the default 4 MB spills to disk)
