@@ -167,7 +167,7 @@ def test_unknown_revision_is_a_clear_error(empty_db_url):
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
     engine.dispose()
-    with pytest.raises(DatabaseError, match="'ffff9999'.*knows revisions 0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009, and base; .* newer"):
+    with pytest.raises(DatabaseError, match="'ffff9999'.*knows revisions 0001, 0002, 0003, 0004, 0005, 0006, 0007, 0008, 0009, 0010, and base; .* newer"):
         connect(empty_db_url)
     with pytest.raises(DatabaseError, match="'nonsense'.*knows revisions 0001"):
         migrate.downgrade(empty_db_url, "nonsense")

@@ -17,6 +17,7 @@ from test_text_index import STOP, WORDS, archive, execute, find, put, queries
 from tvcaption.db import search as search_module
 from tvcaption.db import text_index, text_index_pg
 from tvcaption.db.hybrid import search as hybrid_search
+from tvcaption.db.scenes import text_backend
 from tvcaption.db.schema import Recording
 from tvcaption.db.search import build_search, find_recording, indexed_ranking, search
 from tvcaption.db.store import Store, connect
@@ -45,7 +46,7 @@ def url(fresh_pg_url) -> str:
 
 def tsquery_lexemes(conn, query: str) -> set[str]:
     """The lexemes of the SQL's own tsquery (plainto_tsquery's text, parsed): what must match."""
-    plain, _ = search_module.split_query(query)
+    plain, _ = search_module.split_query(query, text_backend(conn))
     shown = conn.execute(text("SELECT plainto_tsquery('english', :q)::text"), {"q": " ".join(plain)}).scalar()
     assert re.fullmatch(r"('(?:[^']|'')*'( & )?)*", shown), shown  # nothing but AND of lexemes
     return {m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", shown)}
@@ -95,7 +96,8 @@ def three(url, query: str, limit: int, recording: str | None = None, all_caption
         with engine.connect() as conn:
             stored = find_recording(conn, recording)
             mine = indexed_ranking(conn, query, limit, stored, all_captions)
-            stmt = build_search("postgresql", query, limit, stored and stored.path, all_captions)
+            stmt = build_search("postgresql", query, limit, stored and stored.path, all_captions,
+                                 backend=text_backend(conn))
             theirs = [] if stmt is None else [(row.id, float(row.score)) for row in conn.execute(stmt)]
             return mine, theirs, reference(conn, query, limit, recording, all_captions)
     finally:

@@ -180,7 +180,7 @@ def revisions() -> tuple[str, ...]:
     return tuple(reversed([r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions()]))
 
 
-HEAD = "0009"  # the newest revision in migrations/ (tests/test_migrations.py checks it against Alembic's view)
+HEAD = "0010"  # the newest revision in migrations/ (tests/test_migrations.py checks it against Alembic's view)
 
 
 def is_current(url: str | Engine) -> bool:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from tvcaption.db import schema
 from tvcaption.db.engine import begin_write, mapped
-from tvcaption.db.scenes import annotation_row, insert_rows
+from tvcaption.db.scenes import annotation_row, insert_rows, text_backend
 from tvcaption.db.vectors import refresh_vectors
 from tvcaption.errors import TvcaptionError
 from tvcaption.scene import REVIEW, Annotation
@@ -101,7 +101,7 @@ def add_correction(engine: Engine | Any, recording_id: int, index: int, text: st
         if found.content_hash:  # carried over to new scenes only while the file's content is the same
             data["content_hash"] = found.content_hash
         note = Annotation(analyser=REVIEW, kind="caption", text=text, score=None, field="text", data=data)
-        insert_rows(conn, annotations_t, [annotation_row(scene_id, position, note)])
+        insert_rows(conn, annotations_t, [annotation_row(scene_id, position, note, backend=text_backend(conn))])
         refresh_vectors(conn, int(recording_id), [scene_id])  # search by meaning finds the corrected words
     return note
 
@@ -166,7 +166,7 @@ def restore_corrections(conn: Connection, recording_id: int, kept: Sequence[Kept
         position = next_position.get(best.id, -1) + 1
         next_position[best.id] = position
         note = Annotation(analyser=REVIEW, kind="caption", text=k.text, field="text", data=k.data)
-        rows.append(annotation_row(best.id, position, note))
+        rows.append(annotation_row(best.id, position, note, backend=text_backend(conn)))
     insert_rows(conn, annotations_t, rows)
     refresh_vectors(conn, recording_id, [row["scene_id"] for row in rows])
     return len(rows)

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from tvcaption.db import schema
 from tvcaption.scene import Annotation, Scene
-from tvcaption.search_terms import index_terms
+from tvcaption.search_terms import SQLITE, Backend, folded_terms, index_terms, postgresql
 
 recordings_t = schema.Recording.__table__
 scenes_t = schema.Scene.__table__
@@ -67,13 +67,32 @@ def hypernym_terms(a: Annotation, indexed: set[str] | None = None) -> str | None
     return " ".join(found) or None
 
 
-def annotation_row(scene_id: int, position: int, a: Annotation, indexed: set[str] | None = None) -> dict[str, Any]:
+_backends: dict[str, Backend] = {}  # database URL -> what its full-text tokenizer folds
+
+
+def text_backend(conn: Connection) -> Backend:
+    """What the database's full-text search folds by itself (:class:`tvcaption.search_terms.Backend`):
+    SQLite's unicode61 folds Latin accents and every capital; PostgreSQL's ``english`` configuration
+    no accent, and capitals beyond ASCII only where the database's LC_CTYPE is a UTF-8 locale
+    (asked once per database)."""
+    if conn.dialect.name != "postgresql":
+        return SQLITE
+    key = conn.engine.url.render_as_string(hide_password=True)
+    if key not in _backends:
+        _backends[key] = postgresql(bool(conn.exec_driver_sql("SELECT lower('ΑЁ') = 'αё'").scalar()))
+    return _backends[key]
+
+
+def annotation_row(scene_id: int, position: int, a: Annotation, indexed: set[str] | None = None,
+                   backend: Backend = SQLITE) -> dict[str, Any]:
     """The row of one annotation. ``terms``, indexed after its text (annotations with a search
-    field only): CJK character pairs of the text (:mod:`tvcaption.search_terms`) and its
-    hypernyms (:func:`hypernym_terms`; ``indexed``: the scene's hypernym words so far)."""
+    field only): CJK character pairs of the text and its words folded as ``backend`` does not
+    fold them (:mod:`tvcaption.search_terms`; :func:`text_backend`), and its hypernyms
+    (:func:`hypernym_terms`; ``indexed``: the scene's hypernym words so far)."""
     terms = None
     if a.field is not None:
-        terms = " ".join(t for t in (index_terms(a.text), hypernym_terms(a, indexed)) if t) or None
+        terms = " ".join(t for t in (index_terms(a.text), folded_terms(a.text, backend), hypernym_terms(a, indexed))
+                         if t) or None
     return dict(scene_id=scene_id, analyser=a.analyser, kind=a.kind, position=position, text=a.text,
                 score=None if a.score is None else float(a.score), field=a.field,
                 data=None if a.data is None else dict(a.data), terms=terms)
@@ -92,9 +111,10 @@ def insert_scenes(conn: Connection, recording_id: int, scenes: Sequence[Scene]) 
     ids = dict(conn.execute(select(scenes_t.c["index"], scenes_t.c.id)
                             .where(scenes_t.c.recording_id == recording_id)).all())
     rows = []
+    backend = text_backend(conn)
     for i, s in enumerate(scenes):
         indexed: set[str] = set()  # the scene's hypernym words indexed so far: each counts once
-        rows += [annotation_row(ids[i], position, a, indexed) for position, a in enumerate(s.annotations)]
+        rows += [annotation_row(ids[i], position, a, indexed, backend) for position, a in enumerate(s.annotations)]
     insert_rows(conn, annotations_t, rows)
 
 

@@ -63,14 +63,15 @@ from sqlalchemy import Engine, Float, Select, bindparam, column, func, literal_c
 from sqlalchemy.exc import DBAPIError
 
 from tvcaption.db import search_cache
-from tvcaption.db.bm25 import BM25_B, BM25_K1, HIDDEN_WEIGHT, LABELS_WEIGHT, MIN_IDF, TEXT_WEIGHT, TS_CONFIG, is_stop_word
+from tvcaption.db.bm25 import (BM25_B, BM25_K1, HIDDEN_WEIGHT, LABELS_WEIGHT, MIN_IDF, TEXT_WEIGHT, TS_CONFIG,
+                               is_stop_word)
 from tvcaption.db.engine import damage, damaged_error, database_error
 from tvcaption.db.paths import find_stored
-from tvcaption.db.scenes import annotations_of
+from tvcaption.db.scenes import annotations_of, text_backend
 from tvcaption.db.schema import SEARCH_TABLE, Recording, Scene
 from tvcaption.errors import DatabaseError, TvcaptionError
 from tvcaption.scene import Annotated, Annotation
-from tvcaption.search_terms import query_terms
+from tvcaption.search_terms import SQLITE, Backend, postgresql, query_terms
 
 VISIBLE_WEIGHTS = "{a,b}"  # PostgreSQL: the document's weights an ordinary search reads (C: hidden)
 MAX_WORDS = 64  # longer queries are cut: nobody types more, and each word costs a lookup
@@ -139,14 +140,15 @@ def quote_fts5(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-def split_query(query: str) -> tuple[list[str], list[str]]:
-    """The query as (plain words, CJK phrases): words of :func:`words`, where a run of Chinese,
-    Japanese or Korean characters becomes the phrase of its character pairs, simplified
-    (:mod:`tvcaption.search_terms`: the index holds those pairs for such text)."""
+def split_query(query: str, backend: Backend = SQLITE) -> tuple[list[str], list[str]]:
+    """The query as (plain words, CJK phrases): words of :func:`words` folded as ``backend`` does
+    not fold them (:func:`~tvcaption.db.scenes.text_backend`), where a run of Chinese, Japanese or
+    Korean characters becomes the phrase of its character pairs, simplified
+    (:mod:`tvcaption.search_terms`: the index holds those pairs and folded words)."""
     plain: list[str] = []
     phrases: list[str] = []
     for word in words(query):
-        more, found = query_terms(word)
+        more, found = query_terms(word, backend)
         plain += more
         phrases += found
     return plain, phrases
@@ -163,12 +165,12 @@ def fts5_query(query: str) -> str:
     return " ".join([quote_fts5(w) for w in plain if not is_stop_word(w)] + [quote_fts5(p) for p in phrases])
 
 
-def _pg_query(query: str) -> tuple[str, str, list]:
+def _pg_query(query: str, backend: Backend) -> tuple[str, str, list]:
     """The query as (tsquery SQL, tsvector SQL of its lexemes, bound parameters): plainto_tsquery
     of the plain words AND phraseto_tsquery of each CJK phrase; the same texts through
     to_tsvector hold the same lexemes (what bm25 sums over)."""
     config = f"'{TS_CONFIG}'::regconfig"
-    plain, phrases = split_query(query)
+    plain, phrases = split_query(query, backend)
     texts = ([("text_query", " ".join(plain), "plainto_tsquery")] if plain else []) + \
         [(f"phrase_{i}", p, "phraseto_tsquery") for i, p in enumerate(phrases)]
     tsquery = "(" + " && ".join(f"{make}({config}, :{name})" for name, _, make in texts) + ")"
@@ -189,7 +191,7 @@ _PG_TOKENS = f"SELECT coalesce(sum(nentry), 0) FROM ts_stat('SELECT document FRO
 _QUOTED = "'''' || replace(replace(l.lexeme, '\\', '\\\\'), '''', '''''') || ''''"
 
 
-def _pg_bm25(query: str, all_captions: bool, stats: tuple[int, int] | None = None):
+def _pg_bm25(query: str, all_captions: bool, stats: tuple[int, int] | None, backend: Backend):
     """Every row of ``scene_fts`` the query matches, with its bm25 (module docstring), as a
     subquery (scene_id, score). The user text only in bound parameters; the rest are constants.
 
@@ -202,7 +204,7 @@ def _pg_bm25(query: str, all_captions: bool, stats: tuple[int, int] | None = Non
     estimates the matches from the GIN index's statistics; the visible-weights test is wrapped in
     coalesce() for the same reason (PostgreSQL guesses 0.5% of rows for ``ts_filter(..) @@ ..``
     and then joined every recording with every match)."""
-    tsquery, vector, params = _pg_query(query)
+    tsquery, vector, params = _pg_query(query, backend)
     weights = {"A": TEXT_WEIGHT, "B": LABELS_WEIGHT} | ({"C": HIDDEN_WEIGHT} if all_captions else {})
     visible = "" if all_captions else \
         f" AND coalesce(ts_filter(f.document, '{VISIBLE_WEIGHTS}'::\"char\"[]) @@ {tsquery}, false)"
@@ -243,13 +245,16 @@ _scenes = Scene.__table__
 
 
 def build_search(dialect: str, query: str, limit: int = 20, recording: str | None = None,
-                 all_captions: bool = False, stats: tuple[int, int] | None = None) -> Select | None:
+                 all_captions: bool = False, stats: tuple[int, int] | None = None,
+                 backend: Backend | None = None) -> Select | None:
     """The ranked search as a SELECT (user text only in bound parameters), or None for no words.
 
     ``recording`` is a path exactly as stored (:func:`search` finds it from any spelling);
     ``limit`` must be at least 1 and is cut to MAX_LIMIT; ``all_captions``: hidden annotations
     (out-of-domain captions) match too; ``stats``: PostgreSQL's (N, tokens) of :func:`text_stats`,
-    else the statement counts them (a scan of the table).
+    else the statement counts them (a scan of the table); ``backend``: what the database's
+    tokenizer folds (:func:`~tvcaption.db.scenes.text_backend`; by default SQLite's, or a
+    PostgreSQL database of a UTF-8 locale).
     """
     limit = check_limit(limit)
     terms = words(query)
@@ -267,7 +272,7 @@ def build_search(dialect: str, query: str, limit: int = 20, recording: str | Non
             expression = f"{{text labels}} : ({expression})"
         match = fts_table.op("MATCH")(bindparam("fts_query", expression))
     elif dialect == "postgresql":
-        source = _pg_bm25(query, all_captions, stats)  # every match with its score (the match is inside)
+        source = _pg_bm25(query, all_captions, stats, backend or postgresql(unicode_case=True))  # the match is inside
         score, scene_id, match = source.c.score, source.c.scene_id, true()
     else:
         raise DatabaseError(f"{dialect}: full-text search is only implemented for SQLite and PostgreSQL")
@@ -323,7 +328,8 @@ def sql_ranking(conn, query: str, limit: int, stored, all_captions: bool) -> lis
     """(scene id, score) best first from the SQL of :func:`build_search` (PostgreSQL: with N and
     the table's tokens from :func:`text_stats`)."""
     stats = text_stats(conn) if conn.dialect.name == "postgresql" else None
-    stmt = build_search(conn.dialect.name, query, limit, stored and stored.path, all_captions, stats)
+    stmt = build_search(conn.dialect.name, query, limit, stored and stored.path, all_captions, stats,
+                        text_backend(conn))
     return [] if stmt is None else [(int(row.id), float(row.score)) for row in conn.execute(stmt)]
 
 
@@ -374,7 +380,7 @@ def indexed_ranking(conn, query: str, limit: int, stored, all_captions: bool) ->
     least = INDEX_MIN_SCENES if conn.dialect.name == "sqlite" else INDEX_MIN_SCENES // PG_INDEX_FRACTION
     if (conn.execute(select(func.max(_scenes.c.id))).scalar() or 0) < least:
         return None
-    plain, phrases = split_query(query)
+    plain, phrases = split_query(query, text_backend(conn))
     if phrases:
         return None  # CJK: a phrase of character pairs, which needs positions
     from tvcaption.db import text_index

@@ -1,4 +1,4 @@
--- tvcaption: a new SQLite database at revision 0009 (scripts/make_sqlite_snapshot.py writes this file)
+-- tvcaption: a new SQLite database at revision 0010 (scripts/make_sqlite_snapshot.py writes this file)
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -111,7 +111,7 @@ CREATE TRIGGER recording_vectors_version_update AFTER UPDATE ON recording_vector
 CREATE TRIGGER recording_vectors_version_delete AFTER DELETE ON recording_vectors BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT old.recording_id AS r) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
 CREATE TRIGGER recordings_version_status AFTER UPDATE OF status ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT new.id AS r) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
 CREATE TRIGGER recordings_version_delete AFTER DELETE ON recordings BEGIN UPDATE search_versions SET version = version + 1 WHERE name = 'vectors'; INSERT INTO search_changes (name, recording_id, version) SELECT 'vectors', x.r, v.version FROM (SELECT old.id AS r) x, search_versions v WHERE v.name = 'vectors' AND x.r IS NOT NULL ON CONFLICT (name, recording_id) DO UPDATE SET version = excluded.version; END;
-INSERT INTO alembic_version (version_num) VALUES ('0009');
+INSERT INTO alembic_version (version_num) VALUES ('0010');
 INSERT INTO search_versions (name, version) VALUES ('text', abs(random()) % 281474976710656);
 INSERT INTO search_versions (name, version) VALUES ('vectors', abs(random()) % 281474976710656);
 INSERT INTO search_changes (name, recording_id, version) SELECT name, -1, version FROM search_versions;
