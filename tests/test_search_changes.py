@@ -192,6 +192,32 @@ def test_the_posting_lists_answer_with_a_delta(db_url, monkeypatch):
         lists_and_sql(db_url, "man")
 
 
+def test_a_delta_counts_rows_and_terms_as_a_rebuild(db_url):
+    """N and each term's rows of a delta are a rebuild's, also for a recording that was not done
+    when the lists were built (its rows counted in N then, under no searchable recording)."""
+    put(db_url, "/a.ts", 1, 60)
+    b = put(db_url, "/b.ts", 2, 60)
+    execute(db_url, update(Recording.__table__).where(Recording.id == b).values(status="failed"))
+    lists_and_sql(db_url, "man")  # builds the lists: b's rows in N, not searchable
+    put(db_url, "/b.ts", 5, 40)  # b indexed again: new scenes, done
+    put(db_url, "/c.ts", 3, 30)
+    engine = connect(db_url, create=False)
+    try:
+        with engine.connect() as conn:
+            found = text_index.postings(conn)
+            assert found.delta is not None
+            fresh = text_index.build(conn, text_index.version(conn))
+            tokens = text_index.reader(conn).query_terms(conn, WORDS)  # the index's own terms
+        assert len(tokens) == len(WORDS) and all(fresh.count(t, False) for t in tokens)
+        for visible in (True, False):
+            for token in tokens:
+                n = found.count(token, visible, found.changed) + found.delta.count(token, visible)
+                assert n == fresh.count(token, visible), (token, visible)
+        assert found.delta.rows == fresh.rows
+    finally:
+        engine.dispose()
+
+
 def test_below_delta_min_rows_the_lists_are_rebuilt_and_exact(db_url, monkeypatch):
     monkeypatch.setattr(text_index, "DELTA_MIN_ROWS", 10_000)
     put(db_url, "/a.ts", 1, 40)

@@ -75,12 +75,12 @@ from tvcaption.db import search_cache
 from tvcaption.db.bm25 import BM25_B as B
 from tvcaption.db.bm25 import BM25_K1 as K1
 from tvcaption.db.bm25 import MIN_IDF, Pairs
-MAGIC = b"TVCTXT02"
+MAGIC = b"TVCTXT03"  # 03: "owner"
 HEADER = 1 << 16  # bytes before the arrays
 # name, dtype; the arrays of a file, in this order
 ARRAYS = (("terms", "u1"), ("term_at", "<i8"), ("vis_at", "<i8"), ("vis_row", "<i4"), ("vis_part", "<f8"),
           ("all_at", "<i8"), ("all_row", "<i4"), ("all_part", "<f8"),
-          ("scene", "<i8"), ("place", "<i8"), ("recording", "<i8"))
+          ("scene", "<i8"), ("place", "<i8"), ("recording", "<i8"), ("owner", "<i8"))
 _open: dict[str, Postings] = {}  # database key -> the lists this process opened
 
 
@@ -133,7 +133,7 @@ class Postings:
             return len(rows)
         key = (term, visible)
         if key not in self._counts:
-            owner = self.arrays["recording"][rows]
+            owner = self.arrays["owner"][rows]
             at = np.minimum(np.searchsorted(excluded, owner), len(excluded) - 1)
             self._counts[key] = len(rows) - int(np.count_nonzero(excluded[at] == owner))
         return self._counts[key]
@@ -190,9 +190,9 @@ def rank(found: Postings, tokens: list[str], limit: int, recording_id: int | Non
     """bm25 of the rows holding every token (one phrase each, in order), the ``limit`` best.
 
     Lists older than the database (``found.delta``): the rows of the changed recordings come from
-    the delta, theirs in ``found`` are left out, and both are scored with ``found``'s N and avgdl
-    and each term's rows counted in both (a re-indexed recording's old rows still count there
-    until the next rebuild); equal scores go to ``found``'s rows first."""
+    the delta, theirs in ``found`` are left out (of the ranking, of N and of each term's rows, by
+    their ``owner``), and both are scored with N and each term's rows now and ``found``'s avgdl;
+    equal scores go to ``found``'s rows first."""
     idf = []
     rows = found.rows if found.delta is None else found.delta.rows  # the delta's: N now (with_delta)
     for token in tokens:
@@ -330,8 +330,8 @@ def with_delta(conn: Connection, base: Postings, current: int) -> Postings | Non
         delta = from_pairs(pairs._replace(tokens=base.tokens, n_rows=base.rows), searchable(conn, recordings), current)
     if version(conn) != current:
         return None  # written while we read: rebuild (which keeps nothing either)
-    # N now: the lists' rows but the changed recordings' there, and the delta's
-    gone = int(np.isin(base.recording, changed_ids).sum()) if len(changed_ids) else 0
+    # N now: the lists' rows but the changed recordings' there (done or not then), and the delta's
+    gone = int(np.isin(base.owner, changed_ids).sum()) if len(changed_ids) else 0
     delta = replace(delta, rows=base.rows - gone + len(delta.scene))
     return replace(base, delta=delta, changed=changed_ids)
 
@@ -342,14 +342,18 @@ def build(conn: Connection, current: int) -> Postings:
     search and are not kept)."""
     pairs = reader(conn).read(conn)
     done = searchable(conn)
+    others = unsearchable(conn)
     if version(conn) != current:  # written while we read (another transaction): not kept
         current = -1
-    return from_pairs(pairs, done, current)
+    return from_pairs(pairs, done, current, others)
 
 
-def from_pairs(pairs: Pairs, done: list[tuple[int, int]], current: int) -> Postings:
+def from_pairs(pairs: Pairs, done: list[tuple[int, int]], current: int,
+               others: list[tuple[int, int]] = ()) -> Postings:
     """The lists from the pairs a reader found; ``done`` the searchable scenes (id, recording) in
-    ranking order."""
+    ranking order, ``others`` the rest (id, recording): a row's ``recording`` is its searchable
+    recording (-1: none), its ``owner`` its recording whatever its status (-1: the scene is gone),
+    which a delta needs to leave a changed recording's rows out of N and the terms' counts."""
     names, term, doc, f_vis, f_all, docs, length, tokens, n_rows = pairs
     keys = [name.encode() for name in names]
     order = sorted(range(len(keys)), key=keys.__getitem__)  # the backend's order is bytewise too; not assumed
@@ -382,7 +386,23 @@ def from_pairs(pairs: Pairs, done: list[tuple[int, int]], current: int) -> Posti
         hit = docs[at] == ids
         arrays["place"][at[hit]] = np.flatnonzero(hit)
         arrays["recording"][at[hit]] = np.array([d[1] for d in done], np.int64)[hit]
+    arrays["owner"] = arrays["recording"].copy()
+    if others and len(docs):
+        ids = np.array([d[0] for d in others], np.int64)
+        at = np.minimum(np.searchsorted(docs, ids), len(docs) - 1)
+        hit = docs[at] == ids
+        arrays["owner"][at[hit]] = np.array([d[1] for d in others], np.int64)[hit]
     return Postings(current, n_rows, arrays, tokens)
+
+
+def unsearchable(conn: Connection) -> list[tuple[int, int]]:
+    """(scene id, recording id) of every scene of a recording not done (being indexed again,
+    failed after an earlier index): few, and their rows count in N as FTS5's do."""
+    from sqlalchemy import text
+
+    return [tuple(row) for row in conn.execute(text(
+        "SELECT s.id, s.recording_id FROM scenes s JOIN recordings r ON r.id = s.recording_id "
+        "WHERE r.status <> 'done'"))]
 
 
 def searchable(conn: Connection, recordings: list[int] | None = None) -> list[tuple[int, int]]:
