@@ -53,7 +53,11 @@ def test_the_document_follows_ebu_tt_d():
     assert [e.text for e in root.iter("{urn:ebu:tt:metadata}conformsToStandard")] == [EBU_TT_D]
     styles = {s.get("{http://www.w3.org/XML/1998/namespace}id") for s in root.iter(f"{{{TT}}}style")}
     region_ids = {r.get("{http://www.w3.org/XML/1998/namespace}id") for r in root.iter(f"{{{TT}}}region")}
-    assert root.find(f"{{{TT}}}body").get("region") in region_ids
+    body = root.find(f"{{{TT}}}body")
+    assert set(body.attrib) <= {"style"}  # EBU-TT-D's body: style, ttm:agent, ttm:role, no region
+    assert [div.get("region") for div in body.iter(f"{{{TT}}}div")] == ["bottom"] and "bottom" in region_ids
+    ids = [p.get("{http://www.w3.org/XML/1998/namespace}id") for p in root.iter(f"{{{TT}}}p")]
+    assert all(ids) and len(set(ids)) == len(ids)  # EBU-TT-D: every p has a unique xml:id
     timing = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3}$")
     paragraphs = list(root.iter(f"{{{TT}}}p"))
     assert len(paragraphs) == 3
@@ -63,3 +67,39 @@ def test_the_document_follows_ebu_tt_d():
             assert element.get("style") in styles
             assert not [k for k in element.attrib if k.startswith(f"{{{TTS}}}")]  # no inline styling
     assert paragraphs[2].get("begin") == "01:00:00.500"
+
+
+# EBU-TT-D (Tech 3380) as its XML Schema has it: the attributes each element may carry (namespace
+# URIs in braces; tts:* on style and region as the schema lists them) and the head's children in order
+XML = "{http://www.w3.org/XML/1998/namespace}"
+TTM = "{http://www.w3.org/ns/ttml#metadata}"
+ALLOWED = {
+    "tt": {f"{XML}space", f"{{{TTP}}}timeBase", f"{{{TTP}}}cellResolution", f"{XML}lang"},
+    "head": set(), "styling": set(), "layout": set(), "metadata": set(),
+    "style": {f"{XML}id"} | {f"{{{TTS}}}{name}" for name in (
+        "direction", "fontFamily", "fontSize", "lineHeight", "textAlign", "color", "backgroundColor", "fontStyle",
+        "fontWeight", "textDecoration", "unicodeBidi", "wrapOption")},
+    "region": {f"{XML}id", "style"} | {f"{{{TTS}}}{name}" for name in (
+        "origin", "extent", "displayAlign", "padding", "writingMode", "showBackground", "overflow")},
+    "body": {"style", f"{TTM}agent", f"{TTM}role"},
+    "div": {f"{XML}id", "region", "style", f"{TTM}agent", f"{TTM}role", f"{XML}lang"},
+    "p": {f"{XML}id", f"{XML}space", f"{XML}lang", "region", "style", "begin", "end", f"{TTM}agent", f"{TTM}role"},
+    "span": {f"{XML}id", f"{XML}space", f"{XML}lang", "style", "begin", "end", f"{TTM}agent", f"{TTM}role"},
+    "br": {f"{TTM}role"},
+}
+REQUIRED = {"tt": {f"{{{TTP}}}timeBase", f"{XML}lang"}, "style": {f"{XML}id"}, "p": {f"{XML}id"},
+            "region": {f"{XML}id", f"{{{TTS}}}origin", f"{{{TTS}}}extent"}}
+
+
+def test_every_element_carries_only_what_ebu_tt_d_allows():
+    root = et.fromstring(ttml_document(CUES, language="en").encode("utf-8"))
+    assert [child.tag for child in root.find(f"{{{TT}}}head")] == [f"{{{TT}}}{n}" for n in ("metadata", "styling", "layout")]
+    seen = set()
+    for element in root.iter():
+        if not element.tag.startswith(f"{{{TT}}}"):
+            continue  # ebuttm metadata inside tt:metadata: any other namespace may go there
+        name = element.tag[len(TT) + 2:]
+        seen.add(name)
+        assert set(element.attrib) <= ALLOWED[name], (name, set(element.attrib) - ALLOWED[name])
+        assert REQUIRED.get(name, set()) <= set(element.attrib), (name, element.attrib)
+    assert {"tt", "head", "styling", "layout", "region", "body", "div", "p", "span", "br"} <= seen

@@ -5,8 +5,9 @@ most two lines of 42 characters, no cue under 1 s, no overlap); this module only
 a TTML document: ttconv's data model (one region at the bottom of the 10% safe area, lines as
 ``<span>`` separated by ``<br/>``) written by its IMSC writer with media-time clock expressions
 (``hh:mm:ss.mmm``), then what EBU-TT-D asks and ttconv does not write: ``ttp:timeBase="media"``,
-``ebuttm:conformsToStandard``, and styles defined once in ``<styling>`` and referenced by id
-(centred white text on black), none inline. Text is escaped by the XML writer; characters XML
+``ebuttm:conformsToStandard``, styles defined once in ``<styling>`` and referenced by id
+(centred white text on black), none inline, an ``xml:id`` on every ``<p>``, and the region
+referenced from the ``<div>`` (EBU-TT-D's ``<body>`` takes no region). Text is escaped by the XML writer; characters XML
 cannot hold (control characters an OCR may read) are dropped.
 """
 
@@ -91,7 +92,13 @@ def _ebu_tt_d(root: et.Element) -> str:
     for style_id, attributes in STYLES.items():
         et.SubElement(styling, f"{{{TT}}}style", {XML_ID: style_id, **{f"{{{TTS}}}{k}": v for k, v in attributes.items()}})
     head[:0] = [metadata, styling]
-    for p in root.iter(f"{{{TT}}}p"):
+    body = root.find(f"{{{TT}}}body")
+    region = body.attrib.pop("region", None) if body is not None else None  # EBU-TT-D: on div or p only
+    for div in root.iter(f"{{{TT}}}div"):
+        if region is not None:
+            div.set("region", region)
+    for number, p in enumerate(root.iter(f"{{{TT}}}p"), 1):
+        p.set(XML_ID, f"sub{number}")  # EBU-TT-D: every subtitle has an id
         p.set("style", "paragraph")
     for span in root.iter(f"{{{TT}}}span"):
         span.set("style", "text")
