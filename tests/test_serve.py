@@ -19,6 +19,7 @@ import pytest
 from needs import need_module
 
 from tvcaption.db.store import Store, connect
+from tvcaption.errors import TvcaptionError
 from tvcaption.scene import Annotation, Scene
 
 pytest_plugins = ["pg"]
@@ -115,6 +116,19 @@ def test_search_page_ranks_as_the_cli_and_shows_each_scene(archive: dict):
     assert "said:" in cyclist and "here comes the cyclist" in cyclist
 
 
+def test_out_of_domain_captions_are_shown_marked_only_when_asked(archive: dict):
+    """bikes.mp4's scene 4 has an out-of-domain caption ("people cross the street"); its TS copy's does not."""
+    c = client(archive)
+    link = f'href="/recordings/{archive["bikes"]}/scenes/4"'
+    hidden = c.get("/", params={"q": "people cross", "mode": "text"}).text
+    assert link not in hidden and 'data-role="ood"' not in hidden  # hidden, as `tvcaption search`
+    shown = c.get("/", params={"q": "people cross", "mode": "text", "all": "1"}).text
+    assert link in shown and f'href="/recordings/{archive["ts"]}/scenes/4"' in shown
+    assert shown.count('data-role="ood"') == 1  # the bikes scene's, marked; the TS copy's is in domain
+    assert re.search(r'out of domain</span>\s*people cross the street', shown)
+    assert 'name="all" value="1" checked' in shown
+
+
 def test_hits_link_their_scene_after_the_recording_is_indexed_again_with_other_cuts(archive: dict):
     """The page keeps each recording's scene starts between requests; indexing it again must not
     leave a hit pointing at an old scene (or dropped)."""
@@ -177,6 +191,8 @@ def test_every_text_is_escaped(archive: dict):
     "/../../etc/passwd", "/recordings/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/static/../app.py",
     "/static/..%2fapp.py", "/static/secret.txt", "/recordings/999/video", "/recordings/abc/video",
     "/recordings/1/video/../../../../etc/passwd", "/recordings/999/scenes/0/thumb.jpg", "/recordings/-1/video",
+    "/recordings/99999999999999999999999/scenes/0", "/recordings/9223372036854775808/video",  # over 64 bits
+    "/recordings/1/scenes/99999999999999999999/thumb.jpg",
 ])
 def test_refuses_paths_and_unknown_ids(archive: dict, path: str):
     response = client(archive).get(path)
@@ -199,6 +215,10 @@ def test_bad_requests_are_400_or_404_never_500(archive: dict, tmp_path: Path):
     post = f"/recordings/{bikes}/scenes/1/caption"
     assert c.post(post, content=b"{not json", headers={**headers, "Content-Type": "application/json"}).status_code == 400
     assert c.post(post, json=["a list"], headers=headers).status_code == 400
+    nested = b'{"text": "x", "a": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"  # under the size limit, too deep to parse
+    assert c.post(post, content=nested, headers={**headers, "Content-Type": "application/json"}).status_code == 400
+    assert c.post("/recordings/99999999999999999999/scenes/0/caption", json={"text": "a", "by": "b"},
+                  headers=headers).status_code == 404
     assert c.post(post, json={"text": "   ", "by": "ann"}, headers=headers).status_code == 400
     assert c.post(post, json={"text": "x" * 3000, "by": "ann"}, headers=headers).status_code == 400
     assert c.post(post, json={"text": "fine", "by": ""}, headers=headers).status_code == 400  # no name, no --reviewer
@@ -334,7 +354,10 @@ def test_a_token_guards_a_server_bound_beyond_localhost(archive: dict):
     assert c.get("/", params={"token": "wrong"}).status_code == 403
     entry = c.get("/", params={"q": "bike", "token": "s3cret-token"}, follow_redirects=False)
     assert entry.status_code == 303 and entry.headers["location"] == "/?q=bike"  # the token leaves the address
-    assert "httponly" in entry.headers["set-cookie"].lower() and "samesite=strict" in entry.headers["set-cookie"].lower()
+    # Lax, not Strict: a link opened from mail or a chat (a cross-site navigation) must carry it
+    assert "httponly" in entry.headers["set-cookie"].lower() and "samesite=lax" in entry.headers["set-cookie"].lower()
+    away = c.get("http://testserver//evil.example/", params={"token": "s3cret-token"}, follow_redirects=False)
+    assert away.status_code == 303 and away.headers["location"] == "/evil.example/"  # stays on this server
     assert c.get("/", params={"q": "bike"}).status_code == 200  # the cookie carries it now
     headers = csrf_headers(c)
     post = f"/recordings/{archive['bikes']}/scenes/0/caption"
@@ -380,22 +403,49 @@ def test_a_damaged_database_is_one_line_503_and_the_server_goes_on(tmp_path: Pat
     engine.dispose()
 
 
+def test_a_port_in_use_is_one_line_before_anything_is_said(archive: dict):
+    import socket
+
+    from tvcaption.web.app import serve
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    said: list[str] = []
+    try:
+        with pytest.raises(TvcaptionError, match=r"cannot listen on 127\.0\.0\.1:\d+ .*pass another --port"):
+            serve(archive["engine"], host="127.0.0.1", port=taken.getsockname()[1], say=said.append)
+    finally:
+        taken.close()
+    assert said == []  # no address printed for a server that never ran
+
+
 def test_serve_makes_a_token_when_bound_beyond_loopback(monkeypatch, tmp_path: Path):
+    import socket
+
     import uvicorn
 
     from tvcaption.web import app as web
 
     engine = connect(f"sqlite:///{tmp_path / 'a.db'}")
     ran: dict = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(app=app, **options))
+
+    def run(server, sockets=None):  # the server is not run; what it was given is kept
+        ran.update(app=server.config.app, host=server.config.host, port=server.config.port,
+                   bound=[s.getsockname()[:2] for s in sockets])
+        for s in sockets:
+            s.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # free a moment ago
     said: list[str] = []
-    web.serve(engine, host="0.0.0.0", port=8999, say=said.append)
+    web.serve(engine, host="0.0.0.0", port=port, say=said.append)
     token = said[0].split("?token=")[1].split()[0]
-    assert len(token) >= 20 and ran["app"].settings.token == token and (ran["host"], ran["port"]) == ("0.0.0.0", 8999)
+    assert len(token) >= 20 and ran["app"].settings.token == token and (ran["host"], ran["port"]) == ("0.0.0.0", port)
+    assert ran["bound"] == [("0.0.0.0", port)]  # the socket it listens on was made before the address was said
     said.clear()
-    web.serve(engine, host="127.0.0.1", port=8999, say=said.append)
-    assert "token" not in said[0] and ran["app"].settings.token is None and "http://127.0.0.1:8999/" in said[0]
-    web.serve(engine, host="127.0.0.1", port=8999, token="given", say=said.append)
+    web.serve(engine, host="127.0.0.1", port=port, say=said.append)
+    assert "token" not in said[0] and ran["app"].settings.token is None and f"http://127.0.0.1:{port}/" in said[0]
+    web.serve(engine, host="127.0.0.1", port=port, token="given", say=said.append)
     assert ran["app"].settings.token == "given"  # a --token is enforced on loopback too
     engine.dispose()
 

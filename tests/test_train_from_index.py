@@ -149,7 +149,9 @@ def test_the_checkpoint_says_what_it_learned_from(loop, toy):
     assert meta["metrics"]["caption"] < meta["metrics"]["caption_before"] - 1.0
     assert captioner.domain is not None and captioner.domain.threshold is not None
     card = loop["stem"].with_name("archive.md").read_text()
-    assert f"{len(loop['corrections'])} reviewed scenes" in card and "1 description tracks" in card
+    assert f"{len(loop['corrections'])} reviewed scenes" in card and "1 description track beside" in card
+    steps = 150 * -(-data["train_clips"] // 16)  # epochs x batches an epoch ([train] in the fixture)
+    assert meta["train"]["steps"] == steps and f"({steps} optimizer steps)" in card
     assert loop["url"] in card and "presenter" in card and "checkpoint" in loop["out"]
 
 
@@ -186,6 +188,28 @@ def test_grown_model_keeps_old_rows_and_starts_new_words_as_typical(toy):
     assert torch.allclose(b[..., :n], a, atol=1e-5)
     best_old = a.max(-1).values
     assert bool((b[..., n:].max(-1).values < best_old).all())
+
+
+def test_too_few_optimizer_steps_are_warned_about(caplog):
+    from tvcaption.config import TrainConfig
+    from tvcaption.train_from_index import _warn_few_steps
+
+    with caplog.at_level("WARNING", logger="tvcaption.train_from_index"):
+        _warn_few_steps(9, TrainConfig(epochs=20, batch_size=64))  # the trial's: one step an epoch
+    assert "only 20 optimizer steps (9 clips, batch 64, 20 epochs)" in caplog.text and "--epochs 100" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tvcaption.train_from_index"):
+        _warn_few_steps(9, TrainConfig(epochs=150, batch_size=64))
+    assert caplog.text == ""
+
+
+def test_init_names_the_shipped_model_from_any_folder(tmp_path, monkeypatch):
+    from tvcaption.resources import SHIPPED_MODEL, shipped_model
+    from tvcaption.train_from_index import _init_checkpoint
+
+    monkeypatch.chdir(tmp_path)  # a user's folder: no models/ here
+    captioner = _init_checkpoint(SHIPPED_MODEL)
+    assert captioner.path is not None and Path(captioner.path).resolve().parent == shipped_model().resolve().parent
 
 
 def test_public_url_drops_the_password():

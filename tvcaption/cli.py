@@ -370,8 +370,8 @@ def train_cmd(
         "Train on the archive instead of a dataset: the scenes reviewers corrected (tvcaption serve) and the "
         "description tracks NAME.ad.srt / NAME.ad.vtt beside indexed recordings (each cue a clip)."))] = False,
     init: Annotated[Optional[Path], typer.Option("--init", help=(
-        "With --from-index: fine-tune this checkpoint (stem or .json; its vocabulary grows with the new words) "
-        "instead of training from scratch."))] = None,
+        "With --from-index: fine-tune this checkpoint (stem or .json, or synthtv-lstap for the shipped model; "
+        "its vocabulary grows with the new words) instead of training from scratch."))] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:

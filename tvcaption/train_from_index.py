@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import logging
 import os
 import time
@@ -283,11 +284,36 @@ class _Start:
 
 
 def _init_checkpoint(init: str | os.PathLike[str] | None) -> Any:
+    """The checkpoint ``init`` names: a stem or .json, or the shipped model's name (``synthtv-lstap``,
+    which users cannot give as a path: it lives inside the installed package)."""
     if init is None:
         return None
     from tvcaption.checkpoint import load_checkpoint
+    from tvcaption.resources import SHIPPED_MODEL, shipped_model
 
+    given = Path(init)
+    if str(init) == SHIPPED_MODEL and not given.exists() and not given.with_suffix(".json").exists():
+        init = shipped_model()
     return load_checkpoint(init)
+
+
+MIN_STEPS = 100  # fewer optimizer steps learn next to nothing from a few corrections (tests/test_train_from_index.py takes 150)
+
+
+def optimizer_steps(clips: int, config: TrainConfig) -> int:
+    return config.epochs * math.ceil(clips / max(1, config.batch_size))
+
+
+def _warn_few_steps(clips: int, config: TrainConfig) -> None:
+    steps, per_epoch = optimizer_steps(clips, config), math.ceil(clips / max(1, config.batch_size))
+    if steps < MIN_STEPS:
+        log.warning("only %d optimizer steps (%s, batch %d, %s): too few to learn the corrections; "
+                    "pass --epochs %d or more, or a smaller --batch-size", steps, _count(clips, "clip"),
+                    config.batch_size, _count(config.epochs, "epoch"), math.ceil(MIN_STEPS / per_epoch))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _start(captioner: Any, dims: ModelDims | None, config: TrainConfig, captions: list[str], feats: Any) -> _Start:
@@ -369,6 +395,7 @@ def train_from_index(
         "data": f"{data.database} ({data.reviewed_scenes} reviewed scenes, {len(data.ad_tracks)} description tracks)",
         "train_clips": len(data.clips), "val_clips": 0, "val_total": 0, "vocab": len(start.vocab),
         "backbone": feats.info["backbone"], "frames": frames, "seconds": feats.seconds, "in_ram": feats.train.in_ram}))
+    _warn_few_steps(len(data.clips), config)
     before, after = _fit(start, data, feats, config, device, warmup, amp, emit)
     return _save(out, start, data, feats, config, before, after, time.perf_counter() - started)
 
@@ -430,7 +457,8 @@ def _save(out: str | os.PathLike[str], start: _Start, data: IndexData, feats: An
     stem = stem_paths(out)["best"]
     n = len(data.clips)
     meta = {
-        **feats.info, "name": stem.name, "select": "last", "train": dataclasses.asdict(config), "epoch": config.epochs,
+        **feats.info, "name": stem.name, "select": "last", "epoch": config.epochs,
+        "train": {**dataclasses.asdict(config), "steps": optimizer_steps(n, config)},
         "init": start.init,
         "metrics": {"split": "train", "clips": n, "loss": after["loss"], "caption": after["caption"],
                     "matching": after["matching"], "loss_before": before["loss"], "caption_before": before["caption"]},
@@ -453,13 +481,15 @@ def write_card(stem: Path, meta: dict[str, Any]) -> Path:
     lines = [
         f"# {meta['name']}", "",
         f"Trained by `tvcaption train --from-index` from the archive database `{data['database']}`:", "",
-        f"- {data['reviewed_scenes']} reviewed scenes (their corrected captions)",
-        f"- {data['ad_tracks']} description tracks beside recordings ({data['ad_cues']} cues){tracks}",
-        f"- {data['train_clips']} training clips from {data['recordings']} recordings, {data['captions']} captions",
+        f"- {_count(data['reviewed_scenes'], 'reviewed scene')} (their corrected captions)",
+        f"- {_count(data['ad_tracks'], 'description track')} beside recordings ({_count(data['ad_cues'], 'cue')}){tracks}",
+        (f"- {_count(data['train_clips'], 'training clip')} from {_count(data['recordings'], 'recording')}, "
+         f"{_count(data['captions'], 'caption')}"),
         f"- vocabulary {data['vocab']} entries; {data['vocab_added']} words added: {words or 'none'}",
         "- started from " + (f"`{init['name']}` ({init['path']}, sha256 {init['sha256'][:12]}...)" if init
                              else "scratch"),
-        (f"- {train['epochs']} epochs, batch {train['batch_size']}, {train['optimizer']} lr {train['lr']:g}; "
+        (f"- {_count(train['epochs'], 'epoch')}, batch {train['batch_size']} ({_count(train['steps'], 'optimizer step')}), "
+         f"{train['optimizer']} lr {train['lr']:g}; "
          f"{meta['backbone']} features, {meta['frames']} frames per clip"),
         (f"- caption loss on the training clips: {meta['metrics']['caption_before']:.3f} before, "
          f"{meta['metrics']['caption']:.3f} after (no validation split: the last epoch is this checkpoint)"),

@@ -9,7 +9,8 @@ Guards (:class:`Guard`, an ASGI middleware in front of every route):
 
 - **Token.** Bound to anything but a loopback address, every request needs the token (given
   with ``--token`` or generated and printed at start-up): once as ``?token=...`` in the address,
-  which sets an HttpOnly, SameSite=Strict cookie and redirects to the same address without it,
+  which sets an HttpOnly, SameSite=Lax cookie (sent when the link is opened from mail or a chat, where
+  a Strict one is not) and redirects to the same address without it,
   or as an ``X-Tvcaption-Token`` header. On loopback a ``--token`` is enforced the same way.
 - **Cross-site requests.** A POST must carry the page's CSRF value (a random cookie per browser,
   echoed by the page in an ``X-CSRF-Token`` header) and JSON; an ``Origin`` (or ``Referer``)
@@ -34,6 +35,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sqlalchemy import Engine
+
+from tvcaption.errors import TvcaptionError
 
 log = logging.getLogger("tvcaption.web")
 
@@ -100,7 +103,7 @@ class Guard:
             status, message = refusal
             if status == 303:  # a good ?token=: remember it, and take it out of the address
                 response = RedirectResponse(message, status_code=303)
-                response.set_cookie(TOKEN_COOKIE, self.settings.token or "", httponly=True, samesite="strict")
+                response.set_cookie(TOKEN_COOKIE, self.settings.token or "", httponly=True, samesite="lax")
             else:
                 response = PlainTextResponse(message + "\n", status_code=status)
             await self._with_headers(response, scope, receive, send, cookies)
@@ -142,7 +145,8 @@ class Guard:
                 return 403, "a token is needed: open the address tvcaption serve printed (it ends in ?token=...)"
             if "token" in query and scope["method"] in ("GET", "HEAD"):
                 rest = urlencode([(k, v) for k, v in parse_qsl(scope["query_string"].decode("latin-1")) if k != "token"])
-                return 303, scope["path"] + (f"?{rest}" if rest else "")
+                path = "/" + scope["path"].lstrip("/")  # never "//host/...": a browser would leave for that host
+                return 303, path + (f"?{rest}" if rest else "")
         if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             return self._cross_site(headers, cookies, host)
         return None
@@ -230,6 +234,18 @@ def warm_up(settings: Settings) -> float:
     return time.perf_counter() - began
 
 
+def _listen(host: str, port: int):
+    """A socket listening on ``host``:``port``, or a one-line error naming the fix."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:  # in use, not an address of this machine, an unknown name
+        raise TvcaptionError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another --port, "
+                             "or a --host this machine has") from None
+
+
 def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer: str | None = None,
           token: str | None = None, say: Callable[[str], None] = print, prepare_all: bool = False) -> None:
     """Run the app with uvicorn until interrupted. Bound to anything but loopback without a
@@ -240,6 +256,7 @@ def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer
 
     import uvicorn
 
+    listening = _listen(host, port)  # first: a port in use is one line, not uvicorn's after the address
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(18)
     app = create_app(engine, reviewer=reviewer, token=token, host=host)
@@ -255,6 +272,7 @@ def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer
     address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     say(f"tvcaption review app on {address} (Ctrl-C stops it)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
+        uvicorn.Server(config).run(sockets=[listening])
     finally:
         app.settings.media.close()  # stop the proxies being made; their half-written files go

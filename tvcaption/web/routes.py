@@ -25,6 +25,7 @@ from sqlalchemy import select
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from tvcaption.errors import TvcaptionError
@@ -101,8 +102,9 @@ def _scene(request: Request) -> tuple[Any, list[Any], Any]:
 
 # --- views of scenes and hits -----------------------------------------------------------------
 
-def _caption_view(item: Any) -> dict[str, Any]:
-    """What the pages show of a scene's or hit's caption: the one in force and who corrected it."""
+def _caption_view(item: Any, show_hidden: bool = False) -> dict[str, Any]:
+    """What the pages show of a scene's or hit's caption: the one in force and who corrected it;
+    with ``show_hidden``, an out-of-domain caption too (``ood``, marked as such on the page)."""
     from tvcaption.views import timecode
 
     corrections = item.corrections
@@ -111,6 +113,7 @@ def _caption_view(item: Any) -> dict[str, Any]:
     hidden = latest is None and bool(models) and models[0].hidden  # out of domain, not corrected: not shown as the caption
     return {
         "caption": "" if hidden else item.caption,
+        "ood": models[0].text if hidden and show_hidden else None,
         "draft": item.caption,  # what the edit box starts from (an out-of-domain caption too)
         "corrected": None if latest is None else dict(latest.data or {}),
         "model": [{"text": a.text, "hidden": a.hidden, "score": a.score,
@@ -257,6 +260,7 @@ def search_page(request: Request) -> Response:
     if mode not in MODES:
         raise HTTPException(400, f"mode must be one of {', '.join(MODES)}")
     page = _int(params.get("page"), "page", 1, 1, 10_000 // s.per_page)
+    show_all = params.get("all") == "1"  # out-of-domain captions too, marked (search --all-captions)
     chosen = _int(params.get("recording"), "recording", None)
     recordings = _listed(s.engine)
     by_id = {r.id: r for r in recordings}
@@ -267,8 +271,9 @@ def search_page(request: Request) -> Response:
     if query.strip():
         t = time.perf_counter()
         try:
-            hits = without_hidden(run_search(s.engine, query, limit=page * s.per_page + 1, mode=mode,
-                                             recording=by_id[chosen].path if chosen is not None else None))
+            hits = run_search(s.engine, query, limit=page * s.per_page + 1, mode=mode, all_captions=show_all,
+                              recording=by_id[chosen].path if chosen is not None else None)
+            hits = hits if show_all else without_hidden(hits)
         except TvcaptionError as exc:  # e.g. meaning mode without vectors: said on the page
             hits, problem = [], str(exc)
         timing["search"] = time.perf_counter() - t
@@ -280,11 +285,12 @@ def search_page(request: Request) -> Response:
         for hit, ref in zip(shown, refs):
             if ref is not None:
                 # attributes for Jinja2 (a dict's keys are found only after a failed getattr)
-                results.append(SimpleNamespace(**_caption_view(hit), recording_id=ref.recording_id, index=ref.index,
+                results.append(SimpleNamespace(**_caption_view(hit, show_all), recording_id=ref.recording_id, index=ref.index,
                                                name=_name(hit.recording), folder=os.path.dirname(hit.recording)))
     response = _page(request, "search.html", query=query, mode=mode, modes=MODES, page=page, more=more,
                      results=results, recordings=recordings, options=_options(tuple(recordings), chosen),
-                     chosen=chosen, problem=problem, per_page=s.per_page, searched=bool(query.strip()))
+                     chosen=chosen, problem=problem, per_page=s.per_page, searched=bool(query.strip()),
+                     show_all=show_all)
     timing["rest"] = time.perf_counter() - began - timing["search"] - timing["locate"]
     response.headers["server-timing"] = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in timing.items())
     return response
@@ -344,12 +350,12 @@ def media_info(request: Request) -> Response:
         return JSONResponse({"src": f"/recordings/{recording.id}/video", "offset": served.offset, "proxy": served.proxy})
     recording = _recording(request, request.path_params["rid"])
     media = _settings(request).media
+    scene = _scene_times(request, recording.id, index)  # 404 for a scene it does not have, proxy or not
     try:
         served = media.ready(recording)
         if served is not None:
             return JSONResponse({"src": f"/recordings/{recording.id}/video", "offset": served.offset,
                                  "proxy": served.proxy})
-        scene = _scene_times(request, recording.id, index)
         part = media.scene_part(recording, scene.start, scene.end)
         media.make_later(recording)
     except MediaError as exc:
@@ -422,7 +428,7 @@ async def correct(request: Request) -> Response:
         raise HTTPException(413, "request too large")
     try:
         data = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise HTTPException(400, "send a JSON object: {\"text\": ..., \"by\": ...}") from None
     if not isinstance(data, dict) or not isinstance(data.get("text"), str) \
             or not isinstance(data.get("by") or "", str):
@@ -475,16 +481,32 @@ def error_handlers() -> dict[Any, Any]:
     return {HTTPException: _http_error, TvcaptionError: _user_error, Exception: _server_error}
 
 
+class _IdConvertor(Convertor):
+    """A database id or scene index in a path: at most 18 digits, so that it fits the database's
+    64-bit integers (a longer number is no route: 404, where ``int`` let the database overflow: 500)."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(int(value))
+
+
+register_url_convertor("id", _IdConvertor())
+
+
 def routes() -> list[Route]:
-    scene = "/recordings/{rid:int}/scenes/{index:int}"
+    scene = "/recordings/{rid:id}/scenes/{index:id}"
     return [
         Route("/", search_page),
         Route(scene, scene_page),
         Route(scene + "/thumb.jpg", thumbnail),
         Route(scene + "/video", scene_video),
         Route(scene + "/caption", correct, methods=["POST"]),
-        Route("/recordings/{rid:int}/media.json", media_info),
-        Route("/recordings/{rid:int}/video", video),
-        Route("/recordings/{rid:int}/descriptions.vtt", descriptions),
+        Route("/recordings/{rid:id}/media.json", media_info),
+        Route("/recordings/{rid:id}/video", video),
+        Route("/recordings/{rid:id}/descriptions.vtt", descriptions),
         Route("/static/{name}", static),
     ]
