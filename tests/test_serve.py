@@ -577,3 +577,18 @@ def test_closing_the_media_stops_the_background_proxy(archive: dict):
     media.close()
     assert not media._children and (media._worker is None or not media._worker.is_alive())
     assert not list((archive["cache"] / "proxies").glob(".*.tmp"))
+
+
+def test_scene_parts_go_once_the_whole_proxy_is_made(tmp_path: Path):
+    from tvcaption.web.media import PROXY_VERSION, Media
+
+    media = Media(tmp_path)
+    parts = tmp_path / "proxies" / "parts"
+    for key in ("made", "making"):
+        (parts / key).mkdir(parents=True)
+        (parts / key / "0-5000.v1.mp4").write_bytes(b"part")
+    (tmp_path / "proxies" / f"made.v{PROXY_VERSION}.mp4").write_bytes(b"whole")
+    assert media.tidy() == 1
+    assert not (parts / "made").exists() and (parts / "making" / "0-5000.v1.mp4").is_file()
+    assert (tmp_path / "proxies" / f"made.v{PROXY_VERSION}.mp4").is_file()  # the whole proxy stays
+    assert Media(tmp_path / "empty").tidy() == 0  # no cache folder yet: nothing to do

@@ -260,6 +260,7 @@ def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 8400, reviewer
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(18)
     app = create_app(engine, reviewer=reviewer, token=token, host=host)
+    app.settings.media.tidy()  # scene parts of recordings whose whole proxy was made since
     threading.Thread(target=warm_up, args=(app.settings,), name="tvcaption-warm-up", daemon=True).start()
     if prepare_all:
         threading.Thread(target=prepare, args=(app.settings, say), name="tvcaption-proxies", daemon=True).start()

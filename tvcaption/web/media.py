@@ -318,6 +318,22 @@ class Media:
                 self._children.discard(process)
         return subprocess.CompletedProcess(cmd, process.returncode, out, err)
 
+    def tidy(self) -> int:
+        """Remove the scene parts of recordings whose whole proxy is made (they are never played
+        again: every scene plays from the whole proxy then); how many folders went. Called when a
+        server starts, when no part is being played."""
+        parts = self.folder / "proxies" / "parts"
+        gone = 0
+        try:
+            folders = [p for p in parts.iterdir() if p.is_dir()]
+        except OSError:
+            return 0
+        for folder in folders:
+            if self._proxy_path(folder.name).is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                gone += not folder.exists()
+        return gone
+
     def close(self) -> None:
         """Stop making proxies: the background thread ends, running ffmpeg processes are stopped
         (their temporary files removed by the runs that started them)."""
