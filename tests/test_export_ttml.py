@@ -103,3 +103,10 @@ def test_every_element_carries_only_what_ebu_tt_d_allows():
         assert set(element.attrib) <= ALLOWED[name], (name, set(element.attrib) - ALLOWED[name])
         assert REQUIRED.get(name, set()) <= set(element.attrib), (name, element.attrib)
     assert {"tt", "head", "styling", "layout", "region", "body", "div", "p", "span", "br"} <= seen
+
+
+def test_no_cues_is_a_document_without_a_body():
+    """EBU-TT-D: a div needs a p and a body a div, but the body may be left out."""
+    root = et.fromstring(ttml_document([], language="en").encode("utf-8"))
+    assert root.find(f"{{{TT}}}body") is None and root.find(f"{{{TT}}}head/{{{TT}}}layout/{{{TT}}}region") is not None
+    assert read_back(ttml_document([(0.0, 1.0, "one")])) == [(Fraction(0), Fraction(1), "one")]

@@ -249,7 +249,7 @@ def export(
         "SRT/WebVTT cues also say the text on screen (\"On screen: ...\"), when the text analyser ran. "
         "JSON always has it."))] = False,
     all_captions: Annotated[bool, typer.Option("--all-captions", help=(
-        "SRT/WebVTT also carry captions marked out of domain (left out by default). JSON always has them."))] = False,
+        "SRT, WebVTT and TTML also carry captions marked out of domain (left out by default). JSON always has them."))] = False,
     reviewed_only: Annotated[bool, typer.Option("--reviewed-only", help=(
         "Only the scenes a reviewer corrected (tvcaption serve), with their corrected captions; with --all, "
         "recordings without one are not written."))] = False,
@@ -412,7 +412,7 @@ def _train_from_index(cfg: Config, out_stem: Path, init: Path | None, dims, size
                       amp: bool) -> None:
     """train --from-index: the reviewed scenes and description tracks of the database in force."""
     from tvcaption import views_train
-    from tvcaption.train_from_index import train_from_index
+    from tvcaption.train_from_index import counted, train_from_index
 
     if resume:
         raise TvcaptionError("train --from-index: --resume is not supported; run it again (features are cached)")
@@ -432,9 +432,10 @@ def _train_from_index(cfg: Config, out_stem: Path, init: Path | None, dims, size
         result = train_from_index(_open_existing(cfg), out_stem, init=init, config=cfg.train, features=cfg.features,
                                   dims=dims, cache_dir=cfg.resolve(cfg.features.cache_dir), amp=amp, on_event=on_event)
     data = result.data
-    out.print(escape(f"checkpoint {result.checkpoint} (card {result.card}): {len(data.clips)} clips from "
-                     f"{data.reviewed_scenes} reviewed scenes and {len(data.ad_tracks)} description tracks, "
-                     f"{len(result.vocab_added)} words added; caption loss on them {result.loss_before:.3f} -> "
+    out.print(escape(f"checkpoint {result.checkpoint} (card {result.card}): {counted(len(data.clips), 'clip')} from "
+                     f"{counted(data.reviewed_scenes, 'reviewed scene')} and "
+                     f"{counted(len(data.ad_tracks), 'description track')}, "
+                     f"{counted(len(result.vocab_added), 'word')} added; caption loss on them {result.loss_before:.3f} -> "
                      f"{result.loss_after:.3f}"), highlight=False, soft_wrap=True)
 
 

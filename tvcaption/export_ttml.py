@@ -93,6 +93,9 @@ def _ebu_tt_d(root: et.Element) -> str:
         et.SubElement(styling, f"{{{TT}}}style", {XML_ID: style_id, **{f"{{{TTS}}}{k}": v for k, v in attributes.items()}})
     head[:0] = [metadata, styling]
     body = root.find(f"{{{TT}}}body")
+    if body is not None and next(body.iter(f"{{{TT}}}p"), None) is None:
+        root.remove(body)  # EBU-TT-D: a div holds at least one p, a body one div; a document may have no body
+        body = None
     region = body.attrib.pop("region", None) if body is not None else None  # EBU-TT-D: on div or p only
     for div in root.iter(f"{{{TT}}}div"):
         if region is not None:

@@ -307,12 +307,13 @@ def optimizer_steps(clips: int, config: TrainConfig) -> int:
 def _warn_few_steps(clips: int, config: TrainConfig) -> None:
     steps, per_epoch = optimizer_steps(clips, config), math.ceil(clips / max(1, config.batch_size))
     if steps < MIN_STEPS:
-        log.warning("only %d optimizer steps (%s, batch %d, %s): too few to learn the corrections; "
-                    "pass --epochs %d or more, or a smaller --batch-size", steps, _count(clips, "clip"),
-                    config.batch_size, _count(config.epochs, "epoch"), math.ceil(MIN_STEPS / per_epoch))
+        log.warning("only %s (%s, batch %d, %s): too few to learn the corrections; "
+                    "pass --epochs %d or more, or a smaller --batch-size", counted(steps, "optimizer step"),
+                    counted(clips, "clip"),
+                    config.batch_size, counted(config.epochs, "epoch"), math.ceil(MIN_STEPS / per_epoch))
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
@@ -392,7 +393,8 @@ def train_from_index(
                           lambda done, total: emit(TrainEvent("features", split="train", done=done, total=total)))
     start = _start(captioner, dims, config, [c for clip in data.clips for c in clip.captions], feats)
     emit(TrainEvent("data", info={
-        "data": f"{data.database} ({data.reviewed_scenes} reviewed scenes, {len(data.ad_tracks)} description tracks)",
+        "data": (f"{data.database} ({counted(data.reviewed_scenes, 'reviewed scene')}, "
+                 f"{counted(len(data.ad_tracks), 'description track')})"),
         "train_clips": len(data.clips), "val_clips": 0, "val_total": 0, "vocab": len(start.vocab),
         "backbone": feats.info["backbone"], "frames": frames, "seconds": feats.seconds, "in_ram": feats.train.in_ram}))
     _warn_few_steps(len(data.clips), config)
@@ -481,14 +483,14 @@ def write_card(stem: Path, meta: dict[str, Any]) -> Path:
     lines = [
         f"# {meta['name']}", "",
         f"Trained by `tvcaption train --from-index` from the archive database `{data['database']}`:", "",
-        f"- {_count(data['reviewed_scenes'], 'reviewed scene')} (their corrected captions)",
-        f"- {_count(data['ad_tracks'], 'description track')} beside recordings ({_count(data['ad_cues'], 'cue')}){tracks}",
-        (f"- {_count(data['train_clips'], 'training clip')} from {_count(data['recordings'], 'recording')}, "
-         f"{_count(data['captions'], 'caption')}"),
+        f"- {counted(data['reviewed_scenes'], 'reviewed scene')} (their corrected captions)",
+        f"- {counted(data['ad_tracks'], 'description track')} beside recordings ({counted(data['ad_cues'], 'cue')}){tracks}",
+        (f"- {counted(data['train_clips'], 'training clip')} from {counted(data['recordings'], 'recording')}, "
+         f"{counted(data['captions'], 'caption')}"),
         f"- vocabulary {data['vocab']} entries; {data['vocab_added']} words added: {words or 'none'}",
         "- started from " + (f"`{init['name']}` ({init['path']}, sha256 {init['sha256'][:12]}...)" if init
                              else "scratch"),
-        (f"- {_count(train['epochs'], 'epoch')}, batch {train['batch_size']} ({_count(train['steps'], 'optimizer step')}), "
+        (f"- {counted(train['epochs'], 'epoch')}, batch {train['batch_size']} ({counted(train['steps'], 'optimizer step')}), "
          f"{train['optimizer']} lr {train['lr']:g}; "
          f"{meta['backbone']} features, {meta['frames']} frames per clip"),
         (f"- caption loss on the training clips: {meta['metrics']['caption_before']:.3f} before, "
