@@ -289,3 +289,37 @@ def test_a_cache_the_log_does_not_cover_is_rebuilt(tmp_path):
     mine, theirs = ranked(url, query, 5)
     assert_same_ranking(mine, theirs)
     assert len(mine.ids) == 5 and mine.scores[0] < 0.99
+
+
+def test_caches_of_deleted_sqlite_databases_are_swept(tmp_path):
+    """Each SQLite database's cache files say which database they are; when a database is seen
+    for the first time, the files of databases that are gone are removed (theirs only)."""
+    def caches(url: str) -> None:
+        engine = connect(url, create=False)
+        try:
+            with engine.connect() as conn:
+                assert text_index.postings(conn) is not None and vector_index.matrix(conn, MODEL) is not None
+        finally:
+            engine.dispose()
+
+    urls = {name: f"sqlite:///{tmp_path / name}.db" for name in ("gone", "kept", "new")}
+    for name in ("gone", "kept"):
+        put(urls[name], f"/{name}.ts", 1, 10)
+        caches(urls[name])
+    engine = connect(urls["gone"], create=False)
+    with engine.connect() as conn:
+        gone_key, vec_key = search_cache.database_key(conn, "text"), search_cache.database_key(conn, MODEL)
+    engine.dispose()
+    files = [text_index.cache_folder() / f"{gone_key}.txt.idx", vector_index.cache_folder() / f"{vec_key}.vec"]
+    assert all(f.is_file() for f in files) and all(f.with_name(f.name.split(".")[0] + ".source").is_file() for f in files)
+    engine = connect(urls["kept"], create=False)
+    with engine.connect() as conn:
+        kept = [text_index.cache_folder() / f"{search_cache.database_key(conn, 'text')}.txt.idx",
+                vector_index.cache_folder() / f"{search_cache.database_key(conn, MODEL)}.vec"]
+    engine.dispose()
+    assert all(f.is_file() for f in kept)
+    (tmp_path / "gone.db").unlink()
+    put(urls["new"], "/new.ts", 2, 10)
+    caches(urls["new"])  # a database seen for the first time: the folders are swept
+    assert not any(f.exists() or f.with_name(f.name.split(".")[0] + ".source").exists() for f in files)
+    assert all(f.is_file() for f in kept)  # the kept database's files stay

@@ -1,6 +1,7 @@
 """What the search caches in the user's cache folder share (:mod:`tvcaption.db.vector_index`,
 :mod:`tvcaption.db.text_index`): the database's version counter for each (migrations 0007 and
-0008), the folder, and the key that names one database's file there."""
+0008), the folder, the key that names one database's file there, and the sweep that removes
+the files of SQLite databases that are gone."""
 
 from __future__ import annotations
 
@@ -55,6 +56,45 @@ def database_key(conn: Connection, tag: str) -> str:
     where = os.path.realpath(url.database) if url.get_backend_name() == "sqlite" and url.database else \
         url.render_as_string(hide_password=True)
     return hashlib.sha256(f"{url.get_backend_name()}\0{where}\0{tag}".encode()).hexdigest()[:24]
+
+
+def note_source(conn: Connection, path: Path) -> None:
+    """Beside a SQLite database's cache file ``path``, which database it is (``KEY.source``: its
+    real path), written once; when written, the folder is swept (:func:`sweep`). Server databases
+    are left alone: whether one still exists cannot be told from here."""
+    url = conn.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    source = path.with_name(path.name.split(".", 1)[0] + ".source")
+    if source.is_file():
+        return
+    try:
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(os.path.realpath(url.database), encoding="utf-8")
+    except OSError:
+        return  # an unwritable cache folder: the caches are held in memory there
+    sweep(source.parent)
+
+
+def sweep(folder: Path) -> int:
+    """Remove from ``folder`` the cache files of SQLite databases that are gone (an archive
+    deleted or moved leaves ~1.7 GB of lists and vectors at 1M scenes); how many files went."""
+    gone = 0
+    for source in folder.glob("*.source"):
+        try:
+            database = source.read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if not database or os.path.exists(database):
+            continue
+        key = source.name[:-len(".source")]
+        for file in [*folder.glob(f"{key}.*"), source]:
+            try:
+                file.unlink()
+                gone += 1
+            except OSError:
+                pass
+    return gone
 
 
 EVERY_RECORDING = 0  # search_changes.recording_id meaning all of them (migration 0009)

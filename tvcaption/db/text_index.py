@@ -294,6 +294,7 @@ def postings(conn: Connection) -> Postings | None:
     if held is not None and (held.version if held.delta is None else held.delta.version) == current:
         return held
     path = cache_folder() / f"{key}.txt.idx"
+    search_cache.note_source(conn, path)
     base = replace(held, delta=None, changed=None) if held is not None else _read(path)
     found = None
     if base is not None and base.version == current:

@@ -211,6 +211,7 @@ def matrix(conn: Connection, model: str) -> Matrix | None:
     if held is not None and (held.version if held.changed is None else held.delta_version) == current:
         return held
     path = cache_folder() / f"{key}.vec"
+    search_cache.note_source(conn, path)
     base = replace(held, changed=None, extra_ids=None, extra_vectors=None, extra_recordings=None,
                    delta_version=None) if held is not None else _read(path)
     found = None
