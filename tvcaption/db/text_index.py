@@ -382,18 +382,23 @@ def from_pairs(pairs: Pairs, done: list[tuple[int, int]], current: int,
     arrays["place"] = np.full(len(docs), np.iinfo(np.int64).max, np.int64)
     arrays["recording"] = np.full(len(docs), -1, np.int64)
     if done and len(docs):
-        ids = np.array([d[0] for d in done], np.int64)
-        at = np.minimum(np.searchsorted(docs, ids), len(docs) - 1)
-        hit = docs[at] == ids
-        arrays["place"][at[hit]] = np.flatnonzero(hit)
-        arrays["recording"][at[hit]] = np.array([d[1] for d in done], np.int64)[hit]
+        rows, order, recordings = _rows_of(docs, done)
+        arrays["place"][rows] = order
+        arrays["recording"][rows] = recordings
     arrays["owner"] = arrays["recording"].copy()
     if others and len(docs):
-        ids = np.array([d[0] for d in others], np.int64)
-        at = np.minimum(np.searchsorted(docs, ids), len(docs) - 1)
-        hit = docs[at] == ids
-        arrays["owner"][at[hit]] = np.array([d[1] for d in others], np.int64)[hit]
+        rows, _, recordings = _rows_of(docs, others)
+        arrays["owner"][rows] = recordings
     return Postings(current, n_rows, arrays, tokens)
+
+
+def _rows_of(docs: np.ndarray, scenes: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the (scene id, recording) pairs ``scenes`` whose scene is among the sorted rows ``docs``:
+    (their rows, their places in ``scenes``, their recordings)."""
+    ids = np.array([s[0] for s in scenes], np.int64)
+    at = np.minimum(np.searchsorted(docs, ids), len(docs) - 1)
+    hit = docs[at] == ids
+    return at[hit], np.flatnonzero(hit), np.array([s[1] for s in scenes], np.int64)[hit]
 
 
 def unsearchable(conn: Connection) -> list[tuple[int, int]]:
