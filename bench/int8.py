@@ -314,7 +314,7 @@ def main() -> None:
     from tvcaption.features.onnx_backbone import OnnxBackbone, _Card, _cached_entry, load_onnx_backbone
 
     config = FeaturesConfig(device="cpu", threads=1)
-    fp32 = load_onnx_backbone(config)
+    fp32 = load_onnx_backbone(config, "onnx")  # what is quantised below is run by ONNX Runtime
     entry = _cached_entry(config)
     card = _Card(**json.loads((entry / "card.json").read_text()))
     work = Path(tempfile.mkdtemp(prefix="int8-bench-"))
@@ -324,8 +324,9 @@ def main() -> None:
         started = time.perf_counter()
         graphs[name] = quantize_graph(entry / "trunk.onnx", work / f"{name}.onnx", card, calib, exclude=keep_float)
         seconds[name] = round(time.perf_counter() - started, 1)
-        backbones[name] = OnnxBackbone(sessions({name: graphs[name]}, 1)[name], card, fp32.head_weight.numpy(),
-                                       fp32.head_bias.numpy())
+        session = sessions({name: graphs[name]}, 1)[name]
+        backbones[name] = OnnxBackbone(lambda x, s=session: s.run(None, {s.get_inputs()[0].name: x})[0], "onnx",
+                                       card, fp32.head_weight.numpy(), fp32.head_bias.numpy())
     names, frames = real_frames()
     x = torch.cat([fp32.preprocess(f) for f in frames]).contiguous().numpy()[:64]
     result = {

@@ -315,7 +315,9 @@ def _runtimes(config, frames) -> dict:
     out = {}
     for threads in (1, os.cpu_count() or 1):
         features = dataclasses.replace(config.features, device="cpu", threads=threads)
-        for name, load in (("torch", lambda f: load_backbone(f, device="cpu")), ("onnx", load_onnx_backbone)):
+        for name, load in (("torch", lambda f: load_backbone(f, device="cpu")),
+                           ("onnx", lambda f: load_onnx_backbone(f, "onnx")),
+                           ("openvino", lambda f: load_onnx_backbone(f, "openvino"))):
             torch.set_num_threads(threads)
             backbone = load(features)
             extract(backbone, frames[:4])  # warm up

@@ -1,4 +1,5 @@
-"""The ONNX Runtime backbone against the PyTorch one it is exported from.
+"""The exported backbone, run by ONNX Runtime and by OpenVINO, against the PyTorch one it is
+exported from.
 
 Stated tolerance: on real frames the local features differ by at most 1e-3 absolute (float32
 rounding in other kernels; they range over about 0..6, measured max difference ~5e-5), the
@@ -23,13 +24,21 @@ ATOL = 1e-3
 
 
 @pytest.fixture(scope="module")
-def backbones():
+def reference():
     from tvcaption.config import FeaturesConfig
     from tvcaption.features import load_backbone
+
+    return load_backbone(FeaturesConfig(device="cpu", threads=1), device="cpu")
+
+
+@pytest.fixture(scope="module", params=["onnx", "openvino"])
+def backbones(request, reference):
+    from tvcaption.config import FeaturesConfig
     from tvcaption.features.onnx_backbone import load_onnx_backbone
 
-    config = FeaturesConfig(device="cpu", threads=1)
-    return load_backbone(config, device="cpu"), load_onnx_backbone(config)
+    exported = load_onnx_backbone(FeaturesConfig(device="cpu", threads=1), request.param)
+    assert exported.runtime == request.param
+    return reference, exported
 
 
 def test_onnx_features_and_tags_match_pytorch_on_real_frames(backbones, scenes_dir):
@@ -43,7 +52,7 @@ def test_onnx_features_and_tags_match_pytorch_on_real_frames(backbones, scenes_d
     got = torch.cat([extract(onnx, f, batch_size=4) for f in frames])  # other batch boundaries: same result
     assert got.shape == ref.shape and got.dtype == torch.float32
     diff = (got - ref).abs().max().item()
-    print(f"max |onnx - torch| = {diff:.2e} over {len(ref)} frames, features up to {ref.abs().max().item():.2f}")
+    print(f"max |{onnx.runtime} - torch| = {diff:.2e} over {len(ref)} frames, features up to {ref.abs().max().item():.2f}")
     assert diff <= ATOL
     top_ref = reference.classify(ref).topk(5).indices
     top_got = onnx.classify(got).topk(5).indices
@@ -96,7 +105,9 @@ def test_runtime_choice(monkeypatch):
     from tvcaption.features.backbones import Backbone
     from tvcaption.features.onnx_backbone import OnnxBackbone, load_inference_backbone
 
-    assert isinstance(load_inference_backbone(FeaturesConfig(device="cpu")), OnnxBackbone)
+    default = load_inference_backbone(FeaturesConfig(device="cpu"))
+    assert isinstance(default, OnnxBackbone) and default.runtime == "openvino"  # installed with the package
+    assert load_inference_backbone(FeaturesConfig(device="cpu", runtime="onnx")).runtime == "onnx"
     assert isinstance(load_inference_backbone(FeaturesConfig(device="cpu", runtime="torch")), Backbone)
     with pytest.raises(ConfigError, match="runtime"):
         FeaturesConfig(runtime="tensorrt")

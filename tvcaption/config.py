@@ -53,12 +53,12 @@ class FeaturesConfig:
     batch_size: int = 32  # frames per CNN forward pass
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # inference threads on CPU (torch and ONNX Runtime); 0 = all cores but one, left to decoding
-    runtime: str = "auto"  # auto (ONNX Runtime on CPU, PyTorch on CUDA) | onnx | torch; training always uses torch
+    runtime: str = "auto"  # auto (OpenVINO, else ONNX Runtime on CPU; PyTorch on CUDA) | openvino | onnx | torch; training uses torch
     cache_dir: str = "features"  # feature cache for training, relative to the config file
 
     def __post_init__(self) -> None:
-        if self.runtime not in ("auto", "onnx", "torch"):
-            raise ConfigError(f"[features] runtime = {self.runtime!r}: use auto, onnx or torch")
+        if self.runtime not in ("auto", "openvino", "onnx", "torch"):
+            raise ConfigError(f"[features] runtime = {self.runtime!r}: use auto, openvino, onnx or torch")
 
     @property
     def inference_threads(self) -> int:

@@ -1,5 +1,7 @@
-"""The backbone's trunk run by ONNX Runtime on CPU: faster than PyTorch eager on every CPU we
-measured (depthwise convolutions above all), and quick to start.
+"""The backbone's trunk exported to ONNX and run on CPU by OpenVINO (the default where it is
+installed) or ONNX Runtime: both faster than PyTorch eager on every CPU we measured (depthwise
+convolutions above all), and quick to start. OpenVINO measured 1.7-1.8x ONNX Runtime on an
+AVX2-only AMD EPYC (bench/speed.py's backbone rows), with features equal to float rounding.
 
 The first time a backbone is asked for with ``[features] runtime = "onnx"`` (or ``auto`` on a
 CPU), the PyTorch backbone is built once from its weights, its trunk exported to ONNX and its
@@ -54,15 +56,15 @@ class OnnxBackbone:
 
     ``forward`` / ``__call__``: uint8 (N, H, W, 3) RGB -> float32 torch (N, 7, 7, C);
     ``classify``: (N, 7, 7, C) -> ImageNet logits, like the PyTorch backbone's.
+    ``run``: float32 NCHW (n, 3, S, S) -> (n, C, 7, 7), the exported trunk in ``runtime``
+    ("onnx": ONNX Runtime, "openvino": OpenVINO).
     """
 
     grid = 7
-    runtime = "onnx"
     device = torch.device("cpu")
 
-    def __init__(self, session, card: _Card, head_weight: np.ndarray, head_bias: np.ndarray) -> None:
-        self.session = session
-        self.input_name = session.get_inputs()[0].name
+    def __init__(self, run, runtime: str, card: _Card, head_weight: np.ndarray, head_bias: np.ndarray) -> None:
+        self.run, self.runtime = run, runtime
         self.name, self.channels = card.name, card.channels
         self.image_size, self.weights_id = card.image_size, card.weights_id
         self.head_weight = torch.from_numpy(head_weight)
@@ -80,8 +82,7 @@ class OnnxBackbone:
         x = self.preprocess(frames).contiguous().numpy()  # NCHW
         # a few frames a run: as fast per frame as 32, and the activations of 32 SD frames would
         # hold ~0.5 GB more (measured in bench/speed.py's memory figures)
-        fmap = np.concatenate([self.session.run(None, {self.input_name: x[i:i + RUN_FRAMES]})[0]
-                               for i in range(0, len(x), RUN_FRAMES)])  # (N, C, 7, 7)
+        fmap = np.concatenate([self.run(x[i:i + RUN_FRAMES]) for i in range(0, len(x), RUN_FRAMES)])  # (N, C, 7, 7)
         return torch.from_numpy(fmap).permute(0, 2, 3, 1)
 
     forward = __call__
@@ -114,10 +115,7 @@ def _weights_stamp(config: FeaturesConfig) -> str:
 def _entry_key(config: FeaturesConfig) -> str:
     import hashlib
 
-    import onnxruntime
-
-    raw = json.dumps([FORMAT, OPSET, config.backbone, _weights_stamp(config), torch.__version__,
-                      onnxruntime.__version__])
+    raw = json.dumps([FORMAT, OPSET, config.backbone, _weights_stamp(config), torch.__version__])
     return f"{config.backbone}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
 
@@ -164,16 +162,16 @@ def _cached_entry(config: FeaturesConfig) -> Path:
     return entry
 
 
-def load_onnx_backbone(config: FeaturesConfig) -> OnnxBackbone:
-    """The configured backbone as an ONNX Runtime session on CPU (exported and cached on first use)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise TvcaptionError("[features] runtime = \"onnx\" needs onnxruntime: pip install onnxruntime "
-                             "(or set runtime = \"torch\")") from None
+def load_onnx_backbone(config: FeaturesConfig, runtime: str = "onnx") -> OnnxBackbone:
+    """The configured backbone's exported trunk in ``runtime`` on CPU: ``"onnx"`` (ONNX Runtime) or
+    ``"openvino"`` (exported and cached on first use either way)."""
+    load = {"onnx": _ort_runner, "openvino": _openvino_runner}[runtime]
     entry = _cached_entry(config)
     try:
-        return _load_entry(ort, entry, config)
+        card = _Card(**json.loads((entry / "card.json").read_text()))
+        with np.load(entry / "head.npz") as head_file:
+            head = {name: head_file[name] for name in ("weight", "bias")}
+        return OnnxBackbone(load(entry / "trunk.onnx", config), runtime, card, head["weight"], head["bias"])
     finally:
         if entry.name.startswith(SCRATCH_PREFIX):  # exported for this run only (read-only home): read, so gone
             import shutil
@@ -181,10 +179,17 @@ def load_onnx_backbone(config: FeaturesConfig) -> OnnxBackbone:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _load_entry(ort, entry: Path, config: FeaturesConfig) -> OnnxBackbone:
-    card = _Card(**json.loads((entry / "card.json").read_text()))
-    with np.load(entry / "head.npz") as head_file:
-        head = {name: head_file[name] for name in ("weight", "bias")}
+def _unloadable(path: Path, exc: Exception) -> TvcaptionError:
+    return TvcaptionError(f"{path.parent}: cached backbone cannot be loaded ({type(exc).__name__}); "
+                          "delete that folder and run again")
+
+
+def _ort_runner(path: Path, config: FeaturesConfig):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TvcaptionError("[features] runtime = \"onnx\" needs onnxruntime: pip install onnxruntime "
+                             "(or set runtime = \"torch\")") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.inference_threads
     options.inter_op_num_threads = 1
@@ -193,24 +198,52 @@ def _load_entry(ort, entry: Path, config: FeaturesConfig) -> OnnxBackbone:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = False  # the arena keeps the largest run's activations for good
     try:
-        session = ort.InferenceSession(str(entry / "trunk.onnx"), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # a truncated or foreign file in the cache
-        raise TvcaptionError(f"{entry}: cached backbone cannot be loaded ({type(exc).__name__}); "
-                             "delete that folder and run again") from None
-    return OnnxBackbone(session, card, head["weight"], head["bias"])
+        raise _unloadable(path, exc) from None
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def _openvino_runner(path: Path, config: FeaturesConfig):
+    try:
+        import openvino
+    except ImportError:
+        raise TvcaptionError("[features] runtime = \"openvino\" needs OpenVINO: pip install openvino "
+                             "(or set runtime = \"onnx\")") from None
+    properties = {
+        "INFERENCE_NUM_THREADS": config.inference_threads,
+        "INFERENCE_PRECISION_HINT": "f32",  # not bf16 where the CPU has it: the model was trained on float32 features
+        "PERFORMANCE_HINT": "LATENCY",  # one stream: frames come a scene at a time
+        "ENABLE_CPU_PINNING": False,  # the decoding thread shares these cores
+    }
+    try:
+        compiled = openvino.Core().compile_model(str(path), "CPU", properties)
+    except Exception as exc:
+        raise _unloadable(path, exc) from None
+    request = compiled.create_infer_request()
+    output = compiled.output(0)
+    # the request's output buffer is reused by its next run: copy
+    return lambda x: np.array(request.infer({0: x})[output], copy=True)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def load_inference_backbone(config: FeaturesConfig):
-    """The backbone indexing runs: ONNX Runtime on CPU (``runtime`` auto or onnx), else PyTorch
-    (``runtime = "torch"``, or a CUDA device: there the PyTorch backbone runs in fp16)."""
+    """The backbone indexing runs: on CPU the exported trunk in OpenVINO (``runtime`` auto, when
+    installed) or ONNX Runtime (auto without OpenVINO, or onnx); PyTorch for ``runtime = "torch"``,
+    a CUDA device (there in fp16), or when neither runtime is installed."""
     from tvcaption.features.backbones import load_backbone, resolve_device
 
     device = resolve_device(config.device)
     if config.runtime == "torch" or device.type != "cpu":
         return load_backbone(config, device)
     if config.runtime == "auto":
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return load_backbone(config, device)
-    return load_onnx_backbone(config)
+        runtime = next((r for r, module in (("openvino", "openvino"), ("onnx", "onnxruntime")) if _importable(module)),
+                       None)
+        return load_backbone(config, device) if runtime is None else load_onnx_backbone(config, runtime)
+    return load_onnx_backbone(config, config.runtime)
