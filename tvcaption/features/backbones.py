@@ -86,6 +86,13 @@ class Backbone(nn.Module):
             raise ValueError(f"expected frames of shape (N, H, W, 3), got {tuple(frames.shape)}")
         n, h, w = frames.shape[:3]
         s = self.image_size
+        if self.device.type == "cpu" and frames.dtype == torch.uint8 and (h, w) != (s, s):
+            # On CPU the antialiased resize runs on the uint8 pixels (torch's vectorised path): 16x
+            # faster than in float (0.5 vs 8.5 ms an SD frame on an AVX2 EPYC), results within one
+            # grey level of it; the shipped model's captions do not change (bench/preprocess.py).
+            x = F.interpolate(frames.permute(0, 3, 1, 2), size=(s, s), mode="bilinear", antialias=True,
+                              align_corners=False).float()
+            return (x * self.scale + self.shift).contiguous(memory_format=torch.channels_last)
         # Full-size float copies are big (32 SD frames: 160 MB, 1080p: 800 MB): resize a few at a time.
         step = n if (h, w) == (s, s) else max(1, (48 << 20) // (h * w * 3 * 4))
         parts = []
