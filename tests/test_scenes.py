@@ -283,3 +283,31 @@ def test_one_pass_applies_the_same_rule(clip, min_len, max_len):
         frames, times = _pyav_read(info, sample_times(g.scene.start, g.scene.end, 3), w, h)
         np.testing.assert_array_equal(g.times, times)
         np.testing.assert_array_equal(g.frames, frames)
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "counter.mp4", "bigbuckbunny.mp4", "goldeneye-vfr-drop3.mp4"])
+@pytest.mark.parametrize("detector", ["adaptive", "content"])
+def test_frame_scores_are_pyscenedetects_to_the_bit(scenes_dir, name, detector):
+    """make_detector's detectors sum the HSV differences in OpenCV: every frame's score (and so
+    every cut) must equal PySceneDetect's own, on real clips."""
+    import cv2
+    from scenedetect.common import FrameTimecode
+    from scenedetect.detectors import AdaptiveDetector, ContentDetector
+
+    from tvcaption.scenes import make_detector
+
+    info = probe(str(scenes_dir / name))
+    w, h = processing_size(info.width, info.height, ScenesConfig())
+    ours = make_detector(ScenesConfig(detector=detector), info.fps)
+    theirs = {"adaptive": AdaptiveDetector, "content": ContentDetector}[detector](min_scene_len=ours._flash_filter._filter_length)
+    assert type(ours) is not type(theirs) and isinstance(ours, type(theirs))
+    scores, cuts = [], [[], []]
+    for i, (_, frame) in enumerate(iter_frames(info)):
+        small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), (w, h), interpolation=cv2.INTER_LINEAR)
+        timecode = FrameTimecode(i, fps=info.fps)
+        for k, detector_ in enumerate((ours, theirs)):
+            cuts[k] += detector_.process_frame(timecode, small)
+        scores.append((ours._frame_score, theirs._frame_score))
+    assert len(scores) > 20 and len({a for a, _ in scores}) > 10  # real frames, scores that vary
+    assert [a for a, _ in scores] == [b for _, b in scores]  # exact, not approximately
+    assert cuts[0] == cuts[1]

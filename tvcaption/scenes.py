@@ -99,10 +99,48 @@ def make_detector(options: ScenesConfig, fps: float):
                "threshold": (ThresholdDetector, "threshold"), "hash": (HashDetector, "threshold"),
                "histogram": (HistogramDetector, "threshold")}
     cls, threshold_arg = classes[name]
+    if name in ("adaptive", "content"):
+        cls = _summed_in_cv2(cls)
     kwargs: dict[str, Any] = {"min_scene_len": max(0, int(round(options.min_scene_len * fps)))}
     if options.threshold is not None:
         kwargs[threshold_arg] = float(options.threshold)
     return cls(**kwargs)
+
+
+_FAST: dict[type, type] = {}
+
+
+def _summed_in_cv2(cls: type) -> type:
+    """``cls`` (ContentDetector or AdaptiveDetector) scoring frames with the same numbers, faster.
+
+    PySceneDetect's frame score is the mean absolute difference of H, S and V between a frame and
+    the one before, each channel summed through an int32 copy of both frames in numpy: a third of
+    the whole scene stage on SD (0.5 ms a frame of 1.6, EPYC). Here one ``cv2.absdiff`` of the HSV
+    frames and one ``cv2.sumElems`` give each channel's sum of differences exactly (integers held
+    in doubles), and the score is put together as PySceneDetect does: the same float to the bit,
+    so the same cuts (tests/test_scenes.py compares every frame's score on real clips). With edges
+    in the score, or a stats manager, PySceneDetect's own code runs.
+    """
+    if cls not in _FAST:
+        import cv2
+        from scenedetect.detectors import ContentDetector
+
+        def _calculate_frame_score(self, timecode, frame_img):
+            if self._weights.delta_edges > 0.0 or self.stats_manager is not None:
+                return ContentDetector._calculate_frame_score(self, timecode, frame_img)
+            hsv = cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV)
+            last, self._last_hsv = getattr(self, "_last_hsv", None), hsv
+            if last is None:
+                return 0.0
+            pixels = float(hsv.shape[0] * hsv.shape[1])
+            hue, sat, lum, _ = cv2.sumElems(cv2.absdiff(hsv, last))
+            components = (hue / pixels, sat / pixels, lum / pixels, 0.0)
+            return sum(c * w for c, w in zip(components, self._weights, strict=True)) / sum(
+                abs(w) for w in self._weights)
+
+        _FAST[cls] = type(cls.__name__, (cls,), {"_calculate_frame_score": _calculate_frame_score,
+                                                 "__module__": __name__})
+    return _FAST[cls]
 
 
 class _TransNet:
