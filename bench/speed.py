@@ -356,8 +356,11 @@ def run(minutes: float, long_minutes: float, work: Path, out: Path, clips: int =
     print("tvcaption index, every default analyser ...", flush=True)
     result["index"] = _index(rec, work)
     runs = {"index_caption_tags": {}, "index_caption_tags_torch": {"TVCAPTION_FEATURES__RUNTIME": "torch"},
+            "index_caption_tags_onnx": {"TVCAPTION_FEATURES__RUNTIME": "onnx"},
             "index_caption_tags_all_cores": {"TVCAPTION_FEATURES__THREADS": str(os.cpu_count() or 1)},
-            "index_caption_tags_two_pass": {"single_pass": False}}
+            "index_caption_tags_two_pass": {"single_pass": False},
+            # what fewer frames a scene would buy (the shipped model was trained on 10: bench/frames.py has the cost)
+            "index_caption_tags_5_frames": {"TVCAPTION_MODEL__FRAMES": "5"}}
     for key, settings in runs.items():
         print(f"tvcaption index, caption + tags ({key}) ...", flush=True)
         single = settings.pop("single_pass", True)
@@ -402,7 +405,9 @@ def _summary(result: dict, duration: float) -> dict:
         "index_rtf": duration / result["index"]["wall_s"],
         "index_caption_tags_rtf": duration / ct,
         "index_caption_tags_vs_scenedetect_cli": ct / peer if peer else None,  # the target: at most 1
-        "onnx_vs_torch_index_speedup": result["index_caption_tags_torch"]["wall_s"] / ct,
+        "onnx_vs_torch_index_speedup": result["index_caption_tags_torch"]["wall_s"] / ct,  # the default runtime vs torch
+        "default_vs_onnx_runtime_index_speedup": result.get("index_caption_tags_onnx", {}).get("wall_s", ct) / ct,
+        "default_vs_5_frames_index_speedup": result.get("index_caption_tags_5_frames", {}).get("wall_s", ct) / ct,
         "default_vs_all_cores_threads_speedup": result["index_caption_tags_all_cores"]["wall_s"] / ct,
         "single_vs_two_pass_speedup": result["index_caption_tags_two_pass"]["wall_s"] / ct,
         "floor_ffmpeg_rtf": duration / result["floor"]["ffmpeg_null_s"],
@@ -430,6 +435,10 @@ def table(result: dict) -> str:
 
     rows = [row("`tvcaption index`, caption + tags (the target)", result["index_caption_tags"]["wall_s"]),
             row("... with the PyTorch backbone (`runtime = \"torch\"`)", result["index_caption_tags_torch"]["wall_s"]),
+            *([row("... with ONNX Runtime (`runtime = \"onnx\"`)", result["index_caption_tags_onnx"]["wall_s"])]
+              if "index_caption_tags_onnx" in result else []),
+            *([row("... 5 frames a scene instead of the model's 10 (`[model] frames = 5`)",
+                   result["index_caption_tags_5_frames"]["wall_s"])] if "index_caption_tags_5_frames" in result else []),
             row(f"... inference on every core ({m['cores']} threads; default: all but one)",
                 result["index_caption_tags_all_cores"]["wall_s"]),
             row("... detect, then seek (two passes)", result["index_caption_tags_two_pass"]["wall_s"]),
