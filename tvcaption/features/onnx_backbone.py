@@ -34,7 +34,10 @@ from tvcaption.errors import TvcaptionError
 
 log = logging.getLogger(__name__)
 OPSET = 17
-RUN_FRAMES = 8  # frames per ONNX Runtime run
+# Frames per run: one. A frame's activations stay in the CPU's caches: on the AVX2 EPYC, ms a frame
+# one at a time against runs of 8 (bench/run_frames.py): ONNX Runtime 22.8 vs 35.0, OpenVINO
+# compiled for one frame 18.3 vs 23.5 (dynamic batch). Nor do many frames' activations hold memory.
+RUN_FRAMES = 1
 SCRATCH_PREFIX = "tvcaption-backbone-"  # a read-only home's one-run export, deleted once loaded
 FORMAT = 1  # bump when what is cached (or how) changes
 
@@ -80,8 +83,6 @@ class OnnxBackbone:
 
     def __call__(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = self.preprocess(frames).contiguous().numpy()  # NCHW
-        # a few frames a run: as fast per frame as 32, and the activations of 32 SD frames would
-        # hold ~0.5 GB more (measured in bench/speed.py's memory figures)
         fmap = np.concatenate([self.run(x[i:i + RUN_FRAMES]) for i in range(0, len(x), RUN_FRAMES)])  # (N, C, 7, 7)
         return torch.from_numpy(fmap).permute(0, 2, 3, 1)
 
@@ -171,7 +172,8 @@ def load_onnx_backbone(config: FeaturesConfig, runtime: str = "onnx") -> OnnxBac
         card = _Card(**json.loads((entry / "card.json").read_text()))
         with np.load(entry / "head.npz") as head_file:
             head = {name: head_file[name] for name in ("weight", "bias")}
-        return OnnxBackbone(load(entry / "trunk.onnx", config), runtime, card, head["weight"], head["bias"])
+        return OnnxBackbone(load(entry / "trunk.onnx", config, card.image_size), runtime, card, head["weight"],
+                            head["bias"])
     finally:
         if entry.name.startswith(SCRATCH_PREFIX):  # exported for this run only (read-only home): read, so gone
             import shutil
@@ -184,7 +186,7 @@ def _unloadable(path: Path, exc: Exception) -> TvcaptionError:
                           "delete that folder and run again")
 
 
-def _ort_runner(path: Path, config: FeaturesConfig):
+def _ort_runner(path: Path, config: FeaturesConfig, size: int):
     try:
         import onnxruntime as ort
     except ImportError:
@@ -205,7 +207,9 @@ def _ort_runner(path: Path, config: FeaturesConfig):
     return lambda x: session.run(None, {name: x})[0]
 
 
-def _openvino_runner(path: Path, config: FeaturesConfig):
+def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
+    """Compiled for one frame of ``size`` a run (a static shape: faster than the graph's dynamic
+    batch at any batch size on the EPYC); ``run`` takes any number, one at a time."""
     try:
         import openvino
     except ImportError:
@@ -218,13 +222,21 @@ def _openvino_runner(path: Path, config: FeaturesConfig):
         "ENABLE_CPU_PINNING": False,  # the decoding thread shares these cores
     }
     try:
-        compiled = openvino.Core().compile_model(str(path), "CPU", properties)
+        core = openvino.Core()
+        model = core.read_model(str(path))
+        model.reshape([RUN_FRAMES, 3, size, size])
+        compiled = core.compile_model(model, "CPU", properties)
     except Exception as exc:
         raise _unloadable(path, exc) from None
     request = compiled.create_infer_request()
     output = compiled.output(0)
-    # the request's output buffer is reused by its next run: copy
-    return lambda x: np.array(request.infer({0: x})[output], copy=True)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        # the request's output buffer is reused by its next run: copy
+        return np.concatenate([np.array(request.infer({0: x[i:i + RUN_FRAMES]})[output], copy=True)
+                               for i in range(0, len(x), RUN_FRAMES)])
+
+    return run
 
 
 def _importable(name: str) -> bool:
