@@ -3,8 +3,9 @@
 
     python bench/scene_stage.py [--minutes 10] [--frames 1500] [--reps 3] [--out FILE]
 
-On the benchmark broadcast (bench/broadcast.py: 720x576 25 fps MPEG-2 in MPEG-TS), one thread,
-CPU time a frame, medians of ``--reps`` alternated passes:
+On the benchmark broadcast (bench/broadcast.py: 720x576 25 fps MPEG-2 in MPEG-TS), CPU time a
+frame (``time.process_time``: every thread of the process, FFmpeg's and OpenCV's too), medians of
+``--reps`` alternated passes:
 
 - decoding (PyAV, as the one-pass reader opens the stream);
 - the detector's frame: the full-size YUV picture to BGR, then ``cv2.resize`` to PySceneDetect's

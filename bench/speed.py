@@ -405,7 +405,7 @@ def _summary(result: dict, duration: float) -> dict:
         "index_rtf": duration / result["index"]["wall_s"],
         "index_caption_tags_rtf": duration / ct,
         "index_caption_tags_vs_scenedetect_cli": ct / peer if peer else None,  # the target: at most 1
-        "onnx_vs_torch_index_speedup": result["index_caption_tags_torch"]["wall_s"] / ct,  # the default runtime vs torch
+        "default_vs_torch_index_speedup": result["index_caption_tags_torch"]["wall_s"] / ct,  # (onnx_vs_torch_... before OpenVINO)
         "default_vs_onnx_runtime_index_speedup": result.get("index_caption_tags_onnx", {}).get("wall_s", ct) / ct,
         "default_vs_5_frames_index_speedup": result.get("index_caption_tags_5_frames", {}).get("wall_s", ct) / ct,
         "default_vs_all_cores_threads_speedup": result["index_caption_tags_all_cores"]["wall_s"] / ct,

@@ -172,3 +172,17 @@ def test_build_from_real_msvd_clips(shared_data, tmp_path) -> None:
     assert cache.complete and cache.shape == (2, 2, 7, 7, 8)
     feats = cache.read([0, 1]).astype(np.float32)
     assert np.isfinite(feats).all() and not np.allclose(feats[0], feats[1])
+
+
+def test_cache_key_says_which_resize_made_the_features() -> None:
+    """On CPU frames are resized on their uint8 pixels, on CUDA in float: their features differ by
+    rounding, so a cache made by one is not taken for the other's."""
+    from types import SimpleNamespace
+
+    from tvcaption.features.cache import cache_key
+
+    cpu = SimpleNamespace(name="tiny", weights_id="tiny-1", image_size=224, channels=8, grid=7, device=torch.device("cpu"))
+    cuda = SimpleNamespace(**{**vars(cpu), "device": torch.device("cuda")})
+    on_cpu, on_cuda = CacheKey.for_backbone(cpu, FRAMES), CacheKey.for_backbone(cuda, FRAMES)
+    assert (on_cpu.resize, on_cuda.resize) == ("uint8", "float")
+    assert cache_key(on_cpu, CLIPS) != cache_key(on_cuda, CLIPS)

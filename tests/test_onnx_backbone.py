@@ -132,3 +132,21 @@ def test_a_read_only_cache_exports_for_the_run_and_leaves_nothing_behind(tmp_pat
     frames = np.zeros((2, 224, 224, 3), np.uint8)
     assert tuple(backbone(frames).shape)[:3] == (2, 7, 7)
     assert not list(scratch_root.glob(onnx_backbone.SCRATCH_PREFIX + "*"))  # (torch keeps its own caches there)
+
+
+def test_auto_takes_onnx_runtime_when_openvino_fails_here(monkeypatch):
+    """OpenVINO installed but unusable on this machine (a plugin or property refused): `auto`
+    indexes with ONNX Runtime instead of stopping."""
+    from tvcaption.config import FeaturesConfig
+    from tvcaption.errors import TvcaptionError
+    from tvcaption.features import onnx_backbone
+
+    def refused(*args, **kwargs):
+        raise TvcaptionError("OpenVINO cannot compile the backbone on this CPU")
+
+    monkeypatch.setattr(onnx_backbone, "_openvino_runner", refused)
+    backbone = onnx_backbone.load_inference_backbone(FeaturesConfig(device="cpu", threads=1))
+    assert backbone.runtime == "onnx"
+    assert tuple(backbone(np.zeros((1, 64, 80, 3), np.uint8)).shape)[:3] == (1, 7, 7)
+    with pytest.raises(TvcaptionError, match="cannot compile"):  # asked for by name: the error, not a fallback
+        onnx_backbone.load_inference_backbone(FeaturesConfig(device="cpu", threads=1, runtime="openvino"))

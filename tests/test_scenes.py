@@ -299,7 +299,10 @@ def test_frame_scores_are_pyscenedetects_to_the_bit(scenes_dir, name, detector):
     info = probe(str(scenes_dir / name))
     w, h = processing_size(info.width, info.height, ScenesConfig())
     ours = make_detector(ScenesConfig(detector=detector), info.fps)
-    theirs = {"adaptive": AdaptiveDetector, "content": ContentDetector}[detector](min_scene_len=ours._flash_filter._filter_length)
+    # AdaptiveDetector keeps min_scene_len itself (its ContentDetector part gets 0); ContentDetector in its flash filter
+    min_len = ours.min_scene_len if detector == "adaptive" else ours._flash_filter._filter_length
+    assert min_len == round(0.6 * info.fps)  # the default min_scene_len, in frames
+    theirs = {"adaptive": AdaptiveDetector, "content": ContentDetector}[detector](min_scene_len=min_len)
     assert type(ours) is not type(theirs) and isinstance(ours, type(theirs))
     scores, cuts = [], [[], []]
     for i, (_, frame) in enumerate(iter_frames(info)):

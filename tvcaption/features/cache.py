@@ -51,10 +51,13 @@ class CacheKey:
     image_size: int
     channels: int
     grid: int = 7
+    resize: str = "float"  # how frames were resized for the CNN: uint8 on CPU, float on CUDA (Backbone.preprocess)
 
     @classmethod
     def for_backbone(cls, backbone: Backbone, frames: int) -> CacheKey:
-        return cls(backbone.name, backbone.weights_id, int(frames), backbone.image_size, backbone.channels, backbone.grid)
+        resize = "uint8" if backbone.device.type == "cpu" else "float"
+        return cls(backbone.name, backbone.weights_id, int(frames), backbone.image_size, backbone.channels,
+                   backbone.grid, resize)
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:

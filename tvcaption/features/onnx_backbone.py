@@ -1,19 +1,22 @@
 """The backbone's trunk exported to ONNX and run on CPU by OpenVINO (the default where it is
 installed) or ONNX Runtime: both faster than PyTorch eager on every CPU we measured (depthwise
-convolutions above all), and quick to start. OpenVINO measured 1.7-1.8x ONNX Runtime on an
-AVX2-only AMD EPYC (bench/speed.py's backbone rows), with features equal to float rounding.
+convolutions above all), and quick to start. On the AVX2-only EPYC OpenVINO ran a frame 1.37x
+faster than ONNX Runtime (bench/speed.py's backbone rows), with features equal to float rounding.
 
-The first time a backbone is asked for with ``[features] runtime = "onnx"`` (or ``auto`` on a
-CPU), the PyTorch backbone is built once from its weights, its trunk exported to ONNX and its
-classifier saved beside it, in the user's cache folder (``$XDG_CACHE_HOME/tvcaption/backbones``
-on Linux), written atomically. Every later start loads the cached graph straight into ONNX
-Runtime: no timm model is built, no state dict is read, which is most of a run's fixed cost.
-The cache entry is keyed by the weights (file name, size and modification time), the torch and
-onnxruntime versions and the export settings, so new weights or versions export again.
+The first time a backbone is asked for with ``[features] runtime = "openvino"`` or ``"onnx"``
+(or ``auto`` on a CPU), the PyTorch backbone is built once from its weights, its trunk exported
+to ONNX and its classifier saved beside it, in the user's cache folder
+(``$XDG_CACHE_HOME/tvcaption/backbones`` on Linux), written atomically. Every later start reads
+the cached graph straight into the runtime: no timm model is built, no state dict is read, which
+is most of a run's fixed cost. The cache entry is keyed by the weights (file name, size and
+modification time), the torch version (which writes the graph) and the export settings, so new
+weights or versions export again.
 
 Preprocessing is :meth:`Backbone.preprocess`, the same code on the same torch tensors, so the
-features match the PyTorch runtime's to float rounding (``tests/test_onnx_backbone.py`` states
-the tolerance and checks the shipped model's captions are identical). Training keeps PyTorch.
+features match the PyTorch runtime's on CPU to float rounding (``tests/test_onnx_backbone.py``
+states the tolerance and checks the shipped model's captions are identical). On CPU frames are
+resized on their uint8 pixels, on CUDA in float: the two differ by rounding (see
+``Backbone.preprocess``). Training keeps PyTorch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,20 +225,26 @@ def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
         "PERFORMANCE_HINT": "LATENCY",  # one stream: frames come a scene at a time
         "ENABLE_CPU_PINNING": False,  # the decoding thread shares these cores
     }
+    core = openvino.Core()
     try:
-        core = openvino.Core()
         model = core.read_model(str(path))
+    except Exception as exc:  # a truncated or foreign file in the cache
+        raise _unloadable(path, exc) from None
+    try:
         model.reshape([RUN_FRAMES, 3, size, size])
         compiled = core.compile_model(model, "CPU", properties)
-    except Exception as exc:
-        raise _unloadable(path, exc) from None
+    except Exception as exc:  # OpenVINO itself (a plugin, a property this CPU refuses): not the cache's fault
+        raise TvcaptionError(f"OpenVINO cannot compile the backbone on this CPU ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); set [features] runtime = "
+                             "\"onnx\"") from None
     request = compiled.create_infer_request()
     output = compiled.output(0)
+    lock = threading.Lock()  # one infer request: one run at a time (ONNX Runtime's sessions allow several)
 
     def run(x: np.ndarray) -> np.ndarray:
-        # the request's output buffer is reused by its next run: copy
-        return np.concatenate([np.array(request.infer({0: x[i:i + RUN_FRAMES]})[output], copy=True)
-                               for i in range(0, len(x), RUN_FRAMES)])
+        with lock:  # infer() returns copies of the outputs (share_outputs=False)
+            return np.concatenate([request.infer({0: x[i:i + RUN_FRAMES]})[output]
+                                   for i in range(0, len(x), RUN_FRAMES)])
 
     return run
 
@@ -255,7 +265,12 @@ def load_inference_backbone(config: FeaturesConfig):
     if config.runtime == "torch" or device.type != "cpu":
         return load_backbone(config, device)
     if config.runtime == "auto":
-        runtime = next((r for r, module in (("openvino", "openvino"), ("onnx", "onnxruntime")) if _importable(module)),
-                       None)
-        return load_backbone(config, device) if runtime is None else load_onnx_backbone(config, runtime)
+        for runtime, module in (("openvino", "openvino"), ("onnx", "onnxruntime")):
+            if not _importable(module):
+                continue
+            try:
+                return load_onnx_backbone(config, runtime)
+            except (ImportError, TvcaptionError) as exc:  # installed but broken here: the next one
+                log.warning("%s: %s; trying the next runtime", runtime, exc)
+        return load_backbone(config, device)
     return load_onnx_backbone(config, config.runtime)
