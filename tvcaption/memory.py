@@ -11,11 +11,11 @@ The threshold is therefore fixed, at 8 MB: blocks bigger than that (a scene's st
 batch of CNN activations) are mapped on their own and unmapped when freed. It was 1 MB, which
 also mapped the full-size picture converted for the detector on every frame of an SD broadcast
 (1.2 MB) and faulted it in page by page: on the AVX2 EPYC a 2-minute index took 1.87 million
-minor page faults, 10 s of system time and 26.0 s, against 0.59 million, 4 s and 22.0 s now
-(a 1080p frame, 6.2 MB, stays under 8 MB too). Memory freed at the top of the heap is kept up to
-32 MB instead of glibc's 128 kB, so the next frame does not fault it in again. Peak RSS on that
-run: 1,260 -> 1,298 MB; without fixing anything, 1,444 MB. Elsewhere than glibc this does
-nothing.
+minor page faults and 10 s of system time, against 0.58 million and 4.5 s now (`/usr/bin/time
+-v`; the wall time 0.83x in an alternating A/B, bench/results/compare_malloc_thresholds.json). A
+1080p frame, 6.2 MB, stays under 8 MB too. Memory freed at the top of the heap is kept up to 32
+MB instead of glibc's 128 kB, so the next frame does not fault it in again. Peak RSS on that run:
+1,260 -> 1,295 MB; without fixing anything, 1,444 MB. Elsewhere than glibc this does nothing.
 """
 
 from __future__ import annotations

@@ -36,6 +36,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def resizes_uint8(device: torch.device) -> bool:
+    """Whether :meth:`Backbone.preprocess` resizes frames on their uint8 pixels on ``device`` (CPU),
+    rather than in float (CUDA, where torch has no uint8 path)."""
+    return device.type == "cpu"
+
+
 class Backbone(nn.Module):
     """A frozen ImageNet CNN cut before global pooling.
 
@@ -86,7 +92,7 @@ class Backbone(nn.Module):
             raise ValueError(f"expected frames of shape (N, H, W, 3), got {tuple(frames.shape)}")
         n, h, w = frames.shape[:3]
         s = self.image_size
-        if self.device.type == "cpu" and frames.dtype == torch.uint8 and (h, w) != (s, s):
+        if resizes_uint8(self.device) and frames.dtype == torch.uint8 and (h, w) != (s, s):
             # On CPU the antialiased resize runs on the uint8 pixels (torch's vectorised path): 1.1
             # instead of 10.3 ms an SD frame on the AVX2 EPYC, within one grey level of the float
             # resize (still used on CUDA, where torch has no uint8 path). The CNN is sensitive to

@@ -55,7 +55,9 @@ class CacheKey:
 
     @classmethod
     def for_backbone(cls, backbone: Backbone, frames: int) -> CacheKey:
-        resize = "uint8" if backbone.device.type == "cpu" else "float"
+        from tvcaption.features.backbones import resizes_uint8
+
+        resize = "uint8" if resizes_uint8(backbone.device) else "float"
         return cls(backbone.name, backbone.weights_id, int(frames), backbone.image_size, backbone.channels,
                    backbone.grid, resize)
 

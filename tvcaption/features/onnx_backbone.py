@@ -63,8 +63,8 @@ class OnnxBackbone:
 
     ``forward`` / ``__call__``: uint8 (N, H, W, 3) RGB -> float32 torch (N, 7, 7, C);
     ``classify``: (N, 7, 7, C) -> ImageNet logits, like the PyTorch backbone's.
-    ``run``: float32 NCHW (n, 3, S, S) -> (n, C, 7, 7), the exported trunk in ``runtime``
-    ("onnx": ONNX Runtime, "openvino": OpenVINO).
+    ``run``: float32 NCHW (RUN_FRAMES, 3, S, S) -> (RUN_FRAMES, C, 7, 7), the exported trunk in
+    ``runtime`` ("onnx": ONNX Runtime, "openvino": OpenVINO); ``__call__`` feeds it that many at a time.
     """
 
     grid = 7
@@ -212,8 +212,8 @@ def _ort_runner(path: Path, config: FeaturesConfig, size: int):
 
 
 def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
-    """Compiled for one frame of ``size`` a run (a static shape: faster than the graph's dynamic
-    batch at any batch size on the EPYC); ``run`` takes any number, one at a time."""
+    """Compiled for RUN_FRAMES frames of ``size`` a run (a static shape: faster than the graph's
+    dynamic batch on the EPYC)."""
     try:
         import openvino
     except ImportError:
@@ -243,8 +243,7 @@ def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
 
     def run(x: np.ndarray) -> np.ndarray:
         with lock:  # infer() returns copies of the outputs (share_outputs=False)
-            return np.concatenate([request.infer({0: x[i:i + RUN_FRAMES]})[output]
-                                   for i in range(0, len(x), RUN_FRAMES)])
+            return request.infer({0: x})[output]
 
     return run
 
