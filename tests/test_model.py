@@ -434,3 +434,31 @@ def test_temporal_delta_feeds_each_feature_beside_its_change():
         with torch.no_grad():
             restored.x_reduce.weight[:, 12:] = 1.0
         assert not torch.allclose(enc(moving, glob).states, restored(moving, glob).states)
+
+
+@pytest.mark.parametrize("pooling", ["att", "mean"])
+def test_temporal_delta_with_low_rank_equals_the_explicit_concatenation(pooling):
+    """The encoder applies R to [x ; x - mean_t x] without building the concatenation; the result is R applied
+    to it, computed here the direct way (float rounding apart)."""
+    import torch
+
+    from tvcaption.model.dims import ModelDims
+    from tvcaption.model.lstap import LSTAPEncoder
+
+    torch.manual_seed(0)
+    dims = ModelDims(feature_dim=12, global_dim=6, hidden=8, attention=5, vocab_size=9, pooling=pooling,
+                     temporal_delta=True, input_rank=4, position_bias=True)
+    enc = LSTAPEncoder(dims)
+    local, glob = torch.randn(2, 5, 7, 7, 12), torch.randn(2, 6)
+    got = enc(local, glob)
+
+    x = local.reshape(2, 5, 49, 12)
+    x = torch.cat([x, x - x.mean(dim=1, keepdim=True)], dim=-1)
+    if pooling == "mean":
+        x = x.mean(dim=2, keepdim=True)
+    reduced = enc.x_reduce(x)
+    enc.x_reduce.forward = lambda _: reduced  # the reference input, fed through the same recurrence
+    enc.dims = dataclasses.replace(dims, temporal_delta=False)
+    want = enc(local.new_zeros(2, 5, 7, 7, 24), glob)
+    torch.testing.assert_close(got.states, want.states, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.alpha, want.alpha, rtol=1e-5, atol=1e-6)

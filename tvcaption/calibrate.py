@@ -31,7 +31,7 @@ def calibrate(model: str | os.PathLike[str], data: str | os.PathLike[str], *, tr
     from tvcaption.checkpoint import add_domain, features_for, read_manifest
     from tvcaption.clips import load_features
     from tvcaption.domain import fit_splits
-    from tvcaption.features import load_backbone
+    from tvcaption.features.onnx_backbone import load_inference_backbone
     from tvcaption.train_data import read_splits
 
     if not 0 < percentile <= 100:
@@ -41,7 +41,7 @@ def calibrate(model: str | os.PathLike[str], data: str | os.PathLike[str], *, tr
     features = features_for(meta, features or FeaturesConfig())
     frames = int(meta.get("frames", manifest.dims.frames))
     split = read_splits(Path(data), val_clips, train_clips)
-    backbone = load_backbone(features)
+    backbone = load_inference_backbone(features)
     cache = Path(cache_dir if cache_dir is not None else features.cache_dir)
 
     def progress(name: str):

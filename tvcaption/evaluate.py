@@ -259,7 +259,7 @@ def _caption_clips(model_path: str | os.PathLike[str], clips: list[Clip], featur
 
     from tvcaption.checkpoint import features_for, load_checkpoint
     from tvcaption.clips import generate, load_features
-    from tvcaption.features import load_backbone
+    from tvcaption.features.onnx_backbone import load_inference_backbone
 
     def stage(name: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: on_progress(name, done, total)) if on_progress else None
@@ -269,7 +269,7 @@ def _caption_clips(model_path: str | os.PathLike[str], clips: list[Clip], featur
     captioner = load_checkpoint(model_path)
     meta = captioner.meta
     features = features_for(meta, features)
-    backbone = load_backbone(features)
+    backbone = load_inference_backbone(features)
     device = backbone.device
     cache = Path(cache_dir if cache_dir is not None else features.cache_dir)
     feats = load_features(clips, backbone, int(meta["frames"]), features.global_descriptor, cache,

@@ -124,10 +124,10 @@ def load_run_features(data: TrainData, features: FeaturesConfig, frames: int, ca
                       on_progress: SplitProgressFn | None = None) -> RunFeatures:
     """Rank 0 extracts what the cache lacks (``on_progress(split, done, total)``) and loads the
     features; under torchrun the other ranks wait for it, then open the cache."""
-    from tvcaption.features import load_backbone
+    from tvcaption.features.onnx_backbone import load_inference_backbone
 
     descriptor = features.global_descriptor
-    backbone = load_backbone(features, device=device)
+    backbone = load_inference_backbone(features, device)
     info = {"backbone": backbone.name, "global_descriptor": descriptor, "frames": frames,
             "image_size": backbone.image_size, "weights": backbone.weights_id}
     t0 = time.perf_counter()

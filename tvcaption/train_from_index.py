@@ -210,11 +210,12 @@ def clip_features(clips: list[Clip], features: FeaturesConfig, frames: int, cach
                   device: torch.device, on_progress: Callable[[int, int], None] | None = None) -> Any:
     """The clips' features through the training cache (extracting the missing ones): a RunFeatures."""
     from tvcaption.clips import load_features
-    from tvcaption.features import build_cache, load_backbone
+    from tvcaption.features import build_cache
+    from tvcaption.features.onnx_backbone import load_inference_backbone
     from tvcaption.train_data import RunFeatures
 
     t0 = time.perf_counter()
-    backbone = load_backbone(features, device=device)
+    backbone = load_inference_backbone(features, device)
     build_cache([c.id for c in clips], [c.video for c in clips], backbone, frames, cache_dir,
                 batch_size=features.batch_size, read=read_span, on_progress=on_progress).close()
     split = load_features(clips, backbone, frames, features.global_descriptor, cache_dir, build=False)

@@ -254,13 +254,15 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def load_inference_backbone(config: FeaturesConfig):
-    """The backbone indexing runs: on CPU the exported trunk in OpenVINO (``runtime`` auto, when
-    installed) or ONNX Runtime (auto without OpenVINO, or onnx); PyTorch for ``runtime = "torch"``,
-    a CUDA device (there in fp16), or when neither runtime is installed."""
+def load_inference_backbone(config: FeaturesConfig, device: str | torch.device | None = None):
+    """The backbone indexing (and feature extraction for training, evaluation and calibration)
+    runs on ``device`` (default: ``config.device``): on CPU the exported trunk in OpenVINO
+    (``runtime`` auto, when installed) or ONNX Runtime (auto without OpenVINO, or onnx); PyTorch
+    for ``runtime = "torch"``, a CUDA device, or when neither runtime is installed. Its features
+    equal PyTorch's to float rounding, so they share the feature cache's key."""
     from tvcaption.features.backbones import load_backbone, resolve_device
 
-    device = resolve_device(config.device)
+    device = resolve_device(device if device is not None else config.device)
     if config.runtime == "torch" or device.type != "cpu":
         return load_backbone(config, device)
     if config.runtime == "auto":
