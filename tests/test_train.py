@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,37 @@ def test_the_train_view_draws_the_events_as_log_lines(trained, events):
     assert lines[1].startswith("model att+matching: ") and "hidden 16, rmsprop lr 0.01, batch 4" in lines[1]
     assert [line.split(" |")[0] for line in lines[2:]] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert "B4 " in lines[2] and "slots " in lines[2] and "clips/s" in lines[2]
+
+
+def test_without_a_terminal_a_long_bar_prints_a_line_now_and_then():
+    """nohup tvcaption train ... > log: no bar can be drawn, so long work prints a plain line every
+    ``every`` seconds and one when it ends; short work stays quiet."""
+    import io
+
+    from rich.console import Console
+
+    from tvcaption.views_train import Bar
+
+    buf = io.StringIO()
+    bar = Bar(Console(file=buf, width=300), every=0.05)
+    assert not bar.enabled
+    bar.update("train", "features (train)", 0, 40)
+    bar.update("train", "features (train)", 1, 40)  # at once: nothing yet
+    assert buf.getvalue() == ""
+    time.sleep(0.06)
+    bar.update("train", "features (train)", 10, 40)
+    time.sleep(0.06)
+    bar.update("train", "features (train)", 40, 40)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("features (train): 10/40 (25%), ") and " a second, ~" in lines[0] and lines[0].endswith(" left")
+    assert lines[1].startswith("features (train): 40/40 (100%), ") and lines[1].endswith(" s")
+
+    quick = io.StringIO()
+    bar = Bar(Console(file=quick, width=300), every=60.0)
+    for done in range(41):
+        bar.update("val", "features (val)", done, 40)
+    assert quick.getvalue() == ""
 
 
 def test_train_writes_loadable_checkpoints(trained, synthtv):

@@ -6,11 +6,14 @@ The library reports progress through callbacks: ``on_progress(done, total)`` fro
 :class:`~tvcaption.train_loop.TrainEvent` from :func:`~tvcaption.train.train`. Only the CLI
 (and the benchmarks), through this module, turns them into bars and lines. Bars are drawn on a
 terminal only; log lines are printed everywhere, so a training log in a file reads the same.
+Without a terminal (``nohup ... > log``) a bar becomes a line a minute while it runs, so an
+hour of feature extraction is not silent.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,20 +34,24 @@ STAGES = {"features": "features", "captions": "captioning"}
 
 
 class Bar:
-    """One rich progress bar at a time, replaced when the thing it counts changes (a terminal only)."""
+    """One rich progress bar at a time, replaced when the thing it counts changes (a terminal);
+    elsewhere a plain line every ``every`` seconds while it runs (none for shorter work)."""
 
-    def __init__(self, console: Console, transient: bool = True, loss: bool = False):
+    def __init__(self, console: Console, transient: bool = True, loss: bool = False, every: float = 60.0):
         self.console = console
         self.enabled = console.is_terminal
         self.transient = transient
         self.loss = loss
+        self.every = every
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._key: Any = None
+        self._line: tuple[Any, float, float] | None = None  # key, started, last line printed (monotonic)
 
     def update(self, key: Any, description: str, done: int, total: int, loss: float | None = None) -> None:
         """Show ``done`` of ``total`` for ``key``; a new key starts a new bar, a full bar is put away."""
         if not self.enabled:
+            self._print_line(key, description, done, total, loss)
             return
         if key != self._key or self._progress is None:
             self.close()
@@ -64,10 +71,38 @@ class Bar:
         self._progress.start()
         self._key = key
 
+    def _print_line(self, key: Any, description: str, done: int, total: int, loss: float | None) -> None:
+        now = time.monotonic()
+        if self._line is None or self._line[0] != key:
+            self._line = (key, now, now)
+            return
+        _, started, last = self._line
+        finished = done >= total
+        # the closing line only for work that already printed one (or ran as long): short work stays quiet
+        if now - last < self.every and not (finished and now - started >= self.every):
+            return
+        self._line = (key, started, now)
+        elapsed = now - started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{description}: {done}/{total} ({100.0 * done / max(total, 1):.0f}%)"]
+        if loss is not None and not math.isnan(loss):
+            parts.append(f"loss {loss:.3f}")
+        parts.append(f"{_duration(elapsed)}" if finished else
+                     f"{rate:.1f} a second, ~{_duration((total - done) / rate)} left" if rate > 0 else "starting")
+        self.console.print(escape(", ".join(parts)), highlight=False, soft_wrap=True)
+        if finished:
+            self._line = None
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
         self._progress, self._task, self._key = None, None, None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min" if seconds >= 3600 else \
+        f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 @contextmanager
