@@ -59,6 +59,23 @@ def test_onnx_features_and_tags_match_pytorch_on_real_frames(backbones, scenes_d
     assert torch.equal(top_ref, top_got)
 
 
+def test_openvino_streams_return_every_frame_in_order(scenes_dir):
+    """Several frames run at once in OpenVINO (``[features] streams``) and finish in any order: the
+    features come back in the frames' order, equal to one stream's (each stream runs the same
+    single-thread kernels)."""
+    pytest.importorskip("openvino")
+    from tvcaption.config import FeaturesConfig
+    from tvcaption.features.cache import read_clip
+    from tvcaption.features.onnx_backbone import load_onnx_backbone
+
+    frames = read_clip(str(scenes_dir / "bikes.mp4"), 7)
+    one = load_onnx_backbone(FeaturesConfig(device="cpu", threads=1, streams=1), "openvino")(frames)
+    three = load_onnx_backbone(FeaturesConfig(device="cpu", threads=1, streams=3), "openvino")(frames)
+    assert three.shape == one.shape == (7, 7, 7, 1280)
+    assert (three - one).abs().max().item() <= 1e-6
+    assert (one[0] - one[-1]).abs().max().item() > 0.1  # the frames differ, so order is checked
+
+
 def test_shipped_model_captions_identical_from_either_runtime(tmp_path, backbones):
     from tvcaption.analysers import AnalyserContext, SceneInput
     from tvcaption.analysers.caption import CaptionAnalyser

@@ -53,6 +53,7 @@ class FeaturesConfig:
     batch_size: int = 32  # frames per CNN forward pass
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # inference threads on CPU (torch and ONNX Runtime); 0 = all cores but one, left to decoding
+    streams: int = 0  # OpenVINO: frames run at once, one thread each; 0 = `threads` when set, else one per core
     runtime: str = "auto"  # auto (OpenVINO, else ONNX Runtime on CPU; PyTorch on CUDA) | openvino | onnx | torch; training uses torch
     cache_dir: str = "features"  # feature cache for training, relative to the config file
 
@@ -65,6 +66,16 @@ class FeaturesConfig:
         """``threads``, or every core but one: indexing decodes in a thread of its own beside the
         CNN, and on 2 cores two inference threads measured slower than one (bench/speed.py)."""
         return inference_threads(self.threads)
+
+    @property
+    def inference_streams(self) -> int:
+        """OpenVINO's parallel single-thread runs: ``streams``, else ``threads`` when set, else one
+        per core. Unlike one run on several threads (whose threads meet after every layer and so
+        wait for the decoding thread whenever it holds a core), independent runs fill whatever
+        core is free: the decoding thread and the CNN share the cores without leaving one idle."""
+        if self.streams > 0:
+            return self.streams
+        return self.threads if self.threads > 0 else max(1, os.cpu_count() or 1)
 
 
 def inference_threads(threads: int) -> int:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import tempfile
-import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,8 @@ class OnnxBackbone:
 
     ``forward`` / ``__call__``: uint8 (N, H, W, 3) RGB -> float32 torch (N, 7, 7, C);
     ``classify``: (N, 7, 7, C) -> ImageNet logits, like the PyTorch backbone's.
-    ``run``: float32 NCHW (RUN_FRAMES, 3, S, S) -> (RUN_FRAMES, C, 7, 7), the exported trunk in
-    ``runtime`` ("onnx": ONNX Runtime, "openvino": OpenVINO); ``__call__`` feeds it that many at a time.
+    ``run``: float32 NCHW (N, 3, S, S) -> (N, C, 7, 7), the exported trunk in ``runtime`` ("onnx":
+    ONNX Runtime, "openvino": OpenVINO), RUN_FRAMES frames a run.
     """
 
     grid = 7
@@ -86,8 +87,7 @@ class OnnxBackbone:
         return Backbone.preprocess(self, frames)  # the very same resize and normalisation
 
     def __call__(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
-        x = self.preprocess(frames).contiguous().numpy()  # NCHW
-        fmap = np.concatenate([self.run(x[i:i + RUN_FRAMES]) for i in range(0, len(x), RUN_FRAMES)])  # (N, C, 7, 7)
+        fmap = self.run(self.preprocess(frames).contiguous().numpy())  # NCHW -> (N, C, 7, 7)
         return torch.from_numpy(fmap).permute(0, 2, 3, 1)
 
     forward = __call__
@@ -208,21 +208,26 @@ def _ort_runner(path: Path, config: FeaturesConfig, size: int):
     except Exception as exc:  # a truncated or foreign file in the cache
         raise _unloadable(path, exc) from None
     name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([session.run(None, {name: x[i:i + RUN_FRAMES]})[0] for i in range(0, len(x), RUN_FRAMES)])
+
+    return run
 
 
 def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
     """Compiled for RUN_FRAMES frames of ``size`` a run (a static shape: faster than the graph's
-    dynamic batch on the EPYC)."""
+    dynamic batch on the EPYC), ``config.inference_streams`` runs at once on one thread each."""
     try:
         import openvino
     except ImportError:
         raise TvcaptionError("[features] runtime = \"openvino\" needs OpenVINO: pip install openvino "
                              "(or set runtime = \"onnx\")") from None
+    streams = config.inference_streams
     properties = {
-        "INFERENCE_NUM_THREADS": config.inference_threads,
+        "NUM_STREAMS": streams,
+        "INFERENCE_NUM_THREADS": streams if streams > 1 else config.inference_threads,  # one thread a stream
         "INFERENCE_PRECISION_HINT": "f32",  # not bf16 where the CPU has it: the model was trained on float32 features
-        "PERFORMANCE_HINT": "LATENCY",  # one stream: frames come a scene at a time
         "ENABLE_CPU_PINNING": False,  # the decoding thread shares these cores
     }
     core = openvino.Core()
@@ -237,13 +242,26 @@ def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
         raise TvcaptionError(f"OpenVINO cannot compile the backbone on this CPU ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}); set [features] runtime = "
                              "\"onnx\"") from None
-    request = compiled.create_infer_request()
     output = compiled.output(0)
-    lock = threading.Lock()  # one infer request: one run at a time (ONNX Runtime's sessions allow several)
+    idle: queue.SimpleQueue = queue.SimpleQueue()  # one infer request a stream, each used by one run at a time
+    for _ in range(streams):
+        idle.put(compiled.create_infer_request())
+
+    def run_one(x: np.ndarray) -> np.ndarray:
+        request = idle.get()
+        try:  # infer() releases the GIL while it runs and returns a copy of the output
+            return request.infer({0: x})[output]
+        finally:
+            idle.put(request)
+
+    if streams == 1:
+        return lambda x: np.concatenate([run_one(x[i:i + RUN_FRAMES]) for i in range(0, len(x), RUN_FRAMES)])
+    # Python threads, each waiting on one run (AsyncInferQueue's callbacks ran in OpenVINO's own
+    # threads, and a backbone freed right after a run was then destroyed there: std::terminate)
+    pool = ThreadPoolExecutor(streams, thread_name_prefix="tvcaption-cnn")
 
     def run(x: np.ndarray) -> np.ndarray:
-        with lock:  # infer() returns copies of the outputs (share_outputs=False)
-            return request.infer({0: x})[output]
+        return np.concatenate(list(pool.map(run_one, [x[i:i + RUN_FRAMES] for i in range(0, len(x), RUN_FRAMES)])))
 
     return run
 
