@@ -40,12 +40,21 @@ def main() -> None:
 
     from machine import cpu_features, cpu_model
     from tvcaption.config import FeaturesConfig
-    from tvcaption.features.onnx_backbone import _cached_entry, _ort_runner
+    from tvcaption.features.onnx_backbone import _cached_entry
 
     config = FeaturesConfig(device="cpu", threads=1)
     path = _cached_entry(config) / "trunk.onnx"
     x = np.random.default_rng(0).standard_normal((10, 3, 224, 224)).astype(np.float32)
-    ort_run = _ort_runner(path, config, 224)
+    options = onnxruntime.SessionOptions()  # as onnx_backbone._ort_runner, which runs one frame at a time
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = False
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ort_input = session.get_inputs()[0].name
+
+    def ort_run(a: np.ndarray) -> np.ndarray:
+        return session.run(None, {ort_input: a})[0]
+
     core = openvino.Core()
     properties = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
                   "ENABLE_CPU_PINNING": False}
