@@ -24,10 +24,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import tempfile
+import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,28 +242,38 @@ def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
         raise TvcaptionError(f"OpenVINO cannot compile the backbone on this CPU ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}); set [features] runtime = "
                              "\"onnx\"") from None
-    output = compiled.output(0)
-    idle: queue.SimpleQueue = queue.SimpleQueue()  # one infer request a stream, each used by one run at a time
-    for _ in range(streams):
-        idle.put(compiled.create_infer_request())
-
-    def run_one(x: np.ndarray) -> np.ndarray:
-        request = idle.get()
-        try:  # infer() releases the GIL while it runs and returns a copy of the output
-            return request.infer({0: x})[output]
-        finally:
-            idle.put(request)
-
-    if streams == 1:
-        return lambda x: np.concatenate([run_one(x[i:i + RUN_FRAMES]) for i in range(0, len(x), RUN_FRAMES)])
-    # Python threads, each waiting on one run (AsyncInferQueue's callbacks ran in OpenVINO's own
-    # threads, and a backbone freed right after a run was then destroyed there: std::terminate)
-    pool = ThreadPoolExecutor(streams, thread_name_prefix="tvcaption-cnn")
+    requests = [compiled.create_infer_request() for _ in range(streams)]
+    lock = threading.Lock()  # the requests serve one caller at a time
 
     def run(x: np.ndarray) -> np.ndarray:
-        return np.concatenate(list(pool.map(run_one, [x[i:i + RUN_FRAMES] for i in range(0, len(x), RUN_FRAMES)])))
+        """Frames start on whichever request is free and are collected oldest first (equal work, so
+        in the order they end): a rolling window of ``streams`` runs, no wait for a whole batch.
+        Only this thread touches OpenVINO; ``wait`` releases the GIL for the decoding thread.
+        (Runs from several Python threads deadlocked on the GIL inside OpenVINO's input copy, and
+        AsyncInferQueue's callbacks ran Python in OpenVINO's threads.)"""
+        out: list[np.ndarray] = []
+        running: deque = deque()
+        with lock:
+            try:
+                for start in range(0, len(x), RUN_FRAMES):
+                    if len(running) == len(requests):
+                        out.append(_finished(running.popleft()))
+                    request = next(r for r in requests if all(r is not q for q in running))
+                    request.start_async({0: x[start:start + RUN_FRAMES]})  # copies the input
+                    running.append(request)
+                while running:
+                    out.append(_finished(running.popleft()))
+            finally:
+                for request in running:  # an error: leave no run behind for the next caller
+                    request.wait()
+        return np.concatenate(out)
 
     return run
+
+
+def _finished(request) -> np.ndarray:
+    request.wait()
+    return request.get_output_tensor(0).data.copy()
 
 
 def _importable(name: str) -> bool:
