@@ -140,6 +140,5 @@ def test_out_of_order_cuts_fall_back_to_two_passes(scenes_dir, monkeypatch, capl
     assert [c.start for c in captions] == [s.start for s in split_long(detect_scenes(info, config.scenes),
                                                                        config.scenes.max_scene_len)]
     assert "two passes" in caplog.text
-    # each report holds every caption analysed so far: the analysers' thread is one batch (here one scene)
-    # behind the CNN, so 0, 1, 2... in the first pass, then the second pass's all
-    assert len(reported) >= 3 and reported[:-1] == list(range(len(reported) - 1)) and reported[-1] == len(captions)
+    # each report holds every caption so far: 1, 2, 3... in the first pass, then the second pass's all
+    assert len(reported) >= 3 and reported[:-1] == list(range(1, len(reported))) and reported[-1] == len(captions)

@@ -141,14 +141,9 @@ class Engine:
 
         Frames of consecutive scenes share CNN batches; only the scenes' features (and frames,
         when an analyser needs them) wait until ``chunk`` scenes are analysed together, so memory
-        does not grow with the recording. The analysers run in a thread of their own, one batch
-        at a time, while this thread feeds the CNN the next scenes: the caption model's search
-        no longer leaves the CNN (and a core) idle. ``on_progress(seconds, scenes)`` is called
-        after every CNN batch with the end of the last scene through it and every analysed scene
-        so far.
+        does not grow with the recording. ``on_progress(seconds, scenes)`` is called after every
+        CNN batch with the end of the last scene through it and every analysed scene so far.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
         import numpy as np
 
         results: list[Scene] = []
@@ -156,47 +151,30 @@ class Engine:
         waiting: list = []  # scenes whose frames are not through the CNN yet
         ready: list[SceneInput] = []  # scenes ready for the analysers
         cnn = "features" in self.needs
-        analysing = None  # the batch the analysers' thread is on (at most one: memory stays flat)
-        through = 0.0  # end of the last scene through the CNN
 
         def run_cnn() -> None:
-            nonlocal through
             if waiting:
                 local = self.features(np.concatenate([w.frames for w in waiting])) if cnn else None
                 parts = local.split([len(w.frames) for w in waiting]) if cnn else [None] * len(waiting)
                 ready.extend(self._input(w.scene, w.times, w.frames, x) for w, x in zip(waiting, parts))
-                through = waiting[-1].scene.end
                 waiting.clear()
 
-        def collect() -> None:
-            nonlocal analysing
-            if analysing is not None:
-                results.extend(analysing.result())  # the thread's error, if any, is raised here
-                analysing = None
-
-        def run_analysers(pool) -> None:
-            nonlocal analysing
+        def run_analysers() -> None:
             if ready:
-                collect()
-                analysing = pool.submit(self.analyse, list(ready))
+                results.extend(self.analyse(ready))
                 ready.clear()
 
-        with ThreadPoolExecutor(1, thread_name_prefix="tvcaption-analyse") as pool:
-            try:
-                for item in sampled:
-                    waiting.append(item)
-                    if len(waiting) * self.frames >= batch:
-                        run_cnn()
-                        if len(ready) >= chunk:
-                            run_analysers(pool)
-                        if on_progress:
-                            on_progress(through, results)
+        for item in sampled:
+            waiting.append(item)
+            if len(waiting) * self.frames >= batch:
                 run_cnn()
-                run_analysers(pool)
-                collect()
-            finally:
-                if analysing is not None:  # leaving on an error: the thread's batch is dropped
-                    analysing.cancel()
+                if len(ready) >= chunk:
+                    run_analysers()
+                if on_progress:
+                    on_progress(ready[-1].scene.end if ready else results[-1].end, results)
+        run_cnn()
+        run_analysers()
         if on_progress and results:
             on_progress(results[-1].end, results)
         return results
+
