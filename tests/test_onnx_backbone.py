@@ -167,3 +167,30 @@ def test_auto_takes_onnx_runtime_when_openvino_fails_here(monkeypatch):
     assert tuple(backbone(np.zeros((1, 64, 80, 3), np.uint8)).shape)[:3] == (1, 7, 7)
     with pytest.raises(TvcaptionError, match="cannot compile"):  # asked for by name: the error, not a fallback
         onnx_backbone.load_inference_backbone(FeaturesConfig(device="cpu", threads=1, runtime="openvino"))
+
+
+def test_a_new_export_sweeps_exports_no_run_has_read_for_a_month(tmp_path, monkeypatch):
+    """Each torch version or weights file exports anew (~18 MB); the old export goes once no run
+    has read it for UNUSED_DAYS. One another installation still reads is touched and stays."""
+    import time
+
+    from tvcaption.config import FeaturesConfig
+    from tvcaption.features import onnx_backbone
+
+    root = tmp_path / "backbones"
+    monkeypatch.setattr(onnx_backbone, "cache_folder", lambda: root)
+    old_day = time.time() - (onnx_backbone.UNUSED_DAYS + 5) * 86400
+    folders = {name: root / name for name in ("efficientnet_lite0-old", "efficientnet_lite0-shared", ".export-crashed")}
+    for name, folder in folders.items():
+        folder.mkdir(parents=True)
+        if not name.startswith("."):
+            (folder / "card.json").write_text("{}")
+            os.utime(folder / "card.json", (old_day, old_day))
+        os.utime(folder, (old_day, old_day))
+    monkeypatch.setattr(onnx_backbone, "_entry_key", lambda config: "efficientnet_lite0-shared")
+    assert onnx_backbone._cached_entry(FeaturesConfig(device="cpu")) == folders["efficientnet_lite0-shared"]
+    assert (folders["efficientnet_lite0-shared"] / "card.json").stat().st_mtime > time.time() - 60  # read: touched
+    monkeypatch.setattr(onnx_backbone, "_entry_key", lambda config: "efficientnet_lite0-new")
+    entry = onnx_backbone._cached_entry(FeaturesConfig(device="cpu"))  # a real export
+    assert (entry / "trunk.onnx").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["efficientnet_lite0-new", "efficientnet_lite0-shared"]

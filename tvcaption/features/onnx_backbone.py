@@ -148,6 +148,7 @@ def _cached_entry(config: FeaturesConfig) -> Path:
     root = cache_folder()
     entry = root / _entry_key(config)
     if (entry / "card.json").is_file():
+        _mark_used(entry)
         return entry
     log.info("exporting the %s backbone to ONNX once (cached in %s)", config.backbone, root)
     try:
@@ -164,7 +165,39 @@ def _cached_entry(config: FeaturesConfig) -> Path:
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
+    _sweep(root, keep=entry)
     return entry
+
+
+UNUSED_DAYS = 30  # an export no run has read for this long is removed when another is made
+
+
+def _mark_used(entry: Path) -> None:
+    """Touch the card: its mtime says when a run last read this export (for :func:`_sweep`)."""
+    try:
+        os.utime(entry / "card.json")
+    except OSError:  # a read-only cache: nothing is swept there either
+        pass
+
+
+def _sweep(root: Path, keep: Path) -> None:
+    """Remove the exports (~18 MB each) no run has read for UNUSED_DAYS: each new torch version or
+    weights file exports anew, and the old folders were never removed. One still in use (another
+    installation sharing the cache) is touched on every load, so it stays."""
+    import shutil
+    import time
+
+    cutoff = time.time() - UNUSED_DAYS * 86400
+    for folder in root.iterdir():
+        if folder == keep or not folder.is_dir():
+            continue
+        card = folder / "card.json"
+        try:
+            unused = card.stat().st_mtime < cutoff if card.is_file() else folder.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if unused:  # a finished export, or an export's scratch folder left by a crash
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_onnx_backbone(config: FeaturesConfig, runtime: str = "onnx") -> OnnxBackbone:
