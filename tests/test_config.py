@@ -44,3 +44,15 @@ def test_bad_config_is_one_clear_line(tmp_path):
         load_config(cfg, env={})
     with pytest.raises(ConfigError, match="claim_timeout"):
         load_config(None, env={"TVCAPTION_DATABASE__CLAIM_TIMEOUT": "-5"})
+
+
+def test_openvino_streams_default_to_the_usable_cores_at_most_a_batch():
+    import os
+
+    from tvcaption.config import FeaturesConfig
+
+    cores = len(os.sched_getaffinity(0))
+    assert FeaturesConfig().inference_streams == min(cores, 32)
+    assert FeaturesConfig(batch_size=1).inference_streams == 1  # more streams than frames a call would never run
+    assert FeaturesConfig(threads=3).inference_streams == 3  # a Ray worker's cores
+    assert FeaturesConfig(threads=3, streams=5).inference_streams == 5

@@ -436,10 +436,13 @@ def test_temporal_delta_feeds_each_feature_beside_its_change():
         assert not torch.allclose(enc(moving, glob).states, restored(moving, glob).states)
 
 
-@pytest.mark.parametrize("pooling", ["att", "mean"])
-def test_temporal_delta_with_low_rank_equals_the_explicit_concatenation(pooling):
+@pytest.mark.parametrize("pooling,autocast", [("att", False), ("avg", False), ("mean", False), ("att", True)])
+def test_temporal_delta_with_low_rank_equals_the_explicit_concatenation(pooling, autocast):
     """The encoder applies R to [x ; x - mean_t x] without building the concatenation; the result is R applied
-    to it, computed here the direct way (float rounding apart)."""
+    to it, computed here the direct way (float rounding apart). Under bf16 autocast (training) it builds the
+    concatenation, so the small change x - m is not the difference of two rounded products: exactly equal."""
+    import contextlib
+
     import torch
 
     from tvcaption.model.dims import ModelDims
@@ -450,15 +453,21 @@ def test_temporal_delta_with_low_rank_equals_the_explicit_concatenation(pooling)
                      temporal_delta=True, input_rank=4, position_bias=True)
     enc = LSTAPEncoder(dims)
     local, glob = torch.randn(2, 5, 7, 7, 12), torch.randn(2, 6)
-    got = enc(local, glob)
+    local = local + 20.0  # features far from zero: what makes the fold's rounding show in bf16
+    mode = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
+    with mode():
+        got = enc(local, glob)
 
-    x = local.reshape(2, 5, 49, 12)
-    x = torch.cat([x, x - x.mean(dim=1, keepdim=True)], dim=-1)
-    if pooling == "mean":
-        x = x.mean(dim=2, keepdim=True)
-    reduced = enc.x_reduce(x)
-    enc.x_reduce.forward = lambda _: reduced  # the reference input, fed through the same recurrence
-    enc.dims = dataclasses.replace(dims, temporal_delta=False)
-    want = enc(local.new_zeros(2, 5, 7, 7, 24), glob)
-    torch.testing.assert_close(got.states, want.states, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(got.alpha, want.alpha, rtol=1e-5, atol=1e-6)
+        x = local.reshape(2, 5, 49, 12)
+        x = torch.cat([x, x - x.mean(dim=1, keepdim=True)], dim=-1)
+        if pooling == "mean":
+            x = x.mean(dim=2, keepdim=True)
+        reduced = enc.x_reduce(x)
+        enc.x_reduce.forward = lambda _: reduced  # the reference input, fed through the same recurrence
+        enc.dims = dataclasses.replace(dims, temporal_delta=False)
+        want = enc(local.new_zeros(2, 5, 7, 7, 24), glob)
+    if autocast:
+        assert torch.equal(got.states, want.states) and torch.equal(got.alpha, want.alpha)
+    else:
+        torch.testing.assert_close(got.states, want.states, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.alpha, want.alpha, rtol=1e-4, atol=1e-5)

@@ -143,7 +143,7 @@ def test_the_train_view_draws_the_events_as_log_lines(trained, events):
     assert "B4 " in lines[2] and "slots " in lines[2] and "clips/s" in lines[2]
 
 
-def test_without_a_terminal_a_long_bar_prints_a_line_now_and_then():
+def test_without_a_terminal_a_long_bar_prints_a_line_now_and_then(monkeypatch):
     """nohup tvcaption train ... > log: no bar can be drawn, so long work prints a plain line every
     ``every`` seconds and one when it ends; short work stays quiet."""
     import io
@@ -152,25 +152,32 @@ def test_without_a_terminal_a_long_bar_prints_a_line_now_and_then():
 
     from tvcaption.views_train import Bar
 
+    from tvcaption import views_train
+
+    clock = [1000.0]
+    monkeypatch.setattr(views_train.time, "monotonic", lambda: clock[0])  # seconds as this test says
     buf = io.StringIO()
-    bar = Bar(Console(file=buf, width=300), every=0.05)
+    bar = Bar(Console(file=buf, width=300), every=60.0)
     assert not bar.enabled
     bar.update("train", "features (train)", 0, 40)
-    bar.update("train", "features (train)", 1, 40)  # at once: nothing yet
+    clock[0] += 30
+    bar.update("train", "features (train)", 1, 40)  # half a minute: nothing yet
     assert buf.getvalue() == ""
-    time.sleep(0.06)
+    clock[0] += 31
     bar.update("train", "features (train)", 10, 40)
-    time.sleep(0.06)
+    clock[0] += 61
     bar.update("train", "features (train)", 40, 40)
     lines = buf.getvalue().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("features (train): 10/40 (25%), ") and " a second, ~" in lines[0] and lines[0].endswith(" left")
-    assert lines[1].startswith("features (train): 40/40 (100%), ") and lines[1].endswith(" s")
+    assert lines == ["features (train): 10/40 (25%), 0.2 a second, ~3 min 03 s left",
+                     "features (train): 40/40 (100%), 2 min 02 s"]
 
     quick = io.StringIO()
     bar = Bar(Console(file=quick, width=300), every=60.0)
-    for done in range(41):
-        bar.update("val", "features (val)", done, 40)
+    for _ in range(2):  # twice on one bar: the second run starts its own clock
+        for done in range(41):
+            clock[0] += 1
+            bar.update("val", "features (val)", done, 40)
     assert quick.getvalue() == ""
 
 

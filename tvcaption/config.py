@@ -54,7 +54,9 @@ class FeaturesConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # inference threads on CPU (torch and ONNX Runtime); 0 = all cores but one, left to decoding
     streams: int = 0  # OpenVINO: frames run at once, one thread each; 0 = `threads` when set, else one per core
-    runtime: str = "auto"  # auto (OpenVINO, else ONNX Runtime on CPU; PyTorch on CUDA) | openvino | onnx | torch; training uses torch
+    # auto (OpenVINO, else ONNX Runtime on CPU; PyTorch on CUDA) | openvino | onnx | torch; also what extracts
+    # features for training on CPU (the model itself trains in torch)
+    runtime: str = "auto"
     cache_dir: str = "features"  # feature cache for training, relative to the config file
 
     def __post_init__(self) -> None:
@@ -75,7 +77,12 @@ class FeaturesConfig:
         core is free: the decoding thread and the CNN share the cores without leaving one idle."""
         if self.streams > 0:
             return self.streams
-        return self.threads if self.threads > 0 else max(1, os.cpu_count() or 1)
+        if self.threads > 0:
+            return self.threads
+        # the cores this process may use (a container's or taskset's, not the host's), at most the
+        # frames one call brings (a CNN batch): more streams would never run
+        return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                          self.batch_size))
 
 
 def inference_threads(threads: int) -> int:

@@ -80,6 +80,8 @@ class Bar:
         finished = done >= total
         # the closing line only for work that already printed one (or ran as long): short work stays quiet
         if now - last < self.every and not (finished and now - started >= self.every):
+            if finished:
+                self._line = None  # the same key again is new work
             return
         self._line = (key, started, now)
         elapsed = now - started

@@ -16,7 +16,8 @@ Preprocessing is :meth:`Backbone.preprocess`, the same code on the same torch te
 features match the PyTorch runtime's on CPU to float rounding (``tests/test_onnx_backbone.py``
 states the tolerance and checks the shipped model's captions are identical). On CPU frames are
 resized on their uint8 pixels, on CUDA in float: the two differ by rounding (see
-``Backbone.preprocess``). Training keeps PyTorch.
+``Backbone.preprocess``). Feature extraction for training uses these runtimes too on CPU (the
+features equal PyTorch's, so they share the feature cache's key); the caption model trains in torch.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def _mark_used(entry: Path) -> None:
     """Touch the card: its mtime says when a run last read this export (for :func:`_sweep`)."""
     try:
         os.utime(entry / "card.json")
-    except OSError:  # a read-only cache: nothing is swept there either
+    except OSError:  # a cache this user cannot write: another user's sweep may remove it (then it exports again)
         pass
 
 

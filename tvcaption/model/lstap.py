@@ -89,10 +89,12 @@ class LSTAPEncoder(nn.Module):
         x = local.reshape(B, T, -1, local.shape[-1])  # (B, T, P, C)
         if self.dims.pooling == "mean":
             x = x.mean(dim=2, keepdim=True)  # LRCN: average pooling of the grid (commutes with the delta)
-        if self.dims.temporal_delta and self.dims.input_rank:
+        if self.dims.temporal_delta and self.dims.input_rank and not torch.is_autocast_enabled(x.device.type):
             # R [x ; x - m] = (R_x + R_d) x - R_d m with m = mean_t x: the same map as the
             # concatenation below without building it, half the multiply-adds for T >> 1 (the
-            # largest matmul in captioning a scene; test_model checks it equals the concatenation)
+            # largest matmul in captioning a scene; test_model checks it equals the concatenation).
+            # Not under bf16/fp16 autocast (training): there the small change x - m would be the
+            # difference of two rounded products, so the concatenation keeps it exact.
             r_x, r_d = self.x_reduce.weight.split(x.shape[-1], dim=1)
             x = F.linear(x, r_x + r_d) - F.linear(x.mean(dim=1, keepdim=True), r_d)  # (B, T, P, r)
         else:
