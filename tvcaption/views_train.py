@@ -78,12 +78,11 @@ class Bar:
             return
         _, started, last = self._line
         finished = done >= total
-        # the closing line only for work that already printed one (or ran as long): short work stays quiet
-        if now - last < self.every and not (finished and now - started >= self.every):
-            if finished:
-                self._line = None  # the same key again is new work
+        # a line a minute; the closing one only for work that ran as long: short work stays quiet
+        due = now - last >= self.every or (finished and now - started >= self.every)
+        self._line = None if finished else (key, started, now) if due else self._line  # finished: the key is new work again
+        if not due:
             return
-        self._line = (key, started, now)
         elapsed = now - started
         rate = done / elapsed if elapsed > 0 else 0.0
         parts = [f"{description}: {done}/{total} ({100.0 * done / max(total, 1):.0f}%)"]
@@ -92,8 +91,6 @@ class Bar:
         parts.append(f"{_duration(elapsed)}" if finished else
                      f"{rate:.1f} a second, ~{_duration((total - done) / rate)} left" if rate > 0 else "starting")
         self.console.print(escape(", ".join(parts)), highlight=False, soft_wrap=True)
-        if finished:
-            self._line = None
 
     def close(self) -> None:
         if self._progress is not None:

@@ -290,13 +290,11 @@ def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
         with lock:
             try:
                 for start in range(0, len(x), RUN_FRAMES):
-                    if len(running) == len(requests):
-                        out.append(_finished(running.popleft()))
-                    request = next(r for r in requests if all(r is not q for q in running))
-                    request.start_async({0: x[start:start + RUN_FRAMES]})  # copies the input
-                    running.append(request)
+                    free = requests[len(running)] if len(running) < len(requests) else _finished(running.popleft(), out)
+                    free.start_async({0: x[start:start + RUN_FRAMES]})  # copies the input
+                    running.append(free)
                 while running:
-                    out.append(_finished(running.popleft()))
+                    _finished(running.popleft(), out)
             finally:
                 for request in running:  # an error: leave no run behind for the next caller
                     request.wait()
@@ -305,9 +303,11 @@ def _openvino_runner(path: Path, config: FeaturesConfig, size: int):
     return run
 
 
-def _finished(request) -> np.ndarray:
+def _finished(request, out: list[np.ndarray]):
+    """Wait for ``request``'s run, append (a copy of) its output to ``out``; the request, now free."""
     request.wait()
-    return request.get_output_tensor(0).data.copy()
+    out.append(request.get_output_tensor(0).data.copy())
+    return request
 
 
 def _importable(name: str) -> bool:
