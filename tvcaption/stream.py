@@ -5,7 +5,10 @@ Every frame is decoded once. A downscaled copy goes to the scene detector (exact
 not yet converted) waits in a buffer until the scene it belongs to is closed by a cut. Then the
 scene is split like :func:`~tvcaption.scenes.split_long`, the frames shown at each part's
 :func:`~tvcaption.video.sample_times` are converted to RGB, and the scene is handed on while
-decoding goes on.
+decoding goes on. Sampled frames are display-shaped, or, for a run whose analysers read only
+the CNN's features (``display=False``), upright at the size they were coded: the CNN squashes
+every frame to 224x224 anyway, and stretching a PAL picture to its 768 or 1024 display pixels
+first costs swscale 1.8 ms of the 2.4 a frame (EPYC; ``bench/sample_size.py``).
 
 Memory is bounded whatever the scene length: the buffer keeps every frame of the open scene up
 to ``budget_bytes`` and then thins itself to every 2nd, 4th, ... frame (always keeping the
@@ -54,7 +57,7 @@ class StreamMismatch(RuntimeError):
 @dataclass(frozen=True)
 class SampledScene:
     scene: Scene
-    frames: np.ndarray  # (T, H, W, 3) RGB uint8, upright and display-shaped, full size
+    frames: np.ndarray  # (T, H, W, 3) RGB uint8, upright, full size: display-shaped, or as coded (display=False)
     times: np.ndarray  # (T,) timestamp of each frame returned (seconds from the first frame)
 
 
@@ -114,14 +117,16 @@ def _pick(entries: list[tuple[float, int, Any]], targets: np.ndarray) -> list[tu
 
 
 def stream_scenes(info: Any, options: ScenesConfig | None, frames_per_scene: int,
-                  budget_bytes: int = DEFAULT_BUDGET, stats: StreamStats | None = None) -> Iterator[SampledScene]:
+                  budget_bytes: int = DEFAULT_BUDGET, stats: StreamStats | None = None,
+                  display: bool = True) -> Iterator[SampledScene]:
     """Scenes of a recording with their sampled frames, in order, from one decoding pass.
 
     ``info`` is a :class:`~tvcaption.video.VideoInfo`. Scenes equal
-    ``split_long(detect_scenes(info, options), options.max_scene_len)``.
+    ``split_long(detect_scenes(info, options), options.max_scene_len)``. ``display``: frames
+    display-shaped (sample aspect ratio applied), else upright at the first picture's coded size.
     """
     one_pass = _OnePass(info, options or ScenesConfig(), frames_per_scene, budget_bytes,
-                        stats if stats is not None else StreamStats())
+                        stats if stats is not None else StreamStats(), display)
     yield from one_pass.run()
 
 
@@ -130,14 +135,15 @@ class _OnePass:
     scenes already handed on."""
 
     def __init__(self, info: Any, options: ScenesConfig, frames_per_scene: int, budget_bytes: int,
-                 stats: StreamStats):
+                 stats: StreamStats, display: bool = True):
         self.info, self.options, self.stats = info, options, stats
         self.frames_per_scene, self.budget_bytes = frames_per_scene, budget_bytes
         make_detector(options, info.fps)  # configuration errors before decoding anything
         # the detector's frame, made from the decoded picture exactly as detect_scenes makes it: BGR at
         # PySceneDetect's processing size, or 48x27 RGB for TransNetV2
         self.to_small, self.small_bgr = small_converter(info, options)
-        self.to_full = converter(info, *output_size(info, None))
+        # the sampled frames' size: the display's, or the first picture's coded size (set in _push)
+        self.to_full = converter(info, *output_size(info, None)) if display else None
         self.detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
         self.kept: _Kept | None = None
         self.emitted: list[Scene] = []
@@ -170,6 +176,9 @@ class _OnePass:
             return False  # a repeated timestamp: the detector skipped it, so do we
         stats.frames += 1
         if self.kept is None:
+            if self.to_full is None:
+                size = (picture.width, picture.height)
+                self.to_full = converter(self.info, *(size[::-1] if self.info.rotation in (90, 270) else size))
             frame_bytes = sum(p.buffer_size for p in picture.planes) or 1
             capacity = max(4 * self.frames_per_scene, self.budget_bytes // frame_bytes)
             # every frame the detector may still put a cut on stays unthinned, as far as the budget allows
