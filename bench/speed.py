@@ -62,22 +62,24 @@ def _machine() -> dict:
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
 
 
-def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (bytes) of the command and its children, and its stdout."""
+def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS (bytes) of the command and its children, its stdout, and the CPU
+    seconds (user + system) it and its children used: on a machine with few cores, what must fit."""
     probe = ("import resource, subprocess, sys, time, json\n"
              "t = time.perf_counter()\n"
              "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
              "wall = time.perf_counter() - t\n"
              "sys.stderr.write(p.stderr)\n"
+             "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
              "print(json.dumps({'rc': p.returncode, 'wall': wall, 'out': p.stdout,\n"
-             "  'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))\n")
+             "  'rss': r.ru_maxrss * 1024, 'cpu': r.ru_utime + r.ru_stime}))\n")
     res = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env)
     if res.returncode:
         raise SystemExit(f"{cmd[0]} failed: {res.stderr[-2000:]}")
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     if doc["rc"]:
         raise SystemExit(f"{' '.join(cmd)} exited {doc['rc']}: {res.stderr[-2000:]}")
-    return doc["wall"], doc["rss"], doc["out"]
+    return doc["wall"], doc["rss"], doc["out"], doc["cpu"]
 
 
 CAPTION_AND_TAGS = {"TVCAPTION_INDEX__ANALYSERS": "caption,tags"}  # what the speed target counts
@@ -92,12 +94,12 @@ def _index(recording: Path, work: Path, single_pass: bool = True, **settings: st
     env = dict(os.environ, TVCAPTION_DATABASE__URL=f"sqlite:///{db}",
                TVCAPTION_INDEX__SINGLE_PASS="true" if single_pass else "false", **settings)
     exe = [sys.executable, "-m", "tvcaption", "index", str(recording), "-c", str(ROOT / "tvcaption.toml")]
-    wall, rss, _ = _timed(exe, env)
+    wall, rss, _, cpu = _timed(exe, env)
     import sqlite3
 
     with sqlite3.connect(db) as con:
         scenes = con.execute("select count(*) from scenes").fetchone()[0]
-    return {"wall_s": wall, "peak_rss_mb": rss / 2**20, "scenes": scenes}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss / 2**20, "scenes": scenes}
 
 
 def _startup(runs: int = 7) -> dict:
@@ -197,7 +199,7 @@ def _short_clips(source: Path, work: Path, count: int = 100, seconds: float = 10
 
 def _floor(recording: Path) -> dict:
     out: dict = {}
-    wall, _, _ = _timed(["ffmpeg", "-v", "error", "-nostdin", "-i", str(recording), "-map", "0:v:0", "-f", "null", "-"])
+    wall, _, _, _ = _timed(["ffmpeg", "-v", "error", "-nostdin", "-i", str(recording), "-map", "0:v:0", "-f", "null", "-"])
     out["ffmpeg_null_s"] = wall
     code = ("import sys, decord\n"
             "vr = decord.VideoReader(sys.argv[1], num_threads=0)\n"
@@ -205,12 +207,12 @@ def _floor(recording: Path) -> dict:
             "for i in range(0, len(vr), 64):\n"
             "    n += len(vr.get_batch(list(range(i, min(len(vr), i + 64)))))\n"
             "print(n)\n")
-    wall, _, stdout = _timed([sys.executable, "-c", code, str(recording)])
+    wall, _, stdout, _ = _timed([sys.executable, "-c", code, str(recording)])
     out["decord_s"], out["decord_frames"] = wall, int(stdout.strip() or 0)
     code = ("import sys, av\n"
             "c = av.open(sys.argv[1]); s = c.streams.video[0]; s.thread_type = 'AUTO'\n"
             "print(sum(1 for _ in c.decode(s)))\n")
-    wall, _, stdout = _timed([sys.executable, "-c", code, str(recording)])
+    wall, _, stdout, _ = _timed([sys.executable, "-c", code, str(recording)])
     out["pyav_s"], out["pyav_frames"] = wall, int(stdout.strip() or 0)
     return out
 
@@ -221,7 +223,7 @@ def _peer(recording: Path, work: Path) -> dict:
         return {"error": "scenedetect CLI not found"}
     csv = work / "scenedetect"
     csv.mkdir(exist_ok=True)
-    wall, rss, _ = _timed([exe, "-q", "-i", str(recording), "-o", str(csv), "detect-adaptive", "list-scenes", "-s"])
+    wall, rss, _, cpu = _timed([exe, "-q", "-i", str(recording), "-o", str(csv), "detect-adaptive", "list-scenes", "-s"])
     starts = []
     files = sorted(csv.glob(f"{recording.stem}-Scenes.csv"))
     if files:
@@ -231,7 +233,7 @@ def _peer(recording: Path, work: Path) -> dict:
         head = next(i for i, r in enumerate(rows) if r and r[0].startswith("Scene Number"))
         col = rows[head].index("Start Time (seconds)")
         starts = [float(r[col]) for r in rows[head + 1:] if r]
-    return {"wall_s": wall, "peak_rss_mb": rss / 2**20, "scenes": len(starts), "starts": starts}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": rss / 2**20, "scenes": len(starts), "starts": starts}
 
 
 def _stages(recording: Path, frames_budget: dict) -> dict:
@@ -408,6 +410,9 @@ def _summary(result: dict, duration: float) -> dict:
         "index_rtf": duration / result["index"]["wall_s"],
         "index_caption_tags_rtf": duration / ct,
         "index_caption_tags_vs_scenedetect_cli": ct / peer if peer else None,  # the target: at most 1
+        # CPU seconds, ours over the CLI's: parity on N cores needs at most N x the CLI's wall in all
+        "index_caption_tags_cpu_vs_scenedetect_cli_cpu": (result["index_caption_tags"].get("cpu_s", 0)
+                                                          / result["peer"]["cpu_s"]) if result["peer"].get("cpu_s") else None,
         "default_vs_torch_index_speedup": result["index_caption_tags_torch"]["wall_s"] / ct,  # (onnx_vs_torch_... before OpenVINO)
         "default_vs_onnx_runtime_index_speedup": result.get("index_caption_tags_onnx", {}).get("wall_s", ct) / ct,
         "default_vs_5_frames_index_speedup": result.get("index_caption_tags_5_frames", {}).get("wall_s", ct) / ct,
@@ -463,6 +468,11 @@ def table(result: dict) -> str:
     if s.get("index_caption_tags_vs_scenedetect_cli"):
         lines += ["", f"caption + tags index / PySceneDetect CLI: {s['index_caption_tags_vs_scenedetect_cli']:.2f} "
                       "(target: at most 1.00)"]
+    if s.get("index_caption_tags_cpu_vs_scenedetect_cli_cpu"):
+        ours, theirs = result["index_caption_tags"]["cpu_s"], result["peer"]["cpu_s"]
+        lines += [f"CPU seconds (user + system): caption + tags index {ours:.1f}, PySceneDetect CLI {theirs:.1f} "
+                  f"({s['index_caption_tags_cpu_vs_scenedetect_cli_cpu']:.2f}x); parity on {m['cores']} cores needs "
+                  f"at most {m['cores'] * result['peer']['wall_s']:.1f} ({m['cores']} x the CLI's wall), all of it busy"]
     rt = st.get("runtimes_ms_per_frame", {})
     if rt:
         lines += ["", "backbone, ms a frame (SD frames, resize included): " + ", ".join(
