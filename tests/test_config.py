@@ -56,3 +56,17 @@ def test_openvino_streams_default_to_the_usable_cores_at_most_a_batch():
     assert FeaturesConfig(batch_size=1).inference_streams == 1  # more streams than frames a call would never run
     assert FeaturesConfig(threads=3).inference_streams == 3  # a Ray worker's cores
     assert FeaturesConfig(threads=3, streams=5).inference_streams == 5
+
+
+def test_inference_threads_count_the_cores_this_process_may_use(monkeypatch):
+    import os
+
+    from tvcaption.config import FeaturesConfig
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the host's; a container may use 4 of them
+    assert FeaturesConfig().inference_threads == 3  # every usable core but one: decoding runs beside
+    assert FeaturesConfig().inference_streams == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5}, raising=False)
+    assert FeaturesConfig().inference_threads == 1 and FeaturesConfig().inference_streams == 1
+    assert FeaturesConfig(threads=2).inference_threads == 2

@@ -79,15 +79,20 @@ class FeaturesConfig:
             return self.streams
         if self.threads > 0:
             return self.threads
-        # the cores this process may use (a container's or taskset's, not the host's), at most the
-        # frames one call brings (a CNN batch): more streams would never run
-        return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                          self.batch_size))
+        # one per usable core, at most the frames one call brings (a CNN batch): more would never run
+        return max(1, min(usable_cores(), self.batch_size))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: a container's or ``taskset``'s share, not the host's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def inference_threads(threads: int) -> int:
-    """A ``threads`` option: itself when set, else every core but one (decoding runs beside inference)."""
-    return threads if threads > 0 else max(1, (os.cpu_count() or 1) - 1)
+    """A ``threads`` option: itself when set, else every usable core but one (decoding runs beside inference)."""
+    return threads if threads > 0 else max(1, usable_cores() - 1)
 
 
 @dataclass(frozen=True)
