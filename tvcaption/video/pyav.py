@@ -361,7 +361,11 @@ def converter(info: VideoInfo, out_w: int, out_h: int, fmt: str = "rgb24",
     ``scaler="swscale"`` scales in FFmpeg (bilinear, filter widened when shrinking: no aliasing);
     ``"cv2"`` converts at the coded size and shrinks with ``cv2.resize(INTER_LINEAR)``, which is
     what PySceneDetect's SceneManager does: on the 10-minute benchmark recording the adaptive
-    detector then finds exactly the CLI's 173 cuts (swscale bilinear: 177, 4 extra).
+    detector then finds exactly the CLI's 173 cuts (swscale bilinear: 177, 4 extra). ``"fast"``
+    converts and shrinks in one swscale step with two taps a pixel (``FAST_BILINEAR``), sampling
+    as ``INTER_LINEAR`` does without making the full-size picture first: the same 173 cuts, and
+    the same on every sample clip (207 of 207), for 0.4-0.5 of the cost from SD to 1080p
+    (``bench/detector_frame.py``). Any other name is a swscale interpolation (``"AREA"``, ...).
     """
     from av.video.reformatter import VideoReformatter
 
@@ -371,6 +375,7 @@ def converter(info: VideoInfo, out_w: int, out_h: int, fmt: str = "rgb24",
     # (filters and all) on every call, 7x slower at 720x576 -> 256x205 (5.5 vs 0.8 ms a frame).
     reformatter = VideoReformatter()
     one = _one_thread()
+    interpolation = {"swscale": "BILINEAR", "fast": "FAST_BILINEAR"}.get(scaler, scaler)
 
     def convert(frame) -> np.ndarray:
         if (frame.width, frame.height) == (pre_w, pre_h):
@@ -382,7 +387,7 @@ def converter(info: VideoInfo, out_w: int, out_h: int, fmt: str = "rgb24",
                              interpolation=cv2.INTER_LINEAR)
         else:
             img = reformatter.reformat(frame, width=pre_w, height=pre_h, format=fmt,
-                                       interpolation="BILINEAR", **one).to_ndarray()
+                                       interpolation=interpolation, **one).to_ndarray()
         if k:
             img = np.rot90(img, k)
         return np.ascontiguousarray(img)
