@@ -145,6 +145,20 @@ def test_export_out_naming_a_file_is_one_line(indexed, tmp_path):
     one_line_error(invoke("export", clip, "--out", existing, "--config", config), "taken.txt")
 
 
+def test_export_out_dash_writes_the_track_to_standard_output(indexed, tmp_path, monkeypatch):
+    config, _, clip = indexed
+    monkeypatch.chdir(tmp_path)
+    # --all-captions: the toy model's captions are out of domain, and the track must not be empty
+    result = invoke("export", clip, "--format", "srt", "--all-captions", "--out", tmp_path / "subs", "--config", config)
+    assert result.exit_code == 0, result.output
+    written = next((tmp_path / "subs").glob("*.srt")).read_text()
+    piped = invoke("export", clip, "--format", "srt", "--all-captions", "--out", "-", "--config", config)
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout == written and written.startswith("1\n")  # exactly the file, nothing else
+    assert not (tmp_path / "-").exists()  # no folder named "-"
+    one_line_error(invoke("export", "--all", "--out", "-", "--config", config), "--out -", "--all")
+
+
 def test_recordings_are_found_by_any_path_to_them(indexed, tmp_path, monkeypatch):
     config, media, clip = indexed
     odd = tmp_path / "odd"

@@ -243,7 +243,8 @@ class ExportFormat(str, Enum):
 def export(
     recording: Annotated[Optional[str], typer.Argument(help="A recording as indexed (any path to it).")] = None,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="srt, vtt (WebVTT descriptions), ttml (EBU-TT-D for playout) or json.")] = ExportFormat.srt,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files (created if missing).")] = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", help=(
+        "Folder for the files (created if missing); - writes one recording's track to standard output."))] = Path("."),
     all_: Annotated[bool, typer.Option("--all", help="Export every indexed recording.")] = False,
     with_text: Annotated[bool, typer.Option("--with-text", help=(
         "SRT/WebVTT cues also say the text on screen (\"On screen: ...\"), when the text analyser ran. "
@@ -264,6 +265,13 @@ def export(
         raise TvcaptionError(f"export: {recording} and --all both given; name one RECORDING or pass --all alone")
     if not all_ and recording is None:
         raise TvcaptionError("export: name a RECORDING or pass --all")
+    if str(out_dir) == "-":
+        if all_:
+            raise TvcaptionError("export: --out - writes one recording to standard output; name a RECORDING, "
+                                 "or give --all a folder")
+        _export_to_stdout(_open_existing(_config(config, db)), recording, fmt.value, with_text, all_captions,
+                          reviewed_only)
+        return
     cfg = _config(config, db)
     engine = _open_existing(cfg)
     left_out: dict[str, int] = {}
@@ -279,6 +287,25 @@ def export(
     if sum(left_out.values()):
         err.print(f"left out {sum(left_out.values())} caption(s) marked out of domain (the caption model was not "
                   "trained on such scenes); --all-captions includes them", highlight=False, soft_wrap=True)
+
+
+def _export_to_stdout(engine, recording: str, fmt: str, with_text: bool, all_captions: bool,
+                      reviewed_only: bool) -> None:
+    """One recording's track on standard output (``export --out -``), through a temporary folder:
+    the writers write files, and what is printed is exactly what a file would hold."""
+    import sys
+    import tempfile
+
+    from tvcaption.export import export_recording
+
+    left_out: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="tvcaption-export-") as tmp:
+        path = export_recording(engine, recording, fmt, tmp, with_text, all_captions, left_out, reviewed_only)
+        sys.stdout.buffer.write(path.read_bytes())
+        sys.stdout.flush()
+    if sum(left_out.values()):
+        err.print(f"left out {sum(left_out.values())} caption(s) marked out of domain; --all-captions includes them",
+                  highlight=False, soft_wrap=True)
 
 
 class PositionRule(str, Enum):
