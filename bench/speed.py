@@ -339,7 +339,8 @@ def _agreement(ours: list[float], theirs: list[float], tol: float = 0.05) -> dic
     return {"ours": len(a), "theirs": len(b), "matched_within_s": tol, "matched": int(matched)}
 
 
-def run(minutes: float, long_minutes: float, work: Path, out: Path, clips: int = 100) -> dict:
+def run(minutes: float, long_minutes: float, work: Path, out: Path, clips: int = 100,
+        model: Path | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     rec = work / f"broadcast-{minutes:g}min.ts"
     if not rec.exists():
@@ -366,6 +367,9 @@ def run(minutes: float, long_minutes: float, work: Path, out: Path, clips: int =
             "index_caption_tags_two_pass": {"single_pass": False},
             # what fewer frames a scene would buy (the shipped model was trained on 10: bench/frames.py has the cost)
             "index_caption_tags_5_frames": {"TVCAPTION_MODEL__FRAMES": "5"}}
+    if model is not None:  # another checkpoint, with the frames a scene it was trained on
+        runs["index_caption_tags_model"] = {"TVCAPTION_MODEL__PATH": str(model.resolve())}
+        result["other_model"] = str(model)
     for key, settings in runs.items():
         print(f"tvcaption index, caption + tags ({key}) ...", flush=True)
         single = settings.pop("single_pass", True)
@@ -417,6 +421,7 @@ def _summary(result: dict, duration: float) -> dict:
         "default_vs_onnx_runtime_index_speedup": result.get("index_caption_tags_onnx", {}).get("wall_s", ct) / ct,
         "default_vs_5_frames_index_speedup": result.get("index_caption_tags_5_frames", {}).get("wall_s", ct) / ct,
         "default_vs_all_cores_threads_speedup": result["index_caption_tags_all_cores"]["wall_s"] / ct,
+        "default_vs_other_model_speedup": result.get("index_caption_tags_model", {}).get("wall_s", ct) / ct,
         "default_vs_one_stream_speedup": result.get("index_caption_tags_one_stream", {}).get("wall_s", ct) / ct,
         "single_vs_two_pass_speedup": result["index_caption_tags_two_pass"]["wall_s"] / ct,
         "floor_ffmpeg_rtf": duration / result["floor"]["ffmpeg_null_s"],
@@ -448,6 +453,8 @@ def table(result: dict) -> str:
               if "index_caption_tags_onnx" in result else []),
             *([row("... 5 frames a scene instead of the model's 10 (`[model] frames = 5`)",
                    result["index_caption_tags_5_frames"]["wall_s"])] if "index_caption_tags_5_frames" in result else []),
+            *([row(f"... with the model {Path(result['other_model']).name} (its own frames a scene)",
+                   result["index_caption_tags_model"]["wall_s"])] if "index_caption_tags_model" in result else []),
             *([row("... one OpenVINO stream (`[features] streams = 1`; default: one per core)",
                    result["index_caption_tags_one_stream"]["wall_s"])] if "index_caption_tags_one_stream" in result else []),
             row(f"... every core for torch and OpenVINO ({m['cores']} threads; default: all but one for torch)",
@@ -528,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
     ap.add_argument("--clips", type=int, default=100, help="short 10 s clips to index in one run (0: skip)")
     ap.add_argument("--table", action="store_true", help="only print the table of an existing --out file")
+    ap.add_argument("--model", type=Path, help="also index caption + tags with this checkpoint STEM (a model "
+                    "trained on fewer frames a scene)")
     ap.add_argument("--startup-only", action="store_true", help=(
         "measure start-up only (--help, and process start to the first decoded frame of a clip made by an "
         "earlier full run); merge it into --out"))
@@ -547,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(json.loads(args.out.read_text())))
         return 0
-    result = run(args.minutes, args.long, args.work, args.out, args.clips)
+    result = run(args.minutes, args.long, args.work, args.out, args.clips, args.model)
     print(table(result))
     print(f"\nwrote {args.out}")
     return 0
