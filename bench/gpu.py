@@ -104,7 +104,7 @@ def _train_epoch(work: Path, clips: int, device: str, frames: int | None) -> dic
     subprocess.run(base, env=env, check=True, capture_output=True)  # features cached (and one epoch)
     first = time.perf_counter() - t
     with GpuSampler() as gpu:
-        wall, rss, _ = _timed(base, env)  # features cached now: the epoch alone (+ start-up, validation)
+        wall, rss, _, _ = _timed(base, env)  # features cached now: the epoch alone (+ start-up, validation)
     return {"clips": clips, "first_run_with_features_s": first, "epoch_s": wall, "peak_rss_mb": rss / 2**20,
             "gpu": gpu.summary()}
 

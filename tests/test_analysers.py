@@ -115,3 +115,37 @@ def test_scene_annotations_are_added_not_copied():
         Annotation("x", "y", "z", field="everywhere")
     item = SceneInput(scene, np.zeros(2))
     assert item.frames is None and item.features is None
+
+
+class FrameShapes(Analyser):
+    """Records the size of the frames it is given (the pipeline picks the size by what analysers read)."""
+
+    name = "shapes"
+    needs = frozenset({"frames"})
+    seen: list = []
+
+    def analyse(self, batch):
+        FrameShapes.seen += [item.frames.shape[1:3] for item in batch]
+        return [[] for _ in batch]
+
+
+def test_frames_are_display_shaped_for_analysers_that_read_them_and_as_coded_for_the_cnn_alone(scenes_dir):
+    from tvcaption.config import Config, with_overrides
+    from tvcaption.engine import Engine
+    from tvcaption.pipeline import captions_of
+    from tvcaption.video import probe
+
+    info = probe(scenes_dir / "issue-195-aspect-ratio.mp4")  # coded 704x576, shown 1024x576 (SAR 16:11)
+    cnn_inputs: list = []
+    for analysers, expected in ((["caption", "tags", "test_analysers:FrameShapes"], (576, 1024)),
+                                (["caption", "tags"], (576, 704))):
+        config = with_overrides(Config(), "index", analysers=analysers)
+        engine = Engine(config)
+        features = engine.features
+        engine.features = lambda frames: cnn_inputs.append(frames.shape[1:3]) or features(frames)
+        cnn_inputs.clear()
+        FrameShapes.seen = []
+        captions_of(info, config, engine)
+        assert cnn_inputs and set(cnn_inputs) == {expected}
+        if "test_analysers:FrameShapes" in analysers:  # OCR and the like see the picture as shown
+            assert FrameShapes.seen and set(FrameShapes.seen) == {expected}

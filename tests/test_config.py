@@ -63,6 +63,9 @@ def test_inference_threads_count_the_cores_this_process_may_use(monkeypatch):
 
     from tvcaption.config import FeaturesConfig
 
+    import tvcaption.config as config_module
+
+    monkeypatch.setattr(config_module, "_cgroup_quota", lambda: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the host's; a container may use 4 of them
     assert FeaturesConfig().inference_threads == 3  # every usable core but one: decoding runs beside
@@ -70,3 +73,19 @@ def test_inference_threads_count_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5}, raising=False)
     assert FeaturesConfig().inference_threads == 1 and FeaturesConfig().inference_streams == 1
     assert FeaturesConfig(threads=2).inference_threads == 2
+
+
+def test_a_cgroup_cpu_quota_caps_the_usable_cores(tmp_path, monkeypatch):
+    import os
+
+    import tvcaption.config as config_module
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    cpu_max = tmp_path / "cpu.max"
+    real = config_module._cgroup_quota
+    monkeypatch.setattr(config_module, "_cgroup_quota", lambda: real(str(cpu_max)))
+    for text, cores in (("150000 100000\n", 2), ("400000 100000\n", 4), ("max 100000\n", 16), ("garbage", 16)):
+        cpu_max.write_text(text)
+        assert config_module.usable_cores() == cores, text
+    cpu_max.unlink()  # no cgroup v2 file: the affinity alone
+    assert config_module.usable_cores() == 16

@@ -91,13 +91,14 @@ def test_a_small_budget_thins_frames_but_keeps_scenes_and_bounds_memory(scenes_d
         assert np.all((g.times >= g.scene.start - 1e-6) & (g.times < g.scene.end))
 
 
-def test_index_single_and_two_pass_agree(scenes_dir):
+@pytest.mark.parametrize("name", ["bikes.mp4", "issue-195-aspect-ratio.mp4"])  # the second: pixels not square
+def test_index_single_and_two_pass_agree(scenes_dir, name):
     from tvcaption.engine import Engine
     from tvcaption.pipeline import captions_of
 
-    config = Config()
+    config = with_overrides(Config(), "index", analysers=["caption", "tags"])  # frames as coded, both ways
     engine = Engine(config)
-    info = probe(scenes_dir / "bikes.mp4")
+    info = probe(scenes_dir / name)
     once = captions_of(info, config, engine)
     twice = captions_of(info, dataclasses.replace(config, index=dataclasses.replace(config.index, single_pass=False)),
                         engine)

@@ -293,6 +293,7 @@ def _export_to_stdout(engine, recording: str, fmt: str, with_text: bool, all_cap
                       reviewed_only: bool) -> None:
     """One recording's track on standard output (``export --out -``), through a temporary folder:
     the writers write files, and what is printed is exactly what a file would hold."""
+    import os
     import sys
     import tempfile
 
@@ -301,11 +302,15 @@ def _export_to_stdout(engine, recording: str, fmt: str, with_text: bool, all_cap
     left_out: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="tvcaption-export-") as tmp:
         path = export_recording(engine, recording, fmt, tmp, with_text, all_captions, left_out, reviewed_only)
-        sys.stdout.buffer.write(path.read_bytes())
-        sys.stdout.flush()
+        try:
+            sys.stdout.buffer.write(path.read_bytes())
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head`: the reader has what it wanted; no traceback at exit either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
     if sum(left_out.values()):
-        err.print(f"left out {sum(left_out.values())} caption(s) marked out of domain; --all-captions includes them",
-                  highlight=False, soft_wrap=True)
+        err.print(f"left out {sum(left_out.values())} caption(s) marked out of domain (the caption model was not "
+                  "trained on such scenes); --all-captions includes them", highlight=False, soft_wrap=True)
 
 
 class PositionRule(str, Enum):

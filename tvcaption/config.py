@@ -84,10 +84,21 @@ class FeaturesConfig:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on: a container's or ``taskset``'s share, not the host's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    """The cores this process may run on, not the host's count: its CPU affinity (``taskset``,
+    ``docker --cpuset-cpus``), capped by a cgroup v2 CPU quota (``docker --cpus=4``, Kubernetes
+    limits), rounded up."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def _cgroup_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """Cores a cgroup v2 quota allows ("400000 100000": 4; "150000 100000": 2), None without one."""
+    try:
+        limit, period = open(path, encoding="ascii").read().split()[:2]
+        return max(1, -(-int(limit) // int(period))) if limit != "max" and int(period) > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def inference_threads(threads: int) -> int:

@@ -98,15 +98,28 @@ class Engine:
         """Two passes: scenes already detected, their frames read by seeking, a chunk at a time."""
         import numpy as np
 
-        from tvcaption.video import read_frames, sample_times
+        from tvcaption.video import sample_times
 
         results: list[Scene] = []
         for lo in range(0, len(scenes), chunk):
             part = scenes[lo:lo + chunk]
             times = [sample_times(s.start, s.end, self.frames) for s in part]
-            frames = read_frames(info, np.concatenate(times))[0]
+            frames = self._read(info, np.concatenate(times))
             results += self._run(part, times, np.split(frames, len(part)))
         return results
+
+    def _read(self, info, times):
+        """The frames shown at ``times``: display-shaped, or, when only the CNN reads them and the
+        pixels are not square, at the coded size as the single pass gives them (stream.py)."""
+        import numpy as np
+
+        from tvcaption.video import read_frames
+
+        if self.keep or abs(info.sample_aspect_ratio - 1.0) < 1e-6:
+            return read_frames(info, times)[0]  # the same either way: decord's random access where it is right
+        from tvcaption.video.pyav import coded_converter, pick_frames
+
+        return np.stack(pick_frames(info, times, coded_converter(info))[0])
 
     def _run(self, scenes: Sequence[Scene], times: Sequence, frames: Sequence) -> list[Scene]:
         """Features for the scenes' frames (if needed), then the analysers."""

@@ -8,7 +8,8 @@ scene is split like :func:`~tvcaption.scenes.split_long`, the frames shown at ea
 decoding goes on. Sampled frames are display-shaped, or, for a run whose analysers read only
 the CNN's features (``display=False``), upright at the size they were coded: the CNN squashes
 every frame to 224x224 anyway, and stretching a PAL picture to its 768 or 1024 display pixels
-first costs swscale 1.8 ms of the 2.4 a frame (EPYC; ``bench/sample_size.py``).
+first costs swscale 1.6-2.0 ms of the 3.9-4.3 a frame takes to reach the CNN (EPYC;
+``bench/sample_size.py``; two passes read frames the same way: :meth:`Engine.analyse_scenes`).
 
 Memory is bounded whatever the scene length: the buffer keeps every frame of the open scene up
 to ``budget_bytes`` and then thins itself to every 2nd, 4th, ... frame (always keeping the
@@ -44,7 +45,7 @@ import numpy as np
 from tvcaption.config import ScenesConfig
 from tvcaption.scenes import Scene, SceneDetection, make_detector, small_converter, split_long, too_short
 from tvcaption.video import output_size, sample_times
-from tvcaption.video.pyav import PyavCursor, converter
+from tvcaption.video.pyav import PyavCursor, coded_converter, converter
 
 _EPS = 1e-6
 DEFAULT_BUDGET = 96 << 20  # bytes of decoded pictures kept for the open scene (peak RSS: bench/speed.py)
@@ -142,8 +143,7 @@ class _OnePass:
         # the detector's frame, made from the decoded picture exactly as detect_scenes makes it: BGR at
         # PySceneDetect's processing size, or 48x27 RGB for TransNetV2
         self.to_small, self.small_bgr = small_converter(info, options)
-        # the sampled frames' size: the display's, or the first picture's coded size (set in _push)
-        self.to_full = converter(info, *output_size(info, None)) if display else None
+        self.to_full = converter(info, *output_size(info, None)) if display else coded_converter(info)
         self.detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
         self.kept: _Kept | None = None
         self.emitted: list[Scene] = []
@@ -176,9 +176,6 @@ class _OnePass:
             return False  # a repeated timestamp: the detector skipped it, so do we
         stats.frames += 1
         if self.kept is None:
-            if self.to_full is None:
-                size = (picture.width, picture.height)
-                self.to_full = converter(self.info, *(size[::-1] if self.info.rotation in (90, 270) else size))
             frame_bytes = sum(p.buffer_size for p in picture.planes) or 1
             capacity = max(4 * self.frames_per_scene, self.budget_bytes // frame_bytes)
             # every frame the detector may still put a cut on stays unthinned, as far as the budget allows

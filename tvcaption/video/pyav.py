@@ -344,6 +344,21 @@ def pick_frames(info: VideoInfo, req: np.ndarray, convert: Callable[[Any], np.nd
     return out, stamps
 
 
+def coded_converter(info: VideoInfo) -> Callable[[Any], np.ndarray]:
+    """Like :func:`converter`, at the first picture's coded size, upright (no sample aspect ratio
+    applied; later pictures of another size are scaled to it): frames for the CNN alone, which
+    squashes every frame to 224x224 anyway (:mod:`tvcaption.stream`)."""
+    made: list[Callable[[Any], np.ndarray]] = []
+
+    def convert(frame) -> np.ndarray:
+        if not made:
+            size = (frame.width, frame.height)
+            made.append(converter(info, *(size[::-1] if info.rotation in (90, 270) else size)))
+        return made[0](frame)
+
+    return convert
+
+
 def _one_thread() -> dict:
     """swscale on the calling thread: PyAV 17 slices every conversion across threads by default,
     which on a CPU whose cores already decode and run the CNN only adds waiting (SD to BGR with
@@ -361,11 +376,12 @@ def converter(info: VideoInfo, out_w: int, out_h: int, fmt: str = "rgb24",
     ``scaler="swscale"`` scales in FFmpeg (bilinear, filter widened when shrinking: no aliasing);
     ``"cv2"`` converts at the coded size and shrinks with ``cv2.resize(INTER_LINEAR)``, which is
     what PySceneDetect's SceneManager does: on the 10-minute benchmark recording the adaptive
-    detector then finds exactly the CLI's 173 cuts (swscale bilinear: 177, 4 extra). ``"fast"``
-    converts and shrinks in one swscale step with two taps a pixel (``FAST_BILINEAR``), sampling
-    as ``INTER_LINEAR`` does without making the full-size picture first: the same 173 cuts, and
-    the same on every sample clip (207 of 207), for 0.4-0.5 of the cost from SD to 1080p
-    (``bench/detector_frame.py``). Any other name is a swscale interpolation (``"AREA"``, ...).
+    detector then finds exactly the CLI's 173 cuts (swscale bilinear: 197, 29 not the CLI's). Any
+    other name is a swscale interpolation done in the same step as the conversion: ``"POINT"``
+    (the nearest pixel) is what the scene detector's small frame uses, since on every frame of the
+    broadcast and the sample clips it lies 0.8 grey levels on average from the ``cv2`` frame
+    (cv2's INTER_LINEAR, shrinking SD by 3, reads almost only whole pixels), gives the same 207
+    scene starts, and costs 0.15-0.6 of it (``bench/detector_frame.py``).
     """
     from av.video.reformatter import VideoReformatter
 
@@ -375,7 +391,7 @@ def converter(info: VideoInfo, out_w: int, out_h: int, fmt: str = "rgb24",
     # (filters and all) on every call, 7x slower at 720x576 -> 256x205 (5.5 vs 0.8 ms a frame).
     reformatter = VideoReformatter()
     one = _one_thread()
-    interpolation = {"swscale": "BILINEAR", "fast": "FAST_BILINEAR"}.get(scaler, scaler)
+    interpolation = "BILINEAR" if scaler == "swscale" else scaler
 
     def convert(frame) -> np.ndarray:
         if (frame.width, frame.height) == (pre_w, pre_h):
@@ -395,5 +411,5 @@ def converter(info: VideoInfo, out_w: int, out_h: int, fmt: str = "rgb24",
     return convert
 
 
-__all__ = ["PyavCursor", "converter", "pick_frames", "read", "first_frame", "open_container", "pick_stream",
+__all__ = ["PyavCursor", "converter", "coded_converter", "pick_frames", "read", "first_frame", "open_container", "pick_stream",
            "rate", "fallback_step", "reason", "indexed_container", "INDEXED_CONTAINERS", "SEEK_GAP", "EPS"]
