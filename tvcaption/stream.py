@@ -1,10 +1,11 @@
 """Decode once: scene detection and frame sampling from one sequential pass over a recording.
 
-Every frame is decoded once. A downscaled copy goes to the scene detector (exactly what
-:func:`tvcaption.scenes.detect_scenes` feeds it); the decoded picture itself (a PyAV frame, YUV,
-not yet converted) waits in a buffer until the scene it belongs to is closed by a cut. Then the
-scene is split like :func:`~tvcaption.scenes.split_long`, the frames shown at each part's
-:func:`~tvcaption.video.sample_times` are converted to RGB, and the scene is handed on while
+Every frame is decoded once, in a thread of its own that also makes the downscaled copy the
+scene detector reads (exactly what :func:`tvcaption.scenes.detect_scenes` feeds it, from a
+thread the same way): detection runs beside decoding, not after it. The decoded picture itself
+(a PyAV frame, YUV, not yet converted) waits in a buffer until the scene it belongs to is
+closed by a cut. Then the scene is split like :func:`~tvcaption.scenes.split_long`, the
+frames shown at each part's :func:`~tvcaption.video.sample_times` are converted to RGB, and the scene is handed on while
 decoding goes on. Sampled frames are display-shaped, or, for a run whose analysers read only
 the CNN's features (``display=False``), upright at the size they were coded: the CNN squashes
 every frame to 224x224 anyway, and stretching a PAL picture to its 768 or 1024 display pixels
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from tvcaption.background import in_background
 from tvcaption.config import ScenesConfig
 from tvcaption.scenes import Scene, SceneDetection, make_detector, small_converter, split_long, too_short
 from tvcaption.video import output_size, sample_times
@@ -70,8 +72,8 @@ class StreamStats:
     scenes: int = 0  # scenes handed on (after splitting long ones)
     max_kept: int = 0  # most pictures held at once
     max_stride: int = 1  # coarsest thinning used (1: every frame kept)
-    decode_s: float = 0.0  # seconds decoding (demux + decode, incl. waiting on decoder threads)
-    detect_s: float = 0.0  # seconds resizing + scene detection
+    decode_s: float = 0.0  # seconds waiting for the decoding thread (demux, decode, the detector's small frame)
+    detect_s: float = 0.0  # seconds of scene detection
     sample_s: float = 0.0  # seconds picking + converting the sampled frames
 
 
@@ -153,24 +155,37 @@ class _OnePass:
 
     def run(self) -> Iterator[SampledScene]:
         with PyavCursor(self.info) as cursor:
-            frames = cursor.frames()
-            while (item := self._next(frames)) is not None:
-                if self._push(*item):
-                    yield from self._close_scenes()
+            # decoding and the detector's small frame in a thread of their own, a few frames ahead
+            decoded = in_background(self._decoded(cursor.frames()), depth=self._depth())
+            try:
+                while (item := self._next(decoded)) is not None:
+                    if self._push(*item):
+                        yield from self._close_scenes()
+            finally:
+                decoded.close()  # the decoding thread stops before the cursor closes
         yield from self._finish()
 
-    def _next(self, frames: Iterator[tuple[float, Any]]) -> tuple[float, Any] | None:
+    def _depth(self) -> int:
+        """Decoded pictures waiting for detection: 16, or fewer where that would pass ~48 MB (4K)."""
+        picture = max(1, self.info.width * self.info.height * 3 // 2)
+        return max(2, min(16, (48 << 20) // picture))
+
+    def _decoded(self, frames: Iterator[tuple[float, Any]]) -> Iterator[tuple[float, Any, np.ndarray]]:
+        for t, picture in frames:
+            yield t, picture, self.to_small(picture)
+
+    def _next(self, frames: Iterator[tuple[float, Any, np.ndarray]]) -> tuple[float, Any, np.ndarray] | None:
         t0 = time.perf_counter()
         item = next(frames, None)
         self.stats.decode_s += time.perf_counter() - t0
         return item
 
-    def _push(self, t: float, picture: Any) -> bool:
+    def _push(self, t: float, picture: Any, small: np.ndarray) -> bool:
         """Detection and the buffer take one decoded picture; False for a repeated timestamp."""
         t0 = time.perf_counter()
         detection, stats = self.detection, self.stats
         before = len(detection.times)
-        detection.push(t, self.to_small(picture), bgr=self.small_bgr)
+        detection.push(t, small, bgr=self.small_bgr)
         stats.detect_s += time.perf_counter() - t0
         if len(detection.times) == before:
             return False  # a repeated timestamp: the detector skipped it, so do we
