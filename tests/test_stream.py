@@ -140,6 +140,19 @@ def test_in_background_passes_items_errors_and_stops_early():
     assert len(produced) == n and n <= 5
 
 
+def test_leaving_a_pass_early_stops_its_decoding_thread(scenes_dir):
+    """The pass decodes in a thread of its own: a consumer that stops after the first scene must
+    leave no thread decoding from a container that is being closed (and none running on)."""
+    info = probe(scenes_dir / "bikes.mp4")
+    before = {t for t in threading.enumerate() if t.name == "tvcaption-decode"}
+    sampled = stream_scenes(info, ScenesConfig(), 4)
+    first = next(sampled)
+    assert first.frames.shape[0] == 4
+    sampled.close()
+    left = {t for t in threading.enumerate() if t.name == "tvcaption-decode"} - before
+    assert not left, "the decoding thread still runs after the pass was closed"
+
+
 def test_out_of_order_cuts_fall_back_to_two_passes(scenes_dir, monkeypatch, caplog):
     import tvcaption.stream as stream
     from tvcaption.engine import Engine

@@ -50,6 +50,7 @@ from tvcaption.video import output_size, sample_times
 from tvcaption.video.pyav import PyavCursor, coded_converter, converter
 
 _EPS = 1e-6
+_HAND_OVER = 4  # decoded frames passed from the decoding thread at once
 DEFAULT_BUDGET = 96 << 20  # bytes of decoded pictures kept for the open scene (peak RSS: bench/speed.py)
 
 
@@ -156,11 +157,12 @@ class _OnePass:
     def run(self) -> Iterator[SampledScene]:
         with PyavCursor(self.info) as cursor:
             # decoding and the detector's small frame in a thread of their own, a few frames ahead
-            decoded = in_background(self._decoded(cursor.frames()), depth=self._depth())
+            decoded = in_background(self._decoded(cursor.frames()), depth=max(1, self._depth() // _HAND_OVER))
             try:
-                while (item := self._next(decoded)) is not None:
-                    if self._push(*item):
-                        yield from self._close_scenes()
+                while (items := self._next(decoded)) is not None:
+                    for item in items:
+                        if self._push(*item):
+                            yield from self._close_scenes()
             finally:
                 decoded.close()  # the decoding thread stops before the cursor closes
         yield from self._finish()
@@ -170,11 +172,18 @@ class _OnePass:
         picture = max(1, self.info.width * self.info.height * 3 // 2)
         return max(2, min(16, (48 << 20) // picture))
 
-    def _decoded(self, frames: Iterator[tuple[float, Any]]) -> Iterator[tuple[float, Any, np.ndarray]]:
+    def _decoded(self, frames: Iterator[tuple[float, Any]]) -> Iterator[list[tuple[float, Any, np.ndarray]]]:
+        """(time, picture, small frame) of every frame, a few at a time (fewer hand-overs between threads)."""
+        items = []
         for t, picture in frames:
-            yield t, picture, self.to_small(picture)
+            items.append((t, picture, self.to_small(picture)))
+            if len(items) == _HAND_OVER:
+                yield items
+                items = []
+        if items:
+            yield items
 
-    def _next(self, frames: Iterator[tuple[float, Any, np.ndarray]]) -> tuple[float, Any, np.ndarray] | None:
+    def _next(self, frames: Iterator[list]) -> list[tuple[float, Any, np.ndarray]] | None:
         t0 = time.perf_counter()
         item = next(frames, None)
         self.stats.decode_s += time.perf_counter() - t0
