@@ -72,7 +72,7 @@ def _parts(recording: Path, frames_counts: list[int], sample_scenes: int) -> dic
         stats = StreamStats()
         wall, cpu = time.perf_counter(), _cpu()
         first = []
-        for item in stream_scenes(info, config.scenes, frames, stats=stats, display=False):
+        for item in stream_scenes(info, config.scenes, frames, stats=stats):
             if len(first) < sample_scenes:
                 first.append(item)
         out[f"pass_{frames}"] = {"cpu_s": _cpu() - cpu, "wall_s": time.perf_counter() - wall,

@@ -64,10 +64,15 @@ def recordings(work: Path, minutes: float, msvd: int) -> list[Path]:
 
 
 def sampled(info, config, display: bool):
+    """The pass's scenes with their 10 frames as coded, or display-shaped (as ``shown`` pictures)."""
+    import dataclasses
+
     from tvcaption.stream import StreamStats, stream_scenes
 
     stats = StreamStats()
-    scenes = list(stream_scenes(info, config.scenes, 10, stats=stats, display=display))
+    scenes = list(stream_scenes(info, config.scenes, 10, stats=stats, shown=10 if display else 0))
+    if display:
+        scenes = [dataclasses.replace(s, frames=s.shown, shown=None) for s in scenes]
     return scenes, stats
 
 

@@ -269,7 +269,7 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
 
     stats = StreamStats()
     t = time.perf_counter()
-    sampled = list(stream_scenes(info, config.scenes, engine.frames, stats=stats))
+    sampled = list(stream_scenes(info, config.scenes, engine.frames, stats=stats, shown=engine.keep))
     out["one_pass_s"] = time.perf_counter() - t
     out["one_pass_parts_s"] = {"decode": stats.decode_s, "detect": stats.detect_s, "sample": stats.sample_s}
     out["frames_decoded"] = stats.frames
@@ -285,7 +285,7 @@ def _stages(recording: Path, frames_budget: dict) -> dict:
     out["runtimes_ms_per_frame"] = _runtimes(config, np.concatenate([s.frames for s in sampled[:32]]))
 
     # each analyser alone over the whole recording, on the features above, 16 scenes at a time
-    inputs = [engine._input(s.scene, s.times, s.frames, x) for s, x in zip(sampled, local.split(engine.frames))]
+    inputs = [engine._input(s.scene, s.times, s.frames, x, s.shown) for s, x in zip(sampled, local.split(engine.frames))]
     annotated = [s.scene for s in sampled]
     for analyser in engine.analysers:
         t = time.perf_counter()

@@ -129,7 +129,9 @@ class FrameShapes(Analyser):
         return [[] for _ in batch]
 
 
-def test_frames_are_display_shaped_for_analysers_that_read_them_and_as_coded_for_the_cnn_alone(scenes_dir):
+def test_the_cnn_reads_frames_as_coded_and_analysers_see_them_as_shown(scenes_dir):
+    """Whatever else runs: adding an analyser that reads pictures (OCR) must not change what the
+    CNN reads, so not the captions and tags either."""
     from tvcaption.config import Config, with_overrides
     from tvcaption.engine import Engine
     from tvcaption.pipeline import captions_of
@@ -137,15 +139,18 @@ def test_frames_are_display_shaped_for_analysers_that_read_them_and_as_coded_for
 
     info = probe(scenes_dir / "issue-195-aspect-ratio.mp4")  # coded 704x576, shown 1024x576 (SAR 16:11)
     cnn_inputs: list = []
-    for analysers, expected in ((["caption", "tags", "test_analysers:FrameShapes"], (576, 1024)),
-                                (["caption", "tags"], (576, 704))):
-        config = with_overrides(Config(), "index", analysers=analysers)
-        engine = Engine(config)
-        features = engine.features
-        engine.features = lambda frames: cnn_inputs.append(frames.shape[1:3]) or features(frames)
-        cnn_inputs.clear()
-        FrameShapes.seen = []
-        captions_of(info, config, engine)
-        assert cnn_inputs and set(cnn_inputs) == {expected}
-        if "test_analysers:FrameShapes" in analysers:  # OCR and the like see the picture as shown
-            assert FrameShapes.seen and set(FrameShapes.seen) == {expected}
+    said = []
+    for analysers in (["caption", "tags", "test_analysers:FrameShapes"], ["caption", "tags"]):
+        for single_pass in (True, False):
+            config = with_overrides(Config(), "index", analysers=analysers, single_pass=single_pass)
+            engine = Engine(config)
+            features = engine.features
+            engine.features = lambda frames: cnn_inputs.append(frames.shape[1:3]) or features(frames)
+            cnn_inputs.clear()
+            FrameShapes.seen = []
+            scenes = captions_of(info, config, engine)
+            assert cnn_inputs and set(cnn_inputs) == {(576, 704)}  # as coded, always
+            if "test_analysers:FrameShapes" in analysers:  # OCR and the like see the picture as shown
+                assert FrameShapes.seen and set(FrameShapes.seen) == {(576, 1024)}
+            said.append([(s.start, s.caption, s.tags) for s in scenes])
+    assert all(s == said[0] for s in said[1:])

@@ -54,22 +54,26 @@ def test_one_pass_gives_the_scenes_and_frames_of_two(name, media, scenes_dir):
 
 @pytest.mark.parametrize("name, coded", [("issue-195-aspect-ratio.mp4", (704, 576)),  # SAR 16:11
                                            ("issue-134-rotate.mp4", (544, 1280))])  # turned 90 degrees
-def test_frames_as_coded_are_the_display_frames_unstretched(name, coded, scenes_dir):
+def test_frames_come_as_coded_and_the_shown_pictures_display_shaped(name, coded, scenes_dir):
     import cv2
 
     info = probe(scenes_dir / name)
     options = ScenesConfig(max_scene_len=4.0)
-    shown = list(stream_scenes(info, options, 4))
-    as_coded = list(stream_scenes(info, options, 4, display=False))
-    assert [(g.scene, list(g.times)) for g in as_coded] == [(g.scene, list(g.times)) for g in shown]
+    _, reads = _two_pass(info, options, 4)  # display-shaped, as read_frames gives them
+    got = list(stream_scenes(info, options, 4, budget_bytes=192 << 20, shown=4))  # no thinning: exact frames
     w, h = output_size(info)
-    for a, b in zip(as_coded, shown):
-        assert a.frames.shape[1:] == (coded[1], coded[0], 3)  # upright, at the coded size
+    for g, (frames, times) in zip(got, reads, strict=True):
+        assert g.frames.shape[1:] == (coded[1], coded[0], 3)  # upright, at the coded size
+        np.testing.assert_array_equal(g.shown, frames)  # the pictures analysers get: as shown
+        np.testing.assert_array_equal(g.times, times)
         if (w, h) == coded:  # square pixels: the very same conversion
-            np.testing.assert_array_equal(a.frames, b.frames)
+            np.testing.assert_array_equal(g.frames, frames)
             continue
-        stretched = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in a.frames])
-        assert np.abs(stretched.astype(np.int16) - b.frames).mean() < 2.0  # the same pictures, resampled once less
+        stretched = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in g.frames])
+        assert np.abs(stretched.astype(np.int16) - frames).mean() < 2.0  # the same pictures, resampled once less
+    fewer = list(stream_scenes(info, options, 4, budget_bytes=192 << 20, shown=2))  # two of four
+    for g, (frames, _) in zip(fewer, reads, strict=True):
+        np.testing.assert_array_equal(g.shown, frames[[1, 2]])
 
 
 def test_a_small_budget_thins_frames_but_keeps_scenes_and_bounds_memory(scenes_dir):

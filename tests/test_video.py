@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tvcaption.errors import VideoError
-from tvcaption.video import VideoInfo, iter_frames, output_size, probe, read_frames, sample_times
+from tvcaption.video import (VideoInfo, iter_frames, output_size, probe, read_cnn_frames, read_frames, sample_times,
+                              shown_picks)
 
 try:
     from tests.media import TS_OFFSET, media, reference_decode  # noqa: F401  (fixture)
@@ -256,6 +257,25 @@ def test_aspect_ratio_matches_ffmpeg_scale(clip, probed):
     frames, _ = read_frames(dataclasses.replace(info, reader="pyav"), [0.0])
     ref = _ffmpeg_first_frame(clip("issue-195-aspect-ratio.mp4"), "scale=iw*sar:ih", 1024, 576)
     assert _mad(frames[0], ref) < 2.0
+
+
+def test_the_cnn_reads_frames_as_coded(clip, probed):
+    """Anamorphic PAL: the picture coded (704x576), not stretched to its display width; square
+    pixels (rotated too): read_frames' own frames."""
+    info = probed("issue-195-aspect-ratio.mp4")
+    got = read_cnn_frames(info, [0.0, 1.0])
+    assert got.shape == (2, 576, 704, 3)
+    assert _mad(got[0], _ffmpeg_first_frame(clip("issue-195-aspect-ratio.mp4"), None, 704, 576)) < 2.0
+    assert read_cnn_frames(info, []).shape[0] == 0
+    square = probed("issue-134-rotate.mp4")
+    np.testing.assert_array_equal(read_cnn_frames(square, [0.0, 0.5]), read_frames(square, [0.0, 0.5])[0])
+
+
+def test_shown_picks_spread_inside_the_scene():
+    assert list(shown_picks(10, 3)) == [2, 4, 7]
+    assert list(shown_picks(4, 2)) == [1, 2]
+    assert list(shown_picks(4, 3)) == [1, 2]  # rounded onto the same frame: once
+    assert list(shown_picks(5, 5)) == list(shown_picks(5, 9)) == [0, 1, 2, 3, 4]
 
 
 def test_sorted_times_seek_instead_of_decoding_everything(probed, monkeypatch):

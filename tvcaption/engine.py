@@ -98,30 +98,22 @@ class Engine:
         """Two passes: scenes already detected, their frames read by seeking, a chunk at a time."""
         import numpy as np
 
-        from tvcaption.video import sample_times
+        from tvcaption.video import read_cnn_frames, read_frames, sample_times, shown_picks
 
         results: list[Scene] = []
         for lo in range(0, len(scenes), chunk):
             part = scenes[lo:lo + chunk]
             times = [sample_times(s.start, s.end, self.frames) for s in part]
-            frames = self._read(info, np.concatenate(times))
-            results += self._run(part, times, np.split(frames, len(part)))
+            frames = np.split(read_cnn_frames(info, np.concatenate(times)), len(part))  # as the single pass
+            shown: list = [None] * len(part)
+            if self.keep:  # the pictures analysers read, display-shaped (square pixels: the same frames)
+                picks = shown_picks(self.frames, self.keep)
+                shown = [f[picks] for f in frames] if abs(info.sample_aspect_ratio - 1.0) < 1e-6 else \
+                    np.split(read_frames(info, np.concatenate([t[picks] for t in times]))[0], len(part))
+            results += self._run(part, times, frames, shown)
         return results
 
-    def _read(self, info, times):
-        """The frames shown at ``times``: display-shaped, or, when only the CNN reads them and the
-        pixels are not square, at the coded size as the single pass gives them (stream.py)."""
-        import numpy as np
-
-        from tvcaption.video import read_frames
-
-        if self.keep or abs(info.sample_aspect_ratio - 1.0) < 1e-6:
-            return read_frames(info, times)[0]  # the same either way: decord's random access where it is right
-        from tvcaption.video.pyav import coded_converter, pick_frames
-
-        return np.stack(pick_frames(info, times, coded_converter(info))[0])
-
-    def _run(self, scenes: Sequence[Scene], times: Sequence, frames: Sequence) -> list[Scene]:
+    def _run(self, scenes: Sequence[Scene], times: Sequence, frames: Sequence, shown: Sequence) -> list[Scene]:
         """Features for the scenes' frames (if needed), then the analysers."""
         features = [None] * len(scenes)
         if "features" in self.needs:
@@ -133,11 +125,12 @@ class Engine:
 
             local = torch.cat([self.features(flat[i:i + batch]) for i in range(0, len(flat), batch)])
             features = list(local.split([len(f) for f in frames]))
-        return self.analyse([self._input(s, t, f, x) for s, t, f, x in zip(scenes, times, frames, features)])
+        return self.analyse([self._input(*args) for args in zip(scenes, times, frames, features, shown)])
 
-    def _input(self, scene: Scene, times, frames, features) -> SceneInput:
-        """What the analysers get of a scene: the full-size frames only as many as they read, and
-        how many of its sampled frames are blank (:mod:`tvcaption.blank`)."""
+    def _input(self, scene: Scene, times, frames, features, shown=None) -> SceneInput:
+        """What the analysers get of a scene: its display-shaped pictures ``shown`` (the frames at
+        :func:`~tvcaption.video.shown_picks`) when an analyser reads pictures, and how many of its
+        sampled frames (as the CNN read them) are blank (:mod:`tvcaption.blank`)."""
         from tvcaption.blank import blank_share
 
         blank = blank_share(frames)
@@ -145,9 +138,13 @@ class Engine:
             return SceneInput(scene, times, None, None, features, blank)
         import numpy as np
 
-        pick = np.unique(np.linspace(0, len(frames) - 1, self.keep + 2)[1:-1].round().astype(int)) \
-            if self.keep < len(frames) else np.arange(len(frames))
-        return SceneInput(scene, times, frames[pick], np.asarray(times)[pick], features, blank)
+        from tvcaption.video import shown_picks
+
+        picks = shown_picks(len(frames), self.keep)
+        if shown is None or len(shown) != len(picks):
+            raise ValueError(f"{len(frames)} frames of a scene came with "
+                             f"{'no' if shown is None else len(shown)} pictures for {len(picks)} to show")
+        return SceneInput(scene, times, shown, np.asarray(times)[picks], features, blank)
 
     def analyse_stream(self, sampled: Iterable, chunk: int = 16, on_progress: ProgressFn | None = None) -> list[Scene]:
         """Analyse :class:`~tvcaption.stream.SampledScene` items as they come.
@@ -169,7 +166,7 @@ class Engine:
             if waiting:
                 local = self.features(np.concatenate([w.frames for w in waiting])) if cnn else None
                 parts = local.split([len(w.frames) for w in waiting]) if cnn else [None] * len(waiting)
-                ready.extend(self._input(w.scene, w.times, w.frames, x) for w, x in zip(waiting, parts))
+                ready.extend(self._input(w.scene, w.times, w.frames, x, w.shown) for w, x in zip(waiting, parts))
                 waiting.clear()
 
         def run_analysers() -> None:

@@ -81,8 +81,8 @@ def captions_of(info, config: Config, engine: Engine, on_progress: ProgressFn | 
         from tvcaption.stream import StreamMismatch, stream_scenes
 
         try:
-            # frames as coded unless an analyser reads the pictures themselves (the CNN squashes them)
-            sampled = stream_scenes(info, config.scenes, engine.frames, display=engine.keep > 0)
+            # frames as coded for the CNN; display-shaped pictures too for analysers that read them
+            sampled = stream_scenes(info, config.scenes, engine.frames, shown=engine.keep)
             return engine.analyse_stream(in_background(sampled), on_progress=on_progress)
         except StreamMismatch as exc:
             log.warning("%s; captioning it again in two passes", exc)

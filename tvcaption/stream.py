@@ -6,11 +6,11 @@ thread the same way): detection runs beside decoding, not after it. The decoded 
 (a PyAV frame, YUV, not yet converted) waits in a buffer until the scene it belongs to is
 closed by a cut. Then the scene is split like :func:`~tvcaption.scenes.split_long`, the
 frames shown at each part's :func:`~tvcaption.video.sample_times` are converted to RGB, and the scene is handed on while
-decoding goes on. Sampled frames are display-shaped, or, for a run whose analysers read only
-the CNN's features (``display=False``), upright at the size they were coded: the CNN squashes
-every frame to 224x224 anyway, and stretching a PAL picture to its 768 or 1024 display pixels
-first costs swscale 1.6-2.0 ms of the 3.9-4.3 a frame takes to reach the CNN (EPYC;
-``bench/sample_size.py``; two passes read frames the same way: :meth:`Engine.analyse_scenes`).
+decoding goes on. Sampled frames are upright at the size they were coded, as the CNN reads
+every frame (:func:`~tvcaption.video.read_cnn_frames`): it squashes them to 224x224 anyway, and
+stretching a PAL picture to its 768 or 1024 display pixels first costs swscale 1.6-2.0 ms of the
+3.9-4.3 a frame takes to reach the CNN (EPYC; ``bench/sample_size.py``). The few frames that
+analysers reading pictures get (``shown``: OCR) come display-shaped as well.
 
 Memory is bounded whatever the scene length: the buffer keeps every frame of the open scene up
 to ``budget_bytes`` and then thins itself to every 2nd, 4th, ... frame (always keeping the
@@ -46,7 +46,7 @@ import numpy as np
 from tvcaption.background import in_background
 from tvcaption.config import ScenesConfig
 from tvcaption.scenes import Scene, SceneDetection, make_detector, small_converter, split_long, too_short
-from tvcaption.video import output_size, sample_times
+from tvcaption.video import output_size, sample_times, shown_picks
 from tvcaption.video.pyav import PyavCursor, coded_converter, converter
 
 _EPS = 1e-6
@@ -61,8 +61,9 @@ class StreamMismatch(RuntimeError):
 @dataclass(frozen=True)
 class SampledScene:
     scene: Scene
-    frames: np.ndarray  # (T, H, W, 3) RGB uint8, upright, full size: display-shaped, or as coded (display=False)
+    frames: np.ndarray  # (T, H, W, 3) RGB uint8, upright, at the coded size: what the CNN reads
     times: np.ndarray  # (T,) timestamp of each frame returned (seconds from the first frame)
+    shown: np.ndarray | None = None  # (K, h, w, 3) display-shaped frames[shown_picks(T, K)], for analysers
 
 
 @dataclass
@@ -122,15 +123,16 @@ def _pick(entries: list[tuple[float, int, Any]], targets: np.ndarray) -> list[tu
 
 def stream_scenes(info: Any, options: ScenesConfig | None, frames_per_scene: int,
                   budget_bytes: int = DEFAULT_BUDGET, stats: StreamStats | None = None,
-                  display: bool = True) -> Iterator[SampledScene]:
+                  shown: int = 0) -> Iterator[SampledScene]:
     """Scenes of a recording with their sampled frames, in order, from one decoding pass.
 
     ``info`` is a :class:`~tvcaption.video.VideoInfo`. Scenes equal
-    ``split_long(detect_scenes(info, options), options.max_scene_len)``. ``display``: frames
-    display-shaped (sample aspect ratio applied), else upright at the first picture's coded size.
+    ``split_long(detect_scenes(info, options), options.max_scene_len)``. Frames are upright at the
+    first picture's coded size; ``shown`` of them (:func:`~tvcaption.video.shown_picks`) also come
+    display-shaped (sample aspect ratio applied) in ``SampledScene.shown``.
     """
     one_pass = _OnePass(info, options or ScenesConfig(), frames_per_scene, budget_bytes,
-                        stats if stats is not None else StreamStats(), display)
+                        stats if stats is not None else StreamStats(), shown)
     yield from one_pass.run()
 
 
@@ -139,14 +141,17 @@ class _OnePass:
     scenes already handed on."""
 
     def __init__(self, info: Any, options: ScenesConfig, frames_per_scene: int, budget_bytes: int,
-                 stats: StreamStats, display: bool = True):
+                 stats: StreamStats, shown: int = 0):
         self.info, self.options, self.stats = info, options, stats
         self.frames_per_scene, self.budget_bytes = frames_per_scene, budget_bytes
         make_detector(options, info.fps)  # configuration errors before decoding anything
         # the detector's frame, made from the decoded picture exactly as detect_scenes makes it: BGR at
         # PySceneDetect's processing size, or 48x27 RGB for TransNetV2
         self.to_small, self.small_bgr = small_converter(info, options)
-        self.to_full = converter(info, *output_size(info, None)) if display else coded_converter(info)
+        self.to_full = coded_converter(info)
+        self.shown = shown
+        square = abs(info.sample_aspect_ratio - 1.0) < 1e-6  # then the coded frames are the shown ones
+        self.to_shown = converter(info, *output_size(info, None)) if shown and not square else None
         self.detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
         self.kept: _Kept | None = None
         self.emitted: list[Scene] = []
@@ -249,8 +254,13 @@ class _OnePass:
             for t, picture in picks:
                 if t not in converted:
                     converted[t] = self.to_full(picture)
-            out = SampledScene(part, np.stack([converted[t] for t, _ in picks]),
-                               np.array([t for t, _ in picks], dtype=np.float64))
+            frames = np.stack([converted[t] for t, _ in picks])
+            shown = None
+            if self.shown:
+                chosen = shown_picks(len(picks), self.shown)
+                shown = frames[chosen] if self.to_shown is None else \
+                    np.stack([self.to_shown(picks[i][1]) for i in chosen])
+            out = SampledScene(part, frames, np.array([t for t, _ in picks], dtype=np.float64), shown)
             self.emitted.append(part)
             self.stats.scenes += 1
             self.stats.sample_s += time.perf_counter() - t0

@@ -198,12 +198,12 @@ def _probe(path: str) -> Any:
 
 
 def read_span(clip_video: str, frames: int) -> np.ndarray:
-    """``frames`` RGB frames sampled uniformly over the clip's span, as indexing samples a scene."""
+    """``frames`` RGB frames sampled uniformly over the clip's span, as indexing samples and reads
+    a scene's frames for the CNN (at their coded size)."""
     from tvcaption import video
 
     path, start, end = parse_span(clip_video)
-    images, _ = video.read_frames(_probe(path), video.sample_times(start, end, frames))
-    return images
+    return video.read_cnn_frames(_probe(path), video.sample_times(start, end, frames))
 
 
 def clip_features(clips: list[Clip], features: FeaturesConfig, frames: int, cache_dir: Path,

@@ -252,12 +252,12 @@ ReadFn = Callable[[str, int], np.ndarray]  # (video path, frames) -> uint8 (fram
 
 
 def read_clip(path: str, frames: int) -> np.ndarray:
-    """``frames`` RGB frames sampled uniformly over the whole clip (tvcaption.video)."""
+    """``frames`` RGB frames sampled uniformly over the whole clip, read as indexing reads them for
+    the CNN (:func:`tvcaption.video.read_cnn_frames`)."""
     from tvcaption import video
 
     info = video.probe(path)
-    images, _ = video.read_frames(info, video.sample_times(0.0, info.duration, frames))
-    return images
+    return video.read_cnn_frames(info, video.sample_times(0.0, info.duration, frames))
 
 
 def _prefetched(fn: Callable[[Any], Any], items: Iterable[Any], ahead: int) -> Iterator[tuple[Any, Any]]:

@@ -61,6 +61,31 @@ def read_frames(path_or_info: str | os.PathLike | VideoInfo, times: Sequence[flo
     return pyav.read(info, req, out_w, out_h)
 
 
+def read_cnn_frames(path_or_info: str | os.PathLike | VideoInfo, times: Sequence[float]) -> np.ndarray:
+    """The frames the CNN reads at ``times``: upright, at the size they were coded (not stretched to
+    their display shape), RGB uint8 ``(N, H, W, 3)``. The CNN squashes every frame to its square
+    input anyway, so the picture it sees has the same geometry either way, resampled once instead
+    of twice. Every path to the CNN reads frames this way: the single pass (:mod:`tvcaption.stream`),
+    two passes, features for training. Square pixels: exactly :func:`read_frames`."""
+    info = _info(path_or_info)
+    if abs(info.sample_aspect_ratio - 1.0) < 1e-6:
+        return read_frames(info, times)[0]  # decord's random access where it is proven right
+    req = np.asarray(times, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(req)):
+        raise ValueError("read_cnn_frames: times must be finite numbers of seconds")
+    if req.size == 0:
+        return np.zeros((0, info.height, info.width, 3), np.uint8)
+    return np.stack(pyav.pick_frames(info, req, pyav.coded_converter(info))[0])
+
+
+def shown_picks(sampled: int, keep: int) -> np.ndarray:
+    """Which of a scene's ``sampled`` frames analysers that read pictures get: ``keep`` of them,
+    evenly spread between the first and the last (which are left out), or all."""
+    if keep >= sampled:
+        return np.arange(sampled)
+    return np.unique(np.linspace(0, sampled - 1, keep + 2)[1:-1].round().astype(int))
+
+
 def iter_frames(path_or_info: str | os.PathLike | VideoInfo, size: int | None = None,
                 step: int = 1, bgr: bool = False, scaler: str = "swscale") -> Iterator[tuple[float, np.ndarray]]:
     """Every ``step``-th frame in display order with its time in seconds from the first frame.
@@ -94,4 +119,5 @@ def _info(path_or_info: str | os.PathLike | VideoInfo) -> VideoInfo:
     return path_or_info if isinstance(path_or_info, VideoInfo) else probe(path_or_info)
 
 
-__all__ = ["VideoInfo", "probe", "read_frames", "iter_frames", "sample_times", "output_size"]
+__all__ = ["VideoInfo", "probe", "read_frames", "read_cnn_frames", "iter_frames", "sample_times", "shown_picks",
+           "output_size"]
