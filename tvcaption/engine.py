@@ -146,7 +146,7 @@ class Engine:
                              f"{'no' if shown is None else len(shown)} pictures for {len(picks)} to show")
         return SceneInput(scene, times, shown, np.asarray(times)[picks], features, blank)
 
-    def analyse_stream(self, sampled: Iterable, chunk: int = 16, on_progress: ProgressFn | None = None) -> list[Scene]:
+    def analyse_stream(self, sampled: Iterable, chunk: int = 8, on_progress: ProgressFn | None = None) -> list[Scene]:
         """Analyse :class:`~tvcaption.stream.SampledScene` items as they come.
 
         Frames of consecutive scenes share CNN batches; only the scenes' features (and frames,
