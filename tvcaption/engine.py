@@ -108,7 +108,7 @@ class Engine:
             shown: list = [None] * len(part)
             if self.keep:  # the pictures analysers read, display-shaped (square pixels: the same frames)
                 picks = shown_picks(self.frames, self.keep)
-                shown = [f[picks] for f in frames] if abs(info.sample_aspect_ratio - 1.0) < 1e-6 else \
+                shown = [f[picks] for f in frames] if info.square_pixels else \
                     np.split(read_frames(info, np.concatenate([t[picks] for t in times]))[0], len(part))
             results += self._run(part, times, frames, shown)
         return results

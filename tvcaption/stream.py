@@ -5,8 +5,8 @@ scene detector reads (exactly what :func:`tvcaption.scenes.detect_scenes` feeds 
 thread the same way): detection runs beside decoding, not after it. The decoded picture itself
 (a PyAV frame, YUV, not yet converted) waits in a buffer until the scene it belongs to is
 closed by a cut. Then the scene is split like :func:`~tvcaption.scenes.split_long`, the
-frames shown at each part's :func:`~tvcaption.video.sample_times` are converted to RGB, and the scene is handed on while
-decoding goes on. Sampled frames are upright at the size they were coded, as the CNN reads
+frames shown at each part's :func:`~tvcaption.video.sample_times` are converted to RGB, and the
+scene is handed on while decoding goes on. Sampled frames are upright at the size they were coded, as the CNN reads
 every frame (:func:`~tvcaption.video.read_cnn_frames`): it squashes them to 224x224 anyway, and
 stretching a PAL picture to its 768 or 1024 display pixels first costs swscale 1.6-2.0 ms of the
 3.9-4.3 a frame takes to reach the CNN (EPYC; ``bench/sample_size.py``). The few frames that
@@ -150,8 +150,8 @@ class _OnePass:
         self.to_small, self.small_bgr = small_converter(info, options)
         self.to_full = coded_converter(info)
         self.shown = shown
-        square = abs(info.sample_aspect_ratio - 1.0) < 1e-6  # then the coded frames are the shown ones
-        self.to_shown = converter(info, *output_size(info, None)) if shown and not square else None
+        # square pixels: the coded frames are the shown ones
+        self.to_shown = converter(info, *output_size(info, None)) if shown and not info.square_pixels else None
         self.detection = SceneDetection(info.fps, options, source_size=(info.width, info.height))
         self.kept: _Kept | None = None
         self.emitted: list[Scene] = []

@@ -68,7 +68,7 @@ def read_cnn_frames(path_or_info: str | os.PathLike | VideoInfo, times: Sequence
     of twice. Every path to the CNN reads frames this way: the single pass (:mod:`tvcaption.stream`),
     two passes, features for training. Square pixels: exactly :func:`read_frames`."""
     info = _info(path_or_info)
-    if abs(info.sample_aspect_ratio - 1.0) < 1e-6:
+    if info.square_pixels:
         return read_frames(info, times)[0]  # decord's random access where it is proven right
     req = np.asarray(times, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(req)):

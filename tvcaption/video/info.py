@@ -65,6 +65,11 @@ class VideoInfo:
     def __post_init__(self, reader: str | None) -> None:
         object.__setattr__(self, "reader", reader)  # through _ChosenReader.__set__
 
+    @property
+    def square_pixels(self) -> bool:
+        """Whether the picture is shown as coded (no stretching to the display's aspect)."""
+        return abs(self.sample_aspect_ratio - 1.0) < 1e-6
+
 
 def output_size(info: VideoInfo, size: int | None = None) -> tuple[int, int]:
     """(width, height) of the frames returned for ``size`` (shorter side), upright display shape."""
